@@ -1,0 +1,139 @@
+//! Start-up and shutdown order.
+//!
+//! Owns: binding the configured sockets, then starting, in order, the dispatcher's context,
+//! the domain actors that register with it, and the transports; waiting for the shutdown
+//! future; then stopping. Takes bound sockets and a shutdown future so tests and embedders
+//! can run it on port 0 with their own stop signal. Must not: make protocol decisions.
+
+use std::future::Future;
+use std::net::SocketAddr;
+
+use actix::prelude::*;
+use log::info;
+
+use crate::config::{ListenTransport, Settings};
+use crate::sip::transport::tcp_connection::ConnectionSettings;
+use crate::sip::transport::{TcpTransport, Transports, UdpTransport};
+use crate::sip::{Dispatcher, DispatcherSettings};
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A socket could not be bound.
+    #[error("cannot listen on {transport}:{addr}: {source}")]
+    Bind {
+        /// udp or tcp.
+        transport: &'static str,
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The configuration is unusable.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// A bound socket could not be handed to the runtime.
+    #[error("socket setup failed: {0}")]
+    Socket(#[from] std::io::Error),
+}
+
+/// Sockets bound before the runtime takes them.
+#[derive(Debug, Default)]
+pub struct BoundSockets {
+    /// UDP sockets.
+    pub udp: Vec<std::net::UdpSocket>,
+    /// TCP listeners.
+    pub tcp: Vec<std::net::TcpListener>,
+}
+
+/// Binds every `sip.listen` entry.
+pub fn bind(settings: &Settings) -> Result<BoundSockets, StartError> {
+    let mut sockets = BoundSockets::default();
+    for listen in settings.sip.listen_addrs()? {
+        let addr = listen.addr;
+        match listen.transport {
+            ListenTransport::Udp => {
+                let s = std::net::UdpSocket::bind(addr).map_err(|source| StartError::Bind {
+                    transport: "udp",
+                    addr,
+                    source,
+                })?;
+                s.set_nonblocking(true)?;
+                sockets.udp.push(s);
+            }
+            ListenTransport::Tcp => {
+                let s = std::net::TcpListener::bind(addr).map_err(|source| StartError::Bind {
+                    transport: "tcp",
+                    addr,
+                    source,
+                })?;
+                s.set_nonblocking(true)?;
+                sockets.tcp.push(s);
+            }
+        }
+    }
+    Ok(sockets)
+}
+
+/// Runs the server on `sockets` until `shutdown` completes. Must be called inside an actix
+/// system.
+pub async fn run(
+    settings: Settings,
+    sockets: BoundSockets,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), StartError> {
+    let dispatcher_ctx = Context::<Dispatcher>::new();
+    let dispatcher = dispatcher_ctx.address();
+    let mut transports = Transports::new();
+    let mut local_addrs = Vec::new();
+    let max = settings.sip.max_message_bytes;
+
+    for socket in sockets.udp {
+        let socket = tokio::net::UdpSocket::from_std(socket)?;
+        let local = socket.local_addr()?;
+        let udp = UdpTransport::new(
+            socket,
+            max,
+            dispatcher.clone().recipient(),
+            dispatcher.clone().recipient(),
+        )?;
+        transports.add_udp(local, udp.start());
+        local_addrs.push(local);
+        info!("listening on udp:{local}");
+    }
+    let mut listeners = Vec::new();
+    for listener in sockets.tcp {
+        let listener = tokio::net::TcpListener::from_std(listener)?;
+        let local = listener.local_addr()?;
+        local_addrs.push(local);
+        listeners.push(listener);
+        info!("listening on tcp:{local}");
+    }
+    if !listeners.is_empty() {
+        let tcp = TcpTransport::new(
+            listeners,
+            ConnectionSettings {
+                max_message_bytes: max,
+                idle_timeout: std::time::Duration::from_secs(settings.sip.tcp_idle_timeout_s),
+            },
+            settings.sip.max_tcp_connections,
+            dispatcher.clone().recipient(),
+            dispatcher.clone().recipient(),
+        );
+        transports.set_tcp(tcp.start());
+    }
+
+    let dispatcher_settings = DispatcherSettings {
+        domains: settings.sip.domains.clone(),
+        local_addrs,
+        t1: settings.sip.t1(),
+        t2: settings.sip.t2(),
+        server_name: settings.sip.server_name.clone(),
+    };
+    let _dispatcher = dispatcher_ctx.run(Dispatcher::new(dispatcher_settings, transports));
+    info!("presenced {} running", env!("CARGO_PKG_VERSION"));
+
+    shutdown.await;
+    info!("shutting down");
+    Ok(())
+}

@@ -1,0 +1,295 @@
+//! Typed settings, read once at start-up.
+//!
+//! Owns: the `Settings` tree (one struct per config section), its defaults, the layering
+//! defaults → TOML file → `PRESENCED__SECTION__KEY` environment variables, and `validate()`.
+//! Must not: be read anywhere but start-up. Each module receives its own section by value.
+//!
+//! Every key is documented, with its default and unit, in `config/presenced.toml`.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Why the configuration could not be used. Every variant names the offending key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file does not exist.
+    #[error("config file {0} not found")]
+    Missing(String),
+    /// The file or an environment variable could not be read or has the wrong shape
+    /// (unknown key, wrong type). The `config` crate's message names the key.
+    #[error("{0}")]
+    Load(#[from] config::ConfigError),
+    /// A value parsed but is not acceptable.
+    #[error("invalid value for `{key}`: {problem}")]
+    Invalid {
+        /// Dotted key, e.g. `sip.listen[1]`.
+        key: String,
+        /// What is wrong with it.
+        problem: String,
+    },
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// `[sip]`: transports and protocol limits.
+    pub sip: SipSettings,
+    /// `[presence]`: subscription and publication lifetimes.
+    pub presence: PresenceSettings,
+    /// `[store]`: persistence (used by the persistence layer).
+    pub store: StoreSettings,
+    /// `[log]`: logging.
+    pub log: LogSettings,
+}
+
+/// `[sip]` section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SipSettings {
+    /// Listening sockets, `udp:HOST:PORT` or `tcp:HOST:PORT`; IPv6 hosts in brackets.
+    pub listen: Vec<String>,
+    /// Served domains; empty serves any domain.
+    pub domains: Vec<String>,
+    /// Largest accepted message, head and body, in bytes.
+    pub max_message_bytes: usize,
+    /// Seconds of silence after which a TCP connection is closed.
+    pub tcp_idle_timeout_s: u64,
+    /// Most TCP connections open at once; further ones are refused.
+    pub max_tcp_connections: usize,
+    /// RFC 3261 T1 (round-trip estimate), milliseconds.
+    pub t1_ms: u64,
+    /// RFC 3261 T2 (longest retransmit interval for non-INVITE), milliseconds.
+    pub t2_ms: u64,
+    /// Value of the `Server` header and the OPTIONS `Server` header.
+    pub server_name: String,
+}
+
+impl Default for SipSettings {
+    fn default() -> Self {
+        Self {
+            listen: vec!["udp:127.0.0.1:5060".into(), "tcp:127.0.0.1:5060".into()],
+            domains: Vec::new(),
+            max_message_bytes: 65535,
+            tcp_idle_timeout_s: 300,
+            max_tcp_connections: 10000,
+            t1_ms: 500,
+            t2_ms: 4000,
+            server_name: concat!("presenced/", env!("CARGO_PKG_VERSION")).into(),
+        }
+    }
+}
+
+impl SipSettings {
+    /// T1 as a duration.
+    pub fn t1(&self) -> Duration {
+        Duration::from_millis(self.t1_ms)
+    }
+    /// T2 as a duration.
+    pub fn t2(&self) -> Duration {
+        Duration::from_millis(self.t2_ms)
+    }
+    /// The parsed `listen` entries. `validate()` has checked that they parse.
+    pub fn listen_addrs(&self) -> Result<Vec<ListenAddr>, ConfigError> {
+        self.listen
+            .iter()
+            .enumerate()
+            .map(|(i, entry)| {
+                entry.parse().map_err(|problem| ConfigError::Invalid {
+                    key: format!("sip.listen[{i}]"),
+                    problem,
+                })
+            })
+            .collect()
+    }
+}
+
+/// `[presence]` section. Seconds throughout.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PresenceSettings {
+    /// SUBSCRIBE without Expires gets this.
+    pub default_expires: u32,
+    /// SUBSCRIBE below this (and not 0) gets 423.
+    pub min_expires: u32,
+    /// SUBSCRIBE above this is clamped.
+    pub max_expires: u32,
+    /// PUBLISH without Expires gets this.
+    pub publish_default_expires: u32,
+    /// PUBLISH above this is clamped.
+    pub publish_max_expires: u32,
+}
+
+impl Default for PresenceSettings {
+    fn default() -> Self {
+        Self {
+            default_expires: 3600,
+            min_expires: 60,
+            max_expires: 86400,
+            publish_default_expires: 3600,
+            publish_max_expires: 86400,
+        }
+    }
+}
+
+/// `[store]` section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreSettings {
+    /// Database URL, `sqlite://PATH` or `postgres://…`.
+    pub url: String,
+}
+
+impl Default for StoreSettings {
+    fn default() -> Self {
+        Self {
+            url: "sqlite://var/presenced.db".into(),
+        }
+    }
+}
+
+/// `[log]` section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSettings {
+    /// env_logger filter, e.g. `info` or `presenced::sip=debug`; `RUST_LOG` overrides it.
+    pub level: String,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            level: "info".into(),
+        }
+    }
+}
+
+/// Transport of a listening socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListenTransport {
+    /// Datagrams.
+    Udp,
+    /// Streams.
+    Tcp,
+}
+
+/// One parsed `sip.listen` entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListenAddr {
+    /// udp or tcp.
+    pub transport: ListenTransport,
+    /// Address to bind (port 0 picks a free port).
+    pub addr: SocketAddr,
+}
+
+impl FromStr for ListenAddr {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (transport, rest) = s
+            .split_once(':')
+            .ok_or_else(|| format!("`{s}` is not `udp:HOST:PORT` or `tcp:HOST:PORT`"))?;
+        let transport = match transport.to_ascii_lowercase().as_str() {
+            "udp" => ListenTransport::Udp,
+            "tcp" => ListenTransport::Tcp,
+            other => return Err(format!("unknown transport `{other}` (udp or tcp)")),
+        };
+        let addr = rest.parse::<SocketAddr>().map_err(|_| {
+            format!("`{rest}` is not an IP address and port (IPv6 goes in brackets: [::1]:5060)")
+        })?;
+        Ok(Self { transport, addr })
+    }
+}
+
+impl Settings {
+    /// Reads defaults, then the file, then `PRESENCED__SECTION__KEY` variables, and validates.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        if !path.is_file() {
+            return Err(ConfigError::Missing(path.display().to_string()));
+        }
+        let settings: Settings = config::Config::builder()
+            .add_source(config::File::from(path).format(config::FileFormat::Toml))
+            .add_source(
+                config::Environment::with_prefix("PRESENCED")
+                    .prefix_separator("__")
+                    .separator("__")
+                    .try_parsing(true),
+            )
+            .build()?
+            .try_deserialize()?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks relations between values that types alone cannot express.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &str, problem: &str| ConfigError::Invalid {
+            key: key.into(),
+            problem: problem.into(),
+        };
+        if self.sip.listen.is_empty() {
+            return Err(invalid("sip.listen", "at least one socket is needed"));
+        }
+        self.sip.listen_addrs()?;
+        if self.sip.max_message_bytes < 1024 {
+            return Err(invalid("sip.max_message_bytes", "must be at least 1024"));
+        }
+        if self.sip.max_message_bytes > 16 * 1024 * 1024 {
+            return Err(invalid("sip.max_message_bytes", "must be at most 16 MiB"));
+        }
+        if self.sip.tcp_idle_timeout_s == 0 {
+            return Err(invalid("sip.tcp_idle_timeout_s", "must be positive"));
+        }
+        if self.sip.t1_ms == 0 || self.sip.t2_ms < self.sip.t1_ms {
+            return Err(invalid("sip.t2_ms", "need 0 < sip.t1_ms <= sip.t2_ms"));
+        }
+        let p = &self.presence;
+        if p.min_expires > p.max_expires {
+            return Err(invalid(
+                "presence.min_expires",
+                "must not exceed presence.max_expires",
+            ));
+        }
+        if p.default_expires < p.min_expires || p.default_expires > p.max_expires {
+            return Err(invalid(
+                "presence.default_expires",
+                "must lie between presence.min_expires and presence.max_expires",
+            ));
+        }
+        if p.publish_default_expires == 0 || p.publish_default_expires > p.publish_max_expires {
+            return Err(invalid(
+                "presence.publish_default_expires",
+                "must be positive and not exceed presence.publish_max_expires",
+            ));
+        }
+        if !(self.store.url.starts_with("sqlite://") || self.store.url.starts_with("postgres://"))
+        {
+            return Err(invalid("store.url", "must start with sqlite:// or postgres://"));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_entries_parse_ipv4_and_bracketed_ipv6() {
+        let v4: ListenAddr = "udp:127.0.0.1:5060".parse().unwrap();
+        assert_eq!(v4.transport, ListenTransport::Udp);
+        let v6: ListenAddr = "tcp:[::1]:5070".parse().unwrap();
+        assert_eq!(v6.addr.port(), 5070);
+        assert!("sctp:127.0.0.1:5060".parse::<ListenAddr>().is_err());
+        assert!("udp:localhost".parse::<ListenAddr>().is_err());
+    }
+
+    #[test]
+    fn defaults_validate() {
+        Settings::default().validate().unwrap();
+    }
+}

@@ -1,0 +1,859 @@
+//! `Dispatcher`: the one actor every SIP message passes through.
+//!
+//! Owns: the pipeline for requests — server-transaction match → validation (RFC 3261 §8.1.1,
+//! §8.2) → dialog match → route by method to the handlers registered at start-up → fallback —
+//! and the client transactions of requests the server sends (Timer E retransmission on UDP,
+//! Timer F timeout, final response delivered to the owner). It is the only place where a
+//! rejection becomes a response. Created by `app` before the transports; lives as long as the
+//! system. Must not: know what a handler does with a request (presence, lists, the DB).
+//!
+//! Request pipeline:
+//! ```text
+//!  Inbound ─► mandatory headers ─400─►
+//!     │ ok
+//!     ├─► server transaction: retransmission ─► absorb / resend final response
+//!     ├─► Max-Forwards 0 ─483─►   method not served ─405─►   foreign domain ─404─►
+//!     ├─► unknown Require ─420─►  CANCEL ─200/481─►         OPTIONS ─200─►
+//!     ├─► To-tag: dialog table ─► dialog owner, or 481
+//!     └─► handler for the method ─► Reply | Reject ─► response (stored for retransmissions)
+//! ```
+
+use std::borrow::Cow;
+use std::collections::{BTreeSet, HashMap};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use bytes::Bytes;
+use log::{debug, info, warn};
+
+use super::dialog::DialogId;
+use super::headers::{parse_delta_seconds, parse_token_list, Via};
+use super::message::{
+    parse, HeaderAccess, Headers, Message as SipMessage, Method, Request, Response,
+};
+use super::reject::Reject;
+use super::transaction::{
+    new_branch, next_timer_e, ClientKey, ServerKey, ServerMatch, ServerTransactions,
+};
+use super::transport::{
+    Inbound, InboundProblem, InboundRejected, Outbound, SendFailed, Source, Target, Transport,
+    Transports,
+};
+use super::uri::Host;
+
+/// How long a handler may take to answer before the request gets 500.
+const HANDLER_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often completed server transactions are swept.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+
+/// A request handed to a handler. The handler answers with a `Reply` or a `Reject`.
+#[derive(Message, Debug)]
+#[rtype(result = "Result<Reply, Reject>")]
+pub struct IncomingRequest {
+    /// The request, with `received`/`rport` recorded in its top Via (RFC 3581).
+    pub request: Arc<Request>,
+    /// Where it came from.
+    pub source: Source,
+    /// The dialog it belongs to, when it was routed by the dialog table.
+    pub dialog: Option<DialogId>,
+}
+
+/// Tells a handler that its reply has been handed to the transport (so that, e.g., a NOTIFY
+/// follows the 200 to its SUBSCRIBE).
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "()")]
+pub struct ResponseSent {
+    /// The status that was sent.
+    pub status: u16,
+}
+
+/// A successful answer from a handler.
+#[derive(Debug, Default)]
+pub struct Reply {
+    /// Status, 200–299.
+    pub status: u16,
+    /// To-tag to add when the request had none (dialog-creating requests).
+    pub to_tag: Option<String>,
+    /// Extra headers.
+    pub headers: Vec<(Cow<'static, str>, String)>,
+    /// Body and its Content-Type.
+    pub body: Option<(String, Bytes)>,
+    /// Told once the response is on its way.
+    pub on_sent: Option<Recipient<ResponseSent>>,
+}
+
+impl Reply {
+    /// A bare 200 OK.
+    pub fn ok() -> Self {
+        Self {
+            status: 200,
+            ..Self::default()
+        }
+    }
+
+    /// Adds a header.
+    pub fn header(mut self, name: impl Into<Cow<'static, str>>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+}
+
+/// Registers a handler for a method, with what it contributes to OPTIONS and Require checks.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RegisterRoute {
+    /// Method handled.
+    pub method: Method,
+    /// The handler.
+    pub handler: Recipient<IncomingRequest>,
+    /// Event packages served (Allow-Events).
+    pub events: Vec<String>,
+    /// Body types accepted (Accept).
+    pub accept: Vec<String>,
+    /// Option tags supported (Supported; Require checks).
+    pub option_tags: Vec<String>,
+}
+
+/// Registers the owner of a dialog usage (RFC 6665 §4.5.2: dialog plus Event package and id).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RegisterDialog {
+    /// The dialog.
+    pub id: DialogId,
+    /// The usage key, see [`usage_key`].
+    pub usage: String,
+    /// Who receives in-dialog requests for it.
+    pub handler: Recipient<IncomingRequest>,
+}
+
+/// Removes a dialog usage.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct UnregisterDialog {
+    /// The dialog.
+    pub id: DialogId,
+    /// The usage key.
+    pub usage: String,
+}
+
+/// The dialog-usage key of an Event package and id: `presence` or `presence;id=7`.
+pub fn usage_key(package: &str, id: Option<&str>) -> String {
+    match id {
+        Some(id) => format!("{};id={id}", package.to_ascii_lowercase()),
+        None => package.to_ascii_lowercase(),
+    }
+}
+
+/// Sends a request as a client transaction. The dispatcher adds the Via; the owner is told
+/// the outcome, tagged with `tag`.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SendRequest {
+    /// The request (Via is added here).
+    pub request: Request,
+    /// Where to send it.
+    pub target: Target,
+    /// Who is told the outcome.
+    pub owner: Recipient<ClientOutcome>,
+    /// The owner's correlation tag.
+    pub tag: u64,
+}
+
+/// What became of a client transaction.
+#[derive(Debug, Clone)]
+pub enum ClientResult {
+    /// A final response arrived.
+    Response(Arc<Response>),
+    /// Timer F fired: no final response within 64×T1.
+    Timeout,
+    /// The transport could not send it.
+    TransportError,
+}
+
+/// Sent to a `SendRequest` owner.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct ClientOutcome {
+    /// The owner's tag.
+    pub tag: u64,
+    /// The result.
+    pub result: ClientResult,
+}
+
+/// Settings from `[sip]` the dispatcher needs.
+#[derive(Debug, Clone)]
+pub struct DispatcherSettings {
+    /// Served domains; empty serves all.
+    pub domains: Vec<String>,
+    /// Addresses the server listens on (requests to these are addressed to the server itself).
+    pub local_addrs: Vec<SocketAddr>,
+    /// T1.
+    pub t1: Duration,
+    /// T2.
+    pub t2: Duration,
+    /// Server header value.
+    pub server_name: String,
+}
+
+struct Route {
+    handler: Recipient<IncomingRequest>,
+}
+
+struct ClientTx {
+    owner: Recipient<ClientOutcome>,
+    tag: u64,
+    method: Method,
+    bytes: Bytes,
+    target: Target,
+    interval: Duration,
+    started: Instant,
+    timer: Option<SpawnHandle>,
+    /// The `Outbound::tag` under which a send failure is reported.
+    fail_tag: u64,
+}
+
+/// The dispatcher actor.
+pub struct Dispatcher {
+    settings: DispatcherSettings,
+    transports: Transports,
+    routes: HashMap<Method, Route>,
+    events: BTreeSet<String>,
+    accept: BTreeSet<String>,
+    option_tags: BTreeSet<String>,
+    dialogs: HashMap<(DialogId, String), Recipient<IncomingRequest>>,
+    server_tx: ServerTransactions,
+    client_tx: HashMap<ClientKey, ClientTx>,
+    next_fail_tag: u64,
+    fail_tags: HashMap<u64, ClientKey>,
+}
+
+impl Dispatcher {
+    /// A dispatcher sending through `transports`.
+    pub fn new(settings: DispatcherSettings, transports: Transports) -> Self {
+        Self {
+            settings,
+            transports,
+            routes: HashMap::new(),
+            events: BTreeSet::new(),
+            accept: BTreeSet::new(),
+            option_tags: BTreeSet::new(),
+            dialogs: HashMap::new(),
+            server_tx: ServerTransactions::default(),
+            client_tx: HashMap::new(),
+            next_fail_tag: 1,
+            fail_tags: HashMap::new(),
+        }
+    }
+
+    fn linger(&self) -> Duration {
+        self.settings.t1 * 64
+    }
+
+    fn allow(&self) -> String {
+        let mut methods: BTreeSet<&str> = self.routes.keys().map(Method::as_str).collect();
+        methods.insert("OPTIONS");
+        methods.into_iter().collect::<Vec<_>>().join(", ")
+    }
+
+    fn join(set: &BTreeSet<String>) -> String {
+        set.iter().map(String::as_str).collect::<Vec<_>>().join(", ")
+    }
+
+    /// Sends a response and remembers it for retransmissions.
+    fn send_response(
+        &mut self,
+        key: Option<&ServerKey>,
+        mut response: Response,
+        target: Target,
+        close_after: bool,
+    ) {
+        response
+            .headers
+            .push("Server", self.settings.server_name.clone());
+        let bytes = Bytes::from(response.to_bytes());
+        if let Some(key) = key {
+            self.server_tx.complete(
+                key,
+                bytes.clone(),
+                target,
+                target.transport.is_reliable(),
+                self.linger(),
+                Instant::now(),
+            );
+        }
+        if !self.transports.send(Outbound {
+            target,
+            bytes,
+            close_after,
+            on_failure: None,
+            tag: 0,
+        }) {
+            warn!("no transport to send a response to {}", target.addr);
+        }
+    }
+
+    fn send_reject(&mut self, req: &Request, key: Option<&ServerKey>, target: Target, r: Reject) {
+        let mut resp = Response::to_request(req, r.status, Some(&super::transaction::new_tag()));
+        if let Some(reason) = r.reason {
+            resp.reason = reason.into_owned();
+        }
+        for (n, v) in r.headers {
+            resp.headers.push(n, v);
+        }
+        self.send_response(key, resp, target, false);
+    }
+
+    fn send_reply(&mut self, req: &Request, key: Option<&ServerKey>, target: Target, reply: Reply) {
+        let mut resp = Response::to_request(req, reply.status, reply.to_tag.as_deref());
+        for (n, v) in reply.headers {
+            resp.headers.push(n, v);
+        }
+        if let Some((content_type, body)) = reply.body {
+            resp.headers.push("Content-Type", content_type);
+            resp.body = body;
+        }
+        let status = resp.status;
+        self.send_response(key, resp, target, false);
+        if let Some(r) = reply.on_sent {
+            r.do_send(ResponseSent { status });
+        }
+    }
+
+    /// RFC 3261 §18.2.2 with RFC 3581: where a response to a request from `source` goes.
+    fn response_target(source: &Source, via: &Via) -> Target {
+        if source.transport.is_reliable() {
+            return Target::back_to(source);
+        }
+        let port = match via.params.get("rport") {
+            Some(_) => source.peer.port(),
+            None => via.port.unwrap_or(5060),
+        };
+        Target {
+            addr: SocketAddr::new(source.peer.ip(), port),
+            ..Target::back_to(source)
+        }
+    }
+
+    /// RFC 3261 §18.2.1 and RFC 3581 §4: record where the request really came from.
+    fn stamp_received(req: &mut Request, source: &Source) {
+        let Some(first) = req.headers.0.iter_mut().find(|h| h.name == "Via") else {
+            return;
+        };
+        let mut elements: Vec<String> = super::headers::split_list(&first.value)
+            .map(str::to_owned)
+            .collect();
+        let Some(top) = elements.first_mut() else {
+            return;
+        };
+        let Ok(mut via) = Via::parse(top) else {
+            return;
+        };
+        let from_ip = source.peer.ip();
+        let sent_by_matches = matches!(via.host, Host::Ip(ip) if ip == from_ip);
+        let rport = via.params.get("rport").is_some();
+        if !sent_by_matches || rport {
+            via.params.set("received", Some(from_ip.to_string()));
+        }
+        if rport {
+            via.params.set("rport", Some(source.peer.port().to_string()));
+        }
+        *top = via.to_string();
+        first.value = elements.join(", ");
+    }
+
+    fn is_local_host(&self, host: &Host) -> bool {
+        match host {
+            Host::Ip(ip) => self
+                .settings
+                .local_addrs
+                .iter()
+                .any(|a| a.ip() == *ip || (a.ip().is_unspecified() && is_same_family(a.ip(), *ip))),
+            Host::Domain(d) => d.eq_ignore_ascii_case("localhost"),
+        }
+    }
+
+    /// RFC 3261 §8.1.1: the headers every request must carry.
+    fn check_mandatory(req: &Request) -> Result<Via, Reject> {
+        let bad = |what: &'static str| Reject::with_reason(400, what);
+        let via = req.top_via().map_err(|_| bad("Missing or Malformed Via"))?;
+        if via.branch().is_none_or(str::is_empty) {
+            return Err(bad("Missing Via Branch"));
+        }
+        req.vias().map_err(|_| bad("Malformed Via"))?;
+        if !req.headers.has("To") {
+            return Err(bad("Missing To"));
+        }
+        req.to_addr().map_err(|_| bad("Malformed To"))?;
+        if !req.headers.has("From") {
+            return Err(bad("Missing From"));
+        }
+        let from = req.from_addr().map_err(|_| bad("Malformed From"))?;
+        if from.tag().is_none_or(str::is_empty) {
+            return Err(bad("Missing From Tag"));
+        }
+        if !req.headers.has("Call-ID") {
+            return Err(bad("Missing Call-ID"));
+        }
+        req.call_id().map_err(|_| bad("Malformed Call-ID"))?;
+        if !req.headers.has("CSeq") {
+            return Err(bad("Missing CSeq"));
+        }
+        let cseq = req.cseq().map_err(|_| bad("Malformed CSeq"))?;
+        if cseq.method != req.method {
+            return Err(bad("CSeq Method Does Not Match"));
+        }
+        let max_forwards = req
+            .headers
+            .get("Max-Forwards")
+            .ok_or_else(|| bad("Missing Max-Forwards"))?;
+        if parse_delta_seconds(max_forwards, "Max-Forwards").map_or(true, |m| m > 255) {
+            return Err(bad("Malformed Max-Forwards"));
+        }
+        Ok(via)
+    }
+
+    fn handle_request(&mut self, mut req: Request, source: Source, ctx: &mut Context<Self>) {
+        if req.method == Method::Ack {
+            // No INVITE transactions here: an ACK has nothing to match (RFC 3261 §17.2.3).
+            debug!("ACK from {} ignored", source.peer);
+            return;
+        }
+        let via = match Self::check_mandatory(&req) {
+            Ok(via) => via,
+            Err(reject) => {
+                info!("{} from {}: rejected with {reject}", req.method, source.peer);
+                let target = match req.top_via() {
+                    Ok(via) => Self::response_target(&source, &via),
+                    // Without a Via only a stream has a way back.
+                    Err(_) if source.transport.is_reliable() => Target::back_to(&source),
+                    Err(_) => return,
+                };
+                self.send_reject(&req, None, target, reject);
+                return;
+            }
+        };
+        Self::stamp_received(&mut req, &source);
+        let target = Self::response_target(&source, &via);
+        let Some(key) = ServerKey::new(&via, &req.method) else {
+            return;
+        };
+        match self.server_tx.begin(&key) {
+            ServerMatch::New => {}
+            ServerMatch::InProgress => {
+                debug!("{} retransmission from {} absorbed", req.method, source.peer);
+                return;
+            }
+            ServerMatch::Completed(bytes, target) => {
+                debug!("{} retransmission from {}: response resent", req.method, source.peer);
+                self.transports.send(Outbound {
+                    target,
+                    bytes,
+                    close_after: false,
+                    on_failure: None,
+                    tag: 0,
+                });
+                return;
+            }
+        }
+        match self.route(&req, &key) {
+            Ok(Routed::Handler(handler, dialog)) => {
+                let request = Arc::new(req);
+                let msg = IncomingRequest {
+                    request: request.clone(),
+                    source,
+                    dialog,
+                };
+                let fut = handler.send(msg).timeout(HANDLER_TIMEOUT);
+                ctx.spawn(fut.into_actor(self).map(move |res, act, _| match res {
+                    Ok(Ok(reply)) => act.send_reply(&request, Some(&key), target, reply),
+                    Ok(Err(reject)) => {
+                        debug!("{} from {}: {reject}", request.method, source.peer);
+                        act.send_reject(&request, Some(&key), target, reject)
+                    }
+                    Err(e) => {
+                        warn!("{} from {}: handler failed: {e}", request.method, source.peer);
+                        act.send_reject(&request, Some(&key), target, Reject::new(500))
+                    }
+                }));
+            }
+            Ok(Routed::Answer(reply)) => self.send_reply(&req, Some(&key), target, reply),
+            Err(reject) => {
+                debug!("{} from {}: {reject}", req.method, source.peer);
+                self.send_reject(&req, Some(&key), target, reject);
+            }
+        }
+    }
+
+    /// Everything between the transaction match and the handler.
+    fn route(&self, req: &Request, key: &ServerKey) -> Result<Routed, Reject> {
+        if req
+            .headers
+            .get("Max-Forwards")
+            .and_then(|m| parse_delta_seconds(m, "Max-Forwards").ok())
+            == Some(0)
+        {
+            return Err(Reject::new(483));
+        }
+        let served = req.method == Method::Options
+            || req.method == Method::Cancel
+            || self.routes.contains_key(&req.method);
+        if !served {
+            return Err(Reject::new(405).header("Allow", self.allow()));
+        }
+        if let Some(uri) = req.uri.as_sip() {
+            let domain_ok = self.settings.domains.is_empty()
+                || self.is_local_host(&uri.host)
+                || matches!(&uri.host, Host::Domain(d)
+                    if self.settings.domains.iter().any(|s| s.eq_ignore_ascii_case(d)));
+            if !domain_ok {
+                return Err(Reject::with_reason(404, "Domain Not Served"));
+            }
+        } else {
+            return Err(Reject::new(416));
+        }
+        if req.method != Method::Cancel {
+            let required = req
+                .headers
+                .get_all("Require")
+                .map(|v| parse_token_list(v, "Require"))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|_| Reject::with_reason(400, "Malformed Require"))?;
+            let unknown: Vec<String> = required
+                .into_iter()
+                .flatten()
+                .filter(|t| !self.option_tags.iter().any(|s| s.eq_ignore_ascii_case(t)))
+                .collect();
+            if !unknown.is_empty() {
+                return Err(Reject::new(420).header("Unsupported", unknown.join(", ")));
+            }
+        }
+        match req.method {
+            Method::Cancel => {
+                // RFC 3261 §9.2: a CANCEL matching a non-INVITE transaction has no effect on
+                // it, but is answered 200; otherwise 481.
+                let matched = self.routes.keys().any(|m| self.server_tx.contains(&key.cancelled(m.clone())));
+                return if matched { Ok(Routed::Answer(Reply::ok())) } else { Err(Reject::new(481)) };
+            }
+            Method::Options => return Ok(Routed::Answer(self.options_reply())),
+            _ => {}
+        }
+        if let Some(dialog) = DialogId::of_request(req) {
+            let usage = match req.event() {
+                Some(Ok(e)) => usage_key(&e.package, e.id.as_deref()),
+                _ => String::new(),
+            };
+            return match self.dialogs.get(&(dialog.clone(), usage)) {
+                Some(h) => Ok(Routed::Handler(h.clone(), Some(dialog))),
+                None => Err(Reject::new(481)),
+            };
+        }
+        match self.routes.get(&req.method) {
+            Some(route) => Ok(Routed::Handler(route.handler.clone(), None)),
+            None => Err(Reject::new(405).header("Allow", self.allow())),
+        }
+    }
+
+    fn options_reply(&self) -> Reply {
+        let mut reply = Reply::ok()
+            .header("Allow", self.allow())
+            .header("Accept", Self::join(&self.accept))
+            .header("Supported", Self::join(&self.option_tags));
+        if !self.events.is_empty() {
+            reply = reply.header("Allow-Events", Self::join(&self.events));
+        }
+        reply
+    }
+
+    fn handle_response(&mut self, resp: Response, source: Source, ctx: &mut Context<Self>) {
+        let branch = resp.top_via().ok().and_then(|v| v.branch().map(str::to_owned));
+        let method = resp.cseq().ok().map(|c| c.method);
+        let Some(branch) = branch else {
+            debug!("response from {} without a Via branch dropped", source.peer);
+            return;
+        };
+        let matches = self
+            .client_tx
+            .get(&branch)
+            .is_some_and(|tx| Some(&tx.method) == method.as_ref());
+        if !matches {
+            debug!("response {} from {} matches no transaction", resp.status, source.peer);
+            return;
+        }
+        if resp.status < 200 {
+            // RFC 3261 §17.1.2.2: in Proceeding, retransmit every T2.
+            if let Some(tx) = self.client_tx.get_mut(&branch) {
+                tx.interval = self.settings.t2;
+            }
+            return;
+        }
+        self.finish_client(&branch, ClientResult::Response(Arc::new(resp)), ctx);
+    }
+
+    /// Timer E / Timer F tick for one client transaction.
+    fn client_timer(&mut self, branch: ClientKey, ctx: &mut Context<Self>) {
+        let timer_f = self.settings.t1 * 64;
+        let Some(tx) = self.client_tx.get_mut(&branch) else {
+            return;
+        };
+        let elapsed = tx.started.elapsed();
+        if elapsed >= timer_f {
+            debug!("{} to {}: Timer F fired", tx.method, tx.target.addr);
+            // The timer that brought us here has run; nothing to cancel.
+            tx.timer = None;
+            self.finish_client(&branch, ClientResult::Timeout, ctx);
+            return;
+        }
+        let next = if tx.target.transport.is_reliable() {
+            timer_f - elapsed
+        } else {
+            self.transports.send(Outbound {
+                target: tx.target,
+                bytes: tx.bytes.clone(),
+                close_after: false,
+                on_failure: None,
+                tag: 0,
+            });
+            let next = tx.interval.min(timer_f - elapsed);
+            tx.interval = next_timer_e(tx.interval, self.settings.t2);
+            next
+        };
+        let b = branch.clone();
+        tx.timer = Some(ctx.run_later(next, move |act, ctx| act.client_timer(b, ctx)));
+    }
+
+    fn local_sent_by(&self, target: &Target) -> String {
+        let local = target.local.or_else(|| {
+            self.settings
+                .local_addrs
+                .iter()
+                .find(|a| a.is_ipv4() == target.addr.is_ipv4())
+                .copied()
+        });
+        match local {
+            Some(SocketAddr::V6(a)) => format!("[{}]:{}", a.ip(), a.port()),
+            Some(a) => a.to_string(),
+            None => "invalid.invalid".into(),
+        }
+    }
+}
+
+impl Dispatcher {
+    /// Ends a client transaction and tells its owner.
+    fn finish_client(&mut self, branch: &str, result: ClientResult, ctx: &mut Context<Self>) {
+        if let Some(tx) = self.client_tx.remove(branch) {
+            self.fail_tags.remove(&tx.fail_tag);
+            if let Some(h) = tx.timer {
+                ctx.cancel_future(h);
+            }
+            tx.owner.do_send(ClientOutcome {
+                tag: tx.tag,
+                result,
+            });
+        }
+    }
+}
+
+fn is_same_family(a: IpAddr, b: IpAddr) -> bool {
+    a.is_ipv4() == b.is_ipv4()
+}
+
+enum Routed {
+    Handler(Recipient<IncomingRequest>, Option<DialogId>),
+    Answer(Reply),
+}
+
+impl Actor for Dispatcher {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        // Transports push into this mailbox with try_send; a generous capacity absorbs bursts.
+        ctx.set_mailbox_capacity(4096);
+        ctx.run_interval(SWEEP_INTERVAL, |act, _| act.server_tx.sweep(Instant::now()));
+    }
+}
+
+impl Handler<Inbound> for Dispatcher {
+    type Result = ();
+
+    fn handle(&mut self, msg: Inbound, ctx: &mut Self::Context) {
+        match msg.message {
+            SipMessage::Request(req) => self.handle_request(req, msg.source, ctx),
+            SipMessage::Response(resp) => self.handle_response(resp, msg.source, ctx),
+        }
+    }
+}
+
+impl Handler<InboundRejected> for Dispatcher {
+    type Result = ();
+
+    fn handle(&mut self, msg: InboundRejected, _ctx: &mut Self::Context) {
+        let source = msg.source;
+        let (headers, status, reason, close) = match msg.problem {
+            InboundProblem::Unparsable(failure) => {
+                info!("unparsable message from {}: {}", source.peer, failure.error);
+                // Only requests are answered; a broken response is dropped.
+                let Some(h) = failure.headers.filter(|_| failure.looks_like_request) else {
+                    if source.transport.is_reliable() {
+                        // Nothing sensible can follow on this stream.
+                        self.close(&source);
+                    }
+                    return;
+                };
+                (h, 400, failure.error.to_string(), false)
+            }
+            InboundProblem::MissingContentLength(head) => {
+                info!("message without Content-Length from {}: closing", source.peer);
+                (head_headers(&head), 400, "Missing Content-Length".into(), true)
+            }
+            InboundProblem::Oversize(head) => {
+                info!("message over the size limit from {}", source.peer);
+                let headers = head.map(|h| head_headers(&h)).unwrap_or_default();
+                (headers, 513, "Message Too Large".into(), source.transport.is_reliable())
+            }
+        };
+        let via = headers.list("Via").next().and_then(|v| Via::parse(v).ok());
+        let target = match via {
+            Some(via) => Self::response_target(&source, &via),
+            None if source.transport.is_reliable() => Target::back_to(&source),
+            None => return,
+        };
+        if headers.list("Via").next().is_none() && headers.get("CSeq").is_none() {
+            // Not even the makings of a response: just close.
+            if close {
+                self.close(&source);
+            }
+            return;
+        }
+        let mut resp = Response::from_headers(&headers, status, Some(&super::transaction::new_tag()));
+        resp.reason = reason;
+        self.send_response(None, resp, target, close);
+    }
+}
+
+impl Dispatcher {
+    fn close(&self, source: &Source) {
+        self.transports.send(Outbound {
+            target: Target::back_to(source),
+            bytes: Bytes::new(),
+            close_after: true,
+            on_failure: None,
+            tag: 0,
+        });
+    }
+}
+
+/// Headers of a head that may be incomplete or malformed; what cannot be read is left out.
+fn head_headers(head: &[u8]) -> Headers {
+    match parse(head) {
+        Ok(SipMessage::Request(r)) => r.headers,
+        Ok(SipMessage::Response(r)) => r.headers,
+        Err(f) => f.headers.unwrap_or_default(),
+    }
+}
+
+impl Handler<RegisterRoute> for Dispatcher {
+    type Result = ();
+
+    fn handle(&mut self, msg: RegisterRoute, _ctx: &mut Self::Context) {
+        self.events.extend(msg.events);
+        self.accept.extend(msg.accept);
+        self.option_tags.extend(msg.option_tags);
+        self.routes.insert(
+            msg.method,
+            Route {
+                handler: msg.handler,
+            },
+        );
+    }
+}
+
+impl Handler<RegisterDialog> for Dispatcher {
+    type Result = ();
+
+    fn handle(&mut self, msg: RegisterDialog, _ctx: &mut Self::Context) {
+        self.dialogs.insert((msg.id, msg.usage), msg.handler);
+    }
+}
+
+impl Handler<UnregisterDialog> for Dispatcher {
+    type Result = ();
+
+    fn handle(&mut self, msg: UnregisterDialog, _ctx: &mut Self::Context) {
+        self.dialogs.remove(&(msg.id, msg.usage));
+    }
+}
+
+impl Handler<SendRequest> for Dispatcher {
+    type Result = ();
+
+    fn handle(&mut self, msg: SendRequest, ctx: &mut Self::Context) {
+        let mut req = msg.request;
+        let branch = new_branch();
+        let via = format!(
+            "SIP/2.0/{} {};branch={branch};rport",
+            msg.target.transport.as_str(),
+            self.local_sent_by(&msg.target)
+        );
+        req.headers.0.retain(|h| h.name != "Via");
+        req.headers.0.insert(
+            0,
+            super::message::Header {
+                name: "Via".into(),
+                value: via,
+            },
+        );
+        let bytes = Bytes::from(req.to_bytes());
+        let fail_tag = self.next_fail_tag;
+        self.next_fail_tag += 1;
+        self.fail_tags.insert(fail_tag, branch.clone());
+        let sent = self.transports.send(Outbound {
+            target: msg.target,
+            bytes: bytes.clone(),
+            close_after: false,
+            on_failure: Some(ctx.address().recipient()),
+            tag: fail_tag,
+        });
+        if !sent {
+            self.fail_tags.remove(&fail_tag);
+            msg.owner.do_send(ClientOutcome {
+                tag: msg.tag,
+                result: ClientResult::TransportError,
+            });
+            return;
+        }
+        let t1 = self.settings.t1;
+        let first = if msg.target.transport == Transport::Udp {
+            t1
+        } else {
+            t1 * 64
+        };
+        let b = branch.clone();
+        let timer = ctx.run_later(first, move |act, ctx| act.client_timer(b, ctx));
+        self.client_tx.insert(
+            branch,
+            ClientTx {
+                owner: msg.owner,
+                tag: msg.tag,
+                method: req.method.clone(),
+                bytes,
+                target: msg.target,
+                interval: next_timer_e(t1, self.settings.t2),
+                started: Instant::now(),
+                timer: Some(timer),
+                fail_tag,
+            },
+        );
+    }
+}
+
+impl Handler<SendFailed> for Dispatcher {
+    type Result = ();
+
+    fn handle(&mut self, msg: SendFailed, ctx: &mut Self::Context) {
+        if let Some(branch) = self.fail_tags.get(&msg.tag).cloned() {
+            self.finish_client(&branch, ClientResult::TransportError, ctx);
+        }
+    }
+}

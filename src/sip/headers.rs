@@ -1,0 +1,688 @@
+//! Typed header codecs the façade implements itself.
+//!
+//! Owns: header parameters with quoted values, comma-list splitting that respects quotes and
+//! angle brackets, and the typed headers the server reasons about: Via, name-addr headers
+//! (From, To, Contact, Route, Record-Route), CSeq, Event (with `id`), Subscription-State,
+//! SIP-ETag, SIP-If-Match, Allow-Events, Min-Expires, option-tag lists (Supported, Require),
+//! Accept, Accept-Encoding and Content-Encoding. Must not: know which header a request needs;
+//! that is the dispatcher's and the handlers' business.
+//!
+//! rsip 0.4 rejects quoted parameter values (`+sip.instance="<urn:uuid:…>"`) and IPv6 in Via,
+//! and has no Subscription-State; these codecs do not depend on it except for the URI inside a
+//! name-addr, which goes through [`Uri::parse`].
+
+use std::fmt;
+
+use super::message::Method;
+use super::uri::{Host, Uri, UriError};
+use super::wire::is_token_char;
+
+/// Why a header value could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HeaderError {
+    /// The value does not follow the header's grammar.
+    #[error("malformed {0}")]
+    Malformed(&'static str),
+    /// The URI inside it is not valid.
+    #[error("invalid URI in {0}: {1}")]
+    Uri(&'static str, UriError),
+}
+
+/// Header parameters (`;name=value`), names compared case-insensitively.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Params(pub Vec<(String, Option<String>)>);
+
+impl Params {
+    /// Reads `;a=b;c;d="quoted ; value"` (leading `;` optional).
+    pub fn parse(s: &str, what: &'static str) -> Result<Self, HeaderError> {
+        let mut out = Vec::new();
+        for part in split_outside_quotes(s, ';') {
+            let part = part.trim();
+            if part.is_empty() {
+                continue;
+            }
+            let (name, value) = match part.split_once('=') {
+                Some((n, v)) => (n.trim(), Some(v.trim())),
+                None => (part, None),
+            };
+            if name.is_empty() || !name.chars().all(is_token_char) {
+                return Err(HeaderError::Malformed(what));
+            }
+            if let Some(v) = value {
+                let quoted = v.len() >= 2 && v.starts_with('"') && v.ends_with('"');
+                let ok = quoted || v.chars().all(|c| is_token_char(c) || "[]:".contains(c));
+                if !ok {
+                    return Err(HeaderError::Malformed(what));
+                }
+            }
+            out.push((name.to_owned(), value.map(str::to_owned)));
+        }
+        Ok(Params(out))
+    }
+
+    /// A parameter's value (quotes kept); `Some(None)` for a flag.
+    pub fn get(&self, name: &str) -> Option<Option<&str>> {
+        self.0
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_deref())
+    }
+
+    /// A parameter's value with surrounding quotes removed.
+    pub fn get_unquoted(&self, name: &str) -> Option<&str> {
+        self.get(name).flatten().map(unquote)
+    }
+
+    /// Sets or replaces a parameter.
+    pub fn set(&mut self, name: &str, value: Option<String>) {
+        match self.0.iter_mut().find(|(n, _)| n.eq_ignore_ascii_case(name)) {
+            Some(slot) => slot.1 = value,
+            None => self.0.push((name.to_owned(), value)),
+        }
+    }
+}
+
+impl fmt::Display for Params {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (name, value) in &self.0 {
+            match value {
+                Some(v) => write!(f, ";{name}={v}")?,
+                None => write!(f, ";{name}")?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Removes one pair of surrounding double quotes.
+pub fn unquote(s: &str) -> &str {
+    s.strip_prefix('"')
+        .and_then(|r| r.strip_suffix('"'))
+        .unwrap_or(s)
+}
+
+/// Splits on `sep` outside double-quoted strings and `<…>`.
+pub fn split_outside_quotes(s: &str, sep: char) -> Vec<&str> {
+    let mut parts = Vec::new();
+    let (mut quoted, mut angle, mut escaped, mut start) = (false, false, false, 0);
+    for (i, c) in s.char_indices() {
+        if escaped {
+            escaped = false;
+            continue;
+        }
+        match c {
+            '\\' if quoted => escaped = true,
+            '"' => quoted = !quoted,
+            '<' if !quoted => angle = true,
+            '>' if !quoted => angle = false,
+            c if c == sep && !quoted && !angle => {
+                parts.push(&s[start..i]);
+                start = i + c.len_utf8();
+            }
+            _ => {}
+        }
+    }
+    parts.push(&s[start..]);
+    parts
+}
+
+/// Splits a comma-separated header value into its elements (empty elements dropped).
+pub fn split_list(s: &str) -> impl Iterator<Item = &str> {
+    split_outside_quotes(s, ',')
+        .into_iter()
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+}
+
+/// A Via header value (RFC 3261 §20.42).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Via {
+    /// Transport token, upper case (`UDP`, `TCP`, `TLS`, …).
+    pub transport: String,
+    /// sent-by host.
+    pub host: Host,
+    /// sent-by port.
+    pub port: Option<u16>,
+    /// Parameters (branch, received, rport, alias, …).
+    pub params: Params,
+}
+
+impl Via {
+    /// Parses one Via element.
+    pub fn parse(s: &str) -> Result<Self, HeaderError> {
+        const W: &str = "Via";
+        let bad = || HeaderError::Malformed(W);
+        let (proto, rest) = s.trim().split_once(|c: char| c.is_whitespace()).ok_or_else(bad)?;
+        let mut proto_parts = proto.split('/').map(str::trim);
+        let (name, version, transport) = (
+            proto_parts.next().ok_or_else(bad)?,
+            proto_parts.next().ok_or_else(bad)?,
+            proto_parts.next().ok_or_else(bad)?,
+        );
+        if !name.eq_ignore_ascii_case("SIP") || version != "2.0" || transport.is_empty() {
+            return Err(bad());
+        }
+        let rest = rest.trim();
+        let (sent_by, params) = match rest.find(';') {
+            Some(i) => (rest[..i].trim(), &rest[i..]),
+            None => (rest, ""),
+        };
+        let (host, port) = split_host_port(sent_by).ok_or_else(bad)?;
+        Ok(Via {
+            transport: transport.to_ascii_uppercase(),
+            host,
+            port,
+            params: Params::parse(params, W)?,
+        })
+    }
+
+    /// The branch parameter.
+    pub fn branch(&self) -> Option<&str> {
+        self.params.get("branch").flatten()
+    }
+
+    /// `host[:port]` as written.
+    pub fn sent_by(&self) -> String {
+        match self.port {
+            Some(p) => format!("{}:{p}", self.host),
+            None => self.host.to_string(),
+        }
+    }
+}
+
+impl fmt::Display for Via {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SIP/2.0/{} {}{}", self.transport, self.sent_by(), self.params)
+    }
+}
+
+/// Splits `host[:port]`, with IPv6 in brackets.
+pub fn split_host_port(s: &str) -> Option<(Host, Option<u16>)> {
+    let (host, port) = if s.starts_with('[') {
+        let close = s.find(']')?;
+        let after = &s[close + 1..];
+        let port = match after.strip_prefix(':') {
+            Some(p) => Some(p.trim().parse().ok()?),
+            None if after.is_empty() => None,
+            None => return None,
+        };
+        (&s[..=close], port)
+    } else {
+        match s.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p.trim().parse().ok()?)),
+            None => (s, None),
+        }
+    };
+    Some((Host::parse(host.trim()).ok()?, port))
+}
+
+/// A name-addr or addr-spec header value: From, To, Contact, Route, Record-Route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NameAddr {
+    /// Display name, unquoted.
+    pub display: Option<String>,
+    /// The URI.
+    pub uri: Uri,
+    /// Header parameters after the URI (tag, expires, q, +sip.instance, …).
+    pub params: Params,
+}
+
+impl NameAddr {
+    /// Parses `"Name" <uri>;params`, `<uri>;params` or `uri;params` (RFC 3261 §20.10: in the
+    /// last form, parameters belong to the header, not the URI).
+    pub fn parse(s: &str, what: &'static str) -> Result<Self, HeaderError> {
+        let s = s.trim();
+        let bad = || HeaderError::Malformed(what);
+        let (display, uri_text, params_text) = if let Some(open) = find_outside_quotes(s, '<') {
+            let close = s[open..].find('>').ok_or_else(bad)? + open;
+            let display = unquote(s[..open].trim());
+            let display = (!display.is_empty()).then(|| display.to_owned());
+            (display, &s[open + 1..close], &s[close + 1..])
+        } else {
+            match s.find(';') {
+                Some(i) => (None, &s[..i], &s[i..]),
+                None => (None, s, ""),
+            }
+        };
+        let uri = Uri::parse(uri_text).map_err(|e| HeaderError::Uri(what, e))?;
+        Ok(NameAddr {
+            display,
+            uri,
+            params: Params::parse(params_text, what)?,
+        })
+    }
+
+    /// The `tag` parameter.
+    pub fn tag(&self) -> Option<&str> {
+        self.params.get("tag").flatten()
+    }
+}
+
+impl fmt::Display for NameAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(d) = &self.display {
+            write!(f, "\"{}\" ", d.replace('"', "\\\""))?;
+        }
+        write!(f, "<{}>{}", self.uri, self.params)
+    }
+}
+
+fn find_outside_quotes(s: &str, target: char) -> Option<usize> {
+    let mut quoted = false;
+    let mut escaped = false;
+    for (i, c) in s.char_indices() {
+        if escaped {
+            escaped = false;
+        } else if c == '\\' && quoted {
+            escaped = true;
+        } else if c == '"' {
+            quoted = !quoted;
+        } else if c == target && !quoted {
+            return Some(i);
+        }
+    }
+    None
+}
+
+/// CSeq (RFC 3261 §20.16).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CSeq {
+    /// Sequence number (< 2^31 per RFC 3261 §8.1.1.5; up to u32 accepted).
+    pub seq: u32,
+    /// Method.
+    pub method: Method,
+}
+
+impl CSeq {
+    /// Parses `1234 METHOD`.
+    pub fn parse(s: &str) -> Result<Self, HeaderError> {
+        let bad = || HeaderError::Malformed("CSeq");
+        let mut it = s.split_whitespace();
+        let seq = it.next().ok_or_else(bad)?.parse().map_err(|_| bad())?;
+        let method = Method::parse(it.next().ok_or_else(bad)?).ok_or_else(bad)?;
+        if it.next().is_some() {
+            return Err(bad());
+        }
+        Ok(CSeq { seq, method })
+    }
+}
+
+impl fmt::Display for CSeq {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.seq, self.method)
+    }
+}
+
+/// Event (RFC 6665 §8.2.1): package, optional `id`, other parameters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    /// Event package, e.g. `presence` (compared case-insensitively, RFC 6665 §8.2.1).
+    pub package: String,
+    /// The `id` parameter, distinguishing subscriptions in one dialog.
+    pub id: Option<String>,
+    /// All parameters, `id` included.
+    pub params: Params,
+}
+
+impl Event {
+    /// Parses `presence;id=7`.
+    pub fn parse(s: &str) -> Result<Self, HeaderError> {
+        let s = s.trim();
+        let (package, params) = match s.find(';') {
+            Some(i) => (s[..i].trim(), &s[i..]),
+            None => (s, ""),
+        };
+        if package.is_empty() || !package.chars().all(is_token_char) {
+            return Err(HeaderError::Malformed("Event"));
+        }
+        let params = Params::parse(params, "Event")?;
+        Ok(Event {
+            package: package.to_owned(),
+            id: params.get_unquoted("id").map(str::to_owned),
+            params,
+        })
+    }
+
+    /// True for the given package name.
+    pub fn is(&self, package: &str) -> bool {
+        self.package.eq_ignore_ascii_case(package)
+    }
+}
+
+impl fmt::Display for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}{}", self.package, self.params)
+    }
+}
+
+/// Subscription states (RFC 6665 §8.2.3 `substate-value`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SubState {
+    /// The subscription is active.
+    Active,
+    /// Awaiting authorization.
+    Pending,
+    /// Ended.
+    Terminated,
+    /// An extension value.
+    Extension(String),
+}
+
+/// Reasons for a terminated subscription (RFC 6665 §8.2.3 `event-reason-value`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventReason {
+    /// `deactivated`
+    Deactivated,
+    /// `probation`
+    Probation,
+    /// `rejected`
+    Rejected,
+    /// `timeout`
+    Timeout,
+    /// `giveup`
+    Giveup,
+    /// `noresource`
+    Noresource,
+    /// `invariant`
+    Invariant,
+    /// An extension value.
+    Extension(String),
+}
+
+impl EventReason {
+    fn parse(s: &str) -> Self {
+        match s.to_ascii_lowercase().as_str() {
+            "deactivated" => Self::Deactivated,
+            "probation" => Self::Probation,
+            "rejected" => Self::Rejected,
+            "timeout" => Self::Timeout,
+            "giveup" => Self::Giveup,
+            "noresource" => Self::Noresource,
+            "invariant" => Self::Invariant,
+            _ => Self::Extension(s.to_owned()),
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        match self {
+            Self::Deactivated => "deactivated",
+            Self::Probation => "probation",
+            Self::Rejected => "rejected",
+            Self::Timeout => "timeout",
+            Self::Giveup => "giveup",
+            Self::Noresource => "noresource",
+            Self::Invariant => "invariant",
+            Self::Extension(s) => s,
+        }
+    }
+}
+
+/// Subscription-State (RFC 6665 §8.2.3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscriptionState {
+    /// The state.
+    pub state: SubState,
+    /// `expires` in seconds.
+    pub expires: Option<u32>,
+    /// `reason`, for terminated.
+    pub reason: Option<EventReason>,
+    /// `retry-after` in seconds.
+    pub retry_after: Option<u32>,
+}
+
+impl SubscriptionState {
+    /// Parses `active;expires=600` and the like.
+    pub fn parse(s: &str) -> Result<Self, HeaderError> {
+        const W: &str = "Subscription-State";
+        let s = s.trim();
+        let (value, params) = match s.find(';') {
+            Some(i) => (s[..i].trim(), &s[i..]),
+            None => (s, ""),
+        };
+        if value.is_empty() || !value.chars().all(is_token_char) {
+            return Err(HeaderError::Malformed(W));
+        }
+        let state = match value.to_ascii_lowercase().as_str() {
+            "active" => SubState::Active,
+            "pending" => SubState::Pending,
+            "terminated" => SubState::Terminated,
+            _ => SubState::Extension(value.to_owned()),
+        };
+        let params = Params::parse(params, W)?;
+        let number = |name: &str| -> Result<Option<u32>, HeaderError> {
+            params
+                .get_unquoted(name)
+                .map(|v| v.parse().map_err(|_| HeaderError::Malformed(W)))
+                .transpose()
+        };
+        Ok(SubscriptionState {
+            state,
+            expires: number("expires")?,
+            reason: params.get_unquoted("reason").map(EventReason::parse),
+            retry_after: number("retry-after")?,
+        })
+    }
+}
+
+impl fmt::Display for SubscriptionState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match &self.state {
+            SubState::Active => "active",
+            SubState::Pending => "pending",
+            SubState::Terminated => "terminated",
+            SubState::Extension(s) => s,
+        })?;
+        if let Some(r) = &self.reason {
+            write!(f, ";reason={}", r.as_str())?;
+        }
+        if let Some(e) = self.expires {
+            write!(f, ";expires={e}")?;
+        }
+        if let Some(r) = self.retry_after {
+            write!(f, ";retry-after={r}")?;
+        }
+        Ok(())
+    }
+}
+
+/// An entity-tag as carried by SIP-ETag and SIP-If-Match (RFC 3903 §11.3: a token).
+pub fn parse_entity_tag(s: &str, what: &'static str) -> Result<String, HeaderError> {
+    let s = s.trim();
+    if s.is_empty() || !s.chars().all(is_token_char) {
+        return Err(HeaderError::Malformed(what));
+    }
+    Ok(s.to_owned())
+}
+
+/// A list of tokens: Allow-Events, Supported, Require, Content-Encoding, Allow. An empty value
+/// is an empty list (baresip sends `Supported:` with nothing after it).
+pub fn parse_token_list(s: &str, what: &'static str) -> Result<Vec<String>, HeaderError> {
+    split_list(s)
+        .map(|t| {
+            if t.chars().all(is_token_char) {
+                Ok(t.to_owned())
+            } else {
+                Err(HeaderError::Malformed(what))
+            }
+        })
+        .collect()
+}
+
+/// A delta-seconds value (Expires, Min-Expires, Max-Forwards).
+pub fn parse_delta_seconds(s: &str, what: &'static str) -> Result<u32, HeaderError> {
+    let s = s.trim();
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(HeaderError::Malformed(what));
+    }
+    // RFC 3261 §20.19: a value too large is taken as the largest representable.
+    Ok(s.parse().unwrap_or(u32::MAX))
+}
+
+/// One element of Accept / Accept-Encoding with its q-value (RFC 3261 §20.1, §20.2).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Weighted {
+    /// The media range (`type/subtype`, lower case) or content coding (lower case).
+    pub value: String,
+    /// Quality, 0.0 to 1.0; 1.0 when absent.
+    pub q: f32,
+}
+
+/// Parses Accept or Accept-Encoding.
+pub fn parse_weighted_list(s: &str, what: &'static str) -> Result<Vec<Weighted>, HeaderError> {
+    split_list(s)
+        .map(|item| {
+            let (value, params) = match item.find(';') {
+                Some(i) => (item[..i].trim(), &item[i..]),
+                None => (item, ""),
+            };
+            if value.is_empty() || !value.chars().all(|c| is_token_char(c) || c == '/') {
+                return Err(HeaderError::Malformed(what));
+            }
+            let params = Params::parse(params, what)?;
+            let q = match params.get_unquoted("q") {
+                Some(q) => q
+                    .parse::<f32>()
+                    .ok()
+                    .filter(|q| (0.0..=1.0).contains(q))
+                    .ok_or(HeaderError::Malformed(what))?,
+                None => 1.0,
+            };
+            Ok(Weighted {
+                value: value.to_ascii_lowercase(),
+                q,
+            })
+        })
+        .collect()
+}
+
+/// True if an Accept list admits `media` (`type/subtype`), honouring `*/*`, `type/*` and q=0.
+pub fn accepts_media(accept: &[Weighted], media: &str) -> bool {
+    let media = media.to_ascii_lowercase();
+    let (mtype, _) = media.split_once('/').unwrap_or((&media, ""));
+    accept.iter().any(|w| {
+        w.q > 0.0
+            && (w.value == media
+                || w.value == "*/*"
+                || w.value.strip_suffix("/*").is_some_and(|t| t == mtype))
+    })
+}
+
+/// True if an Accept-Encoding list admits `coding` (RFC 7231 §5.3.4 rules, `*` included).
+pub fn accepts_coding(accept: &[Weighted], coding: &str) -> bool {
+    let coding = coding.to_ascii_lowercase();
+    match accept.iter().find(|w| w.value == coding) {
+        Some(w) => w.q > 0.0,
+        None => accept.iter().any(|w| w.value == "*" && w.q > 0.0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoted_parameter_values_are_accepted() {
+        let c = NameAddr::parse(
+            "<sip:alice@192.0.2.1:5060;transport=tcp>;+sip.instance=\"<urn:uuid:0a1b-2c3d>\";expires=600",
+            "Contact",
+        )
+        .unwrap();
+        assert_eq!(c.params.get_unquoted("+sip.instance"), Some("<urn:uuid:0a1b-2c3d>"));
+        assert_eq!(c.params.get_unquoted("expires"), Some("600"));
+        assert_eq!(c.uri.as_sip().unwrap().param("transport"), Some(Some("tcp")));
+    }
+
+    #[test]
+    fn name_addr_forms_parse() {
+        let f = NameAddr::parse("\"Bob, Jr\" <sip:bob@example.org>;tag=abc", "From").unwrap();
+        assert_eq!(f.display.as_deref(), Some("Bob, Jr"));
+        assert_eq!(f.tag(), Some("abc"));
+        let t = NameAddr::parse("sip:bob@example.org;tag=x", "To").unwrap();
+        assert_eq!(t.tag(), Some("x"));
+        assert!(t.uri.as_sip().unwrap().params.is_empty());
+        assert!(NameAddr::parse("<sip:bob@example.org", "To").is_err());
+    }
+
+    #[test]
+    fn ipv6_in_via_is_accepted() {
+        let v = Via::parse("SIP/2.0/UDP [2001:db8::9]:5062;branch=z9hG4bKx;rport").unwrap();
+        assert_eq!(v.host, Host::Ip("2001:db8::9".parse().unwrap()));
+        assert_eq!(v.port, Some(5062));
+        assert_eq!(v.branch(), Some("z9hG4bKx"));
+        assert_eq!(v.params.get("rport"), Some(None));
+        assert_eq!(v.to_string(), "SIP/2.0/UDP [2001:db8::9]:5062;branch=z9hG4bKx;rport");
+        let v = Via::parse("SIP / 2.0 / tcp host.example;branch=z9hG4bK1").unwrap_err();
+        assert_eq!(v, HeaderError::Malformed("Via"));
+    }
+
+    #[test]
+    fn comma_lists_respect_quotes_and_brackets() {
+        let parts: Vec<_> =
+            split_list("\"a, b\" <sip:x@y;p=1,2>, <sip:z@w>, ,sip:q@r").collect();
+        assert_eq!(parts, vec!["\"a, b\" <sip:x@y;p=1,2>", "<sip:z@w>", "sip:q@r"]);
+    }
+
+    #[test]
+    fn subscription_state_parses_and_prints() {
+        let s = SubscriptionState::parse("terminated;reason=timeout").unwrap();
+        assert_eq!(s.state, SubState::Terminated);
+        assert_eq!(s.reason, Some(EventReason::Timeout));
+        let s = SubscriptionState::parse("Active ; expires=3600").unwrap();
+        assert_eq!(s.state, SubState::Active);
+        assert_eq!(s.expires, Some(3600));
+        assert_eq!(s.to_string(), "active;expires=3600");
+        assert!(SubscriptionState::parse("active;expires=soon").is_err());
+    }
+
+    #[test]
+    fn event_keeps_its_id() {
+        let e = Event::parse("Presence;id=42").unwrap();
+        assert!(e.is("presence"));
+        assert_eq!(e.id.as_deref(), Some("42"));
+        assert!(Event::parse("").is_err());
+    }
+
+    #[test]
+    fn entity_tags_min_expires_and_option_tags() {
+        assert_eq!(parse_entity_tag(" a1b2 ", "SIP-ETag").unwrap(), "a1b2");
+        assert!(parse_entity_tag("a b", "SIP-If-Match").is_err());
+        assert_eq!(parse_delta_seconds("60", "Min-Expires").unwrap(), 60);
+        assert_eq!(parse_delta_seconds("99999999999", "Expires").unwrap(), u32::MAX);
+        assert!(parse_delta_seconds("-1", "Expires").is_err());
+        assert_eq!(parse_token_list("", "Supported").unwrap(), Vec::<String>::new());
+        assert_eq!(
+            parse_token_list("eventlist, 100rel", "Require").unwrap(),
+            vec!["eventlist", "100rel"]
+        );
+        assert_eq!(
+            parse_token_list("presence, presence.winfo", "Allow-Events").unwrap(),
+            vec!["presence", "presence.winfo"]
+        );
+    }
+
+    #[test]
+    fn accept_and_accept_encoding_honour_q_values() {
+        let a = parse_weighted_list("application/PIDF+xml;q=0.5, text/*", "Accept").unwrap();
+        assert!(accepts_media(&a, "application/pidf+xml"));
+        assert!(accepts_media(&a, "text/plain"));
+        assert!(!accepts_media(&a, "application/rlmi+xml"));
+        let e = parse_weighted_list("gzip;q=1.0, Deflate;q=0.3, identity", "Accept-Encoding")
+            .unwrap();
+        assert!(accepts_coding(&e, "deflate"));
+        let e = parse_weighted_list("*;q=0.1, deflate;q=0", "Accept-Encoding").unwrap();
+        assert!(!accepts_coding(&e, "deflate"));
+        assert!(accepts_coding(&e, "gzip"));
+        assert_eq!(
+            parse_token_list("deflate", "Content-Encoding").unwrap(),
+            vec!["deflate"]
+        );
+    }
+
+    #[test]
+    fn cseq_parses_extension_methods() {
+        let c = CSeq::parse("7 FOO").unwrap();
+        assert_eq!(c.method, Method::Extension("FOO".into()));
+        assert!(CSeq::parse("x SUBSCRIBE").is_err());
+        assert!(CSeq::parse("1").is_err());
+    }
+}

@@ -1,0 +1,214 @@
+//! Non-INVITE transactions (RFC 3261 §17), as pure tables the dispatcher drives.
+//!
+//! Owns: server-transaction matching (§17.2.3) and the memory of final responses for
+//! retransmissions (Timer J: 64×T1 on UDP, nothing on TCP); client-transaction bookkeeping
+//! and the Timer E schedule (§17.1.2.2). Must not: send anything or arm timers itself; the
+//! dispatcher owns the actor context, this module only says what is due.
+//!
+//! Server transaction states, as kept here:
+//! ```text
+//!   request ──► Trying ──final response──► Completed ──64×T1 (UDP) / at once (TCP)──► gone
+//!                 ▲ retransmission: absorbed     ▲ retransmission: response sent again
+//! ```
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::headers::Via;
+use super::message::Method;
+use super::transport::Target;
+
+/// Most server transactions remembered at once; beyond it, new ones are not remembered (their
+/// retransmissions are processed again rather than memory growing without bound).
+pub const MAX_SERVER_TRANSACTIONS: usize = 200_000;
+
+/// RFC 3261 §17.2.3: branch, sent-by and method identify a server transaction.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ServerKey {
+    branch: String,
+    sent_by: String,
+    method: Method,
+}
+
+impl ServerKey {
+    /// The key of a request with top Via `via` and request method `method`.
+    pub fn new(via: &Via, method: &Method) -> Option<Self> {
+        Some(Self {
+            branch: via.branch()?.to_owned(),
+            sent_by: via.sent_by().to_ascii_lowercase(),
+            method: method.clone(),
+        })
+    }
+
+    /// The key of the transaction a CANCEL with this key targets (same branch, other method).
+    pub fn cancelled(&self, method: Method) -> Self {
+        Self {
+            method,
+            ..self.clone()
+        }
+    }
+}
+
+enum ServerState {
+    Trying,
+    Completed {
+        response: Bytes,
+        target: Target,
+        until: Instant,
+    },
+}
+
+/// What a request is, from the transaction layer's point of view.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ServerMatch {
+    /// A new transaction: process the request.
+    New,
+    /// A retransmission while the request is still being processed: absorb it.
+    InProgress,
+    /// A retransmission after the final response: send this again.
+    Completed(Bytes, Target),
+}
+
+/// The server transaction table.
+#[derive(Default)]
+pub struct ServerTransactions {
+    map: HashMap<ServerKey, ServerState>,
+}
+
+impl ServerTransactions {
+    /// Matches a request, starting a transaction if it is new.
+    pub fn begin(&mut self, key: &ServerKey) -> ServerMatch {
+        match self.map.get(key) {
+            Some(ServerState::Trying) => ServerMatch::InProgress,
+            Some(ServerState::Completed {
+                response, target, ..
+            }) => ServerMatch::Completed(response.clone(), *target),
+            None => {
+                if self.map.len() < MAX_SERVER_TRANSACTIONS {
+                    self.map.insert(key.clone(), ServerState::Trying);
+                }
+                ServerMatch::New
+            }
+        }
+    }
+
+    /// True if a transaction with this key exists (for CANCEL matching).
+    pub fn contains(&self, key: &ServerKey) -> bool {
+        self.map.contains_key(key)
+    }
+
+    /// Records the final response. On a reliable transport the state goes at once (Timer J
+    /// is zero); otherwise it is kept for `linger` to answer retransmissions.
+    pub fn complete(
+        &mut self,
+        key: &ServerKey,
+        response: Bytes,
+        target: Target,
+        reliable: bool,
+        linger: Duration,
+        now: Instant,
+    ) {
+        if reliable {
+            self.map.remove(key);
+        } else if let Some(state) = self.map.get_mut(key) {
+            *state = ServerState::Completed {
+                response,
+                target,
+                until: now + linger,
+            };
+        }
+    }
+
+    /// Forgets completed transactions whose time is up.
+    pub fn sweep(&mut self, now: Instant) {
+        self.map.retain(|_, s| match s {
+            ServerState::Trying => true,
+            ServerState::Completed { until, .. } => *until > now,
+        });
+    }
+
+    /// Transactions held.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// True when none are held.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+}
+
+/// The next Timer E interval (RFC 3261 §17.1.2.2): doubles from T1, capped at T2.
+pub fn next_timer_e(current: Duration, t2: Duration) -> Duration {
+    (current * 2).min(t2)
+}
+
+/// A fresh RFC 3261 branch (magic cookie + 64 random bits).
+pub fn new_branch() -> String {
+    format!("z9hG4bK{:016x}", rand::random::<u64>())
+}
+
+/// A fresh tag (RFC 3261 §19.3: at least 32 random bits).
+pub fn new_tag() -> String {
+    format!("{:016x}", rand::random::<u64>())
+}
+
+/// Client transactions are keyed by branch (RFC 3261 §17.1.3: branch and CSeq method).
+pub type ClientKey = String;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sip::transport::Transport;
+
+    fn key() -> ServerKey {
+        let via = Via::parse("SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKabc").unwrap();
+        ServerKey::new(&via, &Method::Options).unwrap()
+    }
+
+    fn target() -> Target {
+        Target {
+            transport: Transport::Udp,
+            addr: "10.0.0.1:5060".parse().unwrap(),
+            connection: None,
+            local: None,
+        }
+    }
+
+    #[test]
+    fn retransmissions_are_absorbed_then_answered_from_memory() {
+        let mut t = ServerTransactions::default();
+        let now = Instant::now();
+        assert_eq!(t.begin(&key()), ServerMatch::New);
+        assert_eq!(t.begin(&key()), ServerMatch::InProgress);
+        t.complete(&key(), Bytes::from_static(b"resp"), target(), false, Duration::from_secs(32), now);
+        assert_eq!(
+            t.begin(&key()),
+            ServerMatch::Completed(Bytes::from_static(b"resp"), target())
+        );
+        t.sweep(now + Duration::from_secs(33));
+        assert!(t.is_empty());
+    }
+
+    #[test]
+    fn reliable_transports_forget_at_once() {
+        let mut t = ServerTransactions::default();
+        assert_eq!(t.begin(&key()), ServerMatch::New);
+        t.complete(&key(), Bytes::new(), target(), true, Duration::from_secs(32), Instant::now());
+        assert!(t.is_empty());
+    }
+
+    #[test]
+    fn timer_e_doubles_up_to_t2() {
+        let t2 = Duration::from_secs(4);
+        let mut e = Duration::from_millis(500);
+        let mut seen = Vec::new();
+        for _ in 0..5 {
+            e = next_timer_e(e, t2);
+            seen.push(e.as_millis());
+        }
+        assert_eq!(seen, vec![1000, 2000, 4000, 4000, 4000]);
+    }
+}

@@ -1,0 +1,279 @@
+//! Wire level: where a message starts and ends, and the header-line normalisation that runs
+//! before anything is handed to rsip.
+//!
+//! Owns: finding the end of the head, reading Content-Length (full and compact form) for stream
+//! framing, unfolding continuation lines (RFC 3261 §7.3.1), trimming `Name : value` spacing,
+//! expanding compact header names (RFC 3261 §7.3.3, RFC 6665 §8.2.1 `o`/`u`), and canonical
+//! header-name spelling. Must not: interpret header values beyond Content-Length.
+
+use std::borrow::Cow;
+
+/// What went wrong while splitting a head into lines.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    /// The head is not UTF-8 text.
+    #[error("message head is not UTF-8")]
+    NotUtf8,
+    /// The message has no start line.
+    #[error("empty message")]
+    Empty,
+    /// A header line has no colon or an empty or invalid name.
+    #[error("malformed header line")]
+    BadHeaderLine,
+    /// A continuation line came before any header.
+    #[error("continuation line before the first header")]
+    StrayContinuation,
+    /// Content-Length is not a number, or two different values were given.
+    #[error("invalid Content-Length")]
+    BadContentLength,
+    /// Too many header lines.
+    #[error("too many header lines")]
+    TooManyHeaders,
+}
+
+/// Most header lines accepted in one message; protects against a head made of tiny lines.
+pub const MAX_HEADER_LINES: usize = 256;
+
+/// Returns the length of the head including the blank line that ends it, if complete.
+/// Accepts CRLF (RFC 3261) and, leniently, bare LF line ends.
+pub fn head_len(buf: &[u8]) -> Option<usize> {
+    let mut i = 0;
+    while i < buf.len() {
+        if buf[i] == b'\n' {
+            match buf.get(i + 1) {
+                Some(b'\n') => return Some(i + 2),
+                Some(b'\r') if buf.get(i + 2) == Some(&b'\n') => return Some(i + 3),
+                _ => {}
+            }
+        }
+        i += 1;
+    }
+    None
+}
+
+/// Expands a compact header name to its full form (RFC 3261 §7.3.3 and extensions).
+pub fn expand_compact(name: &str) -> Option<&'static str> {
+    if name.len() != 1 {
+        return None;
+    }
+    Some(match name.as_bytes()[0].to_ascii_lowercase() {
+        b'i' => "Call-ID",
+        b'm' => "Contact",
+        b'e' => "Content-Encoding",
+        b'l' => "Content-Length",
+        b'c' => "Content-Type",
+        b'f' => "From",
+        b's' => "Subject",
+        b'k' => "Supported",
+        b't' => "To",
+        b'v' => "Via",
+        b'o' => "Event",
+        b'u' => "Allow-Events",
+        b'r' => "Refer-To",
+        b'b' => "Referred-By",
+        b'x' => "Session-Expires",
+        b'a' => "Accept-Contact",
+        b'j' => "Reject-Contact",
+        b'd' => "Request-Disposition",
+        b'y' => "Identity",
+        _ => return None,
+    })
+}
+
+/// The canonical spelling of well-known header names, so lookups and output are uniform.
+const CANONICAL: &[&str] = &[
+    "Accept",
+    "Accept-Encoding",
+    "Accept-Language",
+    "Allow",
+    "Allow-Events",
+    "Call-ID",
+    "Contact",
+    "Content-Disposition",
+    "Content-Encoding",
+    "Content-Length",
+    "Content-Type",
+    "CSeq",
+    "Event",
+    "Expires",
+    "From",
+    "Max-Forwards",
+    "Min-Expires",
+    "Proxy-Require",
+    "Record-Route",
+    "Require",
+    "Retry-After",
+    "Route",
+    "Server",
+    "SIP-ETag",
+    "SIP-If-Match",
+    "Subscription-State",
+    "Supported",
+    "To",
+    "Unsupported",
+    "User-Agent",
+    "Via",
+];
+
+/// The name a header is stored under: compact forms expanded, known names canonically spelt,
+/// unknown names as received.
+pub fn canonical_name(name: &str) -> Cow<'static, str> {
+    if let Some(full) = expand_compact(name) {
+        return Cow::Borrowed(full);
+    }
+    CANONICAL
+        .iter()
+        .find(|known| known.eq_ignore_ascii_case(name))
+        .map(|known| Cow::Borrowed(*known))
+        .unwrap_or_else(|| Cow::Owned(name.to_owned()))
+}
+
+/// RFC 3261 §25.1 `token` characters.
+pub fn is_token_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "-.!%*_+`'~".contains(c)
+}
+
+/// A head split into its start line and normalised `(name, value)` header pairs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Head<'a> {
+    /// The request or status line, without line end.
+    pub start_line: &'a str,
+    /// Headers in order, names canonical, values trimmed and unfolded.
+    pub headers: Vec<(Cow<'static, str>, String)>,
+}
+
+/// Splits a head (everything before the body) into start line and normalised headers.
+pub fn split_head(head: &[u8]) -> Result<Head<'_>, WireError> {
+    let text = std::str::from_utf8(head).map_err(|_| WireError::NotUtf8)?;
+    let mut lines = text
+        .split('\n')
+        .map(|l| l.strip_suffix('\r').unwrap_or(l))
+        // A head ends with a blank line; leading blank lines are keep-alive residue.
+        .skip_while(|l| l.is_empty());
+    let start_line = lines.next().ok_or(WireError::Empty)?;
+    let mut headers: Vec<(Cow<'static, str>, String)> = Vec::new();
+    for line in lines {
+        if line.is_empty() {
+            break;
+        }
+        if line.starts_with([' ', '\t']) {
+            // RFC 3261 §7.3.1: a continuation line is folded into the previous value with a
+            // single space.
+            let (_, value) = headers.last_mut().ok_or(WireError::StrayContinuation)?;
+            let more = line.trim();
+            if !more.is_empty() {
+                if !value.is_empty() {
+                    value.push(' ');
+                }
+                value.push_str(more);
+            }
+            continue;
+        }
+        if headers.len() >= MAX_HEADER_LINES {
+            return Err(WireError::TooManyHeaders);
+        }
+        let (name, value) = line.split_once(':').ok_or(WireError::BadHeaderLine)?;
+        // RFC 3261 §7.3.1 allows whitespace between the name and the colon.
+        let name = name.trim_end_matches([' ', '\t']);
+        if name.is_empty() || !name.chars().all(is_token_char) {
+            return Err(WireError::BadHeaderLine);
+        }
+        headers.push((canonical_name(name), value.trim().to_owned()));
+    }
+    Ok(Head {
+        start_line,
+        headers,
+    })
+}
+
+/// The Content-Length of a head, if present. Several equal values are accepted; different
+/// values are an error (request smuggling defence).
+pub fn content_length(headers: &[(Cow<'static, str>, String)]) -> Result<Option<usize>, WireError> {
+    let mut found: Option<usize> = None;
+    for (name, value) in headers {
+        if name != "Content-Length" {
+            continue;
+        }
+        let v = value.trim();
+        if v.is_empty() || v.len() > 10 || !v.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(WireError::BadContentLength);
+        }
+        let n: usize = v.parse().map_err(|_| WireError::BadContentLength)?;
+        match found {
+            Some(prev) if prev != n => return Err(WireError::BadContentLength),
+            _ => found = Some(n),
+        }
+    }
+    Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn head_len_finds_crlf_and_lf_blank_lines() {
+        assert_eq!(head_len(b"A\r\nB: c\r\n\r\nbody"), Some(11));
+        assert_eq!(head_len(b"A\nB: c\n\nbody"), Some(8));
+        assert_eq!(head_len(b"A\r\nB: c\r\n"), None);
+    }
+
+    #[test]
+    fn folded_header_lines_are_unfolded() {
+        let head = split_head(b"OPTIONS sip:a@b SIP/2.0\r\nSubject: one\r\n  two\r\n\tthree\r\n\r\n")
+            .unwrap();
+        assert_eq!(head.headers, vec![("Subject".into(), "one two three".into())]);
+    }
+
+    #[test]
+    fn space_before_colon_is_accepted() {
+        let head = split_head(b"OPTIONS sip:a@b SIP/2.0\r\nCall-ID  : abc\r\n\r\n").unwrap();
+        assert_eq!(head.headers, vec![("Call-ID".into(), "abc".into())]);
+    }
+
+    #[test]
+    fn every_compact_form_expands() {
+        let pairs = [
+            ("i", "Call-ID"),
+            ("m", "Contact"),
+            ("e", "Content-Encoding"),
+            ("l", "Content-Length"),
+            ("c", "Content-Type"),
+            ("f", "From"),
+            ("t", "To"),
+            ("v", "Via"),
+            ("s", "Subject"),
+            ("k", "Supported"),
+            ("o", "Event"),
+            ("u", "Allow-Events"),
+        ];
+        for (compact, full) in pairs {
+            assert_eq!(canonical_name(compact), full);
+            assert_eq!(canonical_name(&compact.to_uppercase()), full);
+        }
+        assert_eq!(canonical_name("call-id"), "Call-ID");
+        assert_eq!(canonical_name("X-Custom"), "X-Custom");
+    }
+
+    #[test]
+    fn content_length_is_read_from_compact_form_and_conflicts_are_rejected() {
+        let head = split_head(b"SIP/2.0 200 OK\r\nl: 12\r\n\r\n").unwrap();
+        assert_eq!(content_length(&head.headers), Ok(Some(12)));
+        let head = split_head(b"SIP/2.0 200 OK\r\nl: 12\r\nContent-Length: 13\r\n\r\n").unwrap();
+        assert_eq!(content_length(&head.headers), Err(WireError::BadContentLength));
+        let head = split_head(b"SIP/2.0 200 OK\r\nContent-Length: -1\r\n\r\n").unwrap();
+        assert_eq!(content_length(&head.headers), Err(WireError::BadContentLength));
+    }
+
+    #[test]
+    fn bad_header_lines_are_errors() {
+        assert_eq!(
+            split_head(b"A sip:a SIP/2.0\r\nno colon here\r\n\r\n"),
+            Err(WireError::BadHeaderLine)
+        );
+        assert_eq!(
+            split_head(b"A sip:a SIP/2.0\r\n continuation\r\n\r\n"),
+            Err(WireError::StrayContinuation)
+        );
+    }
+}

@@ -1,0 +1,494 @@
+//! SIP core over real sockets: transports, framing, transactions and the dispatcher's answers.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::net::UdpSocket;
+use std::time::Duration;
+
+use common::*;
+
+#[test]
+fn options_over_udp_is_answered_with_capabilities() -> TestResult {
+    let server = TestServer::start();
+    let mut ua = UdpUa::new(server.udp);
+    ua.send(&ua.request("OPTIONS", "sip:example.org").build());
+    let resp = ua.expect_status(200);
+    assert!(resp.header("Allow").unwrap().contains("OPTIONS"));
+    assert!(resp.header("Accept").is_some());
+    assert!(resp.header("Supported").is_some());
+    assert!(resp.header("Allow-Events").unwrap().contains("presence"));
+    assert!(resp.param("To", "tag").is_some());
+    // RFC 3581: the Via records where the request really came from.
+    let via = resp.header("Via").unwrap();
+    assert!(via.contains(&format!("rport={}", ua.local().port())), "{via}");
+    assert!(via.contains("received=127.0.0.1"), "{via}");
+    Ok(())
+}
+
+#[test]
+fn options_over_tcp_is_answered_on_the_same_connection() -> TestResult {
+    let server = TestServer::start();
+    let mut ua = TcpUa::connect(server.tcp);
+    let req = ua.request("OPTIONS", "sip:example.org").build();
+    ua.send(&req);
+    let resp = ua.expect_status(200);
+    assert!(resp.header("Allow").unwrap().contains("OPTIONS"));
+    Ok(())
+}
+
+#[test]
+fn pipelined_requests_in_one_segment_are_all_answered_in_order() -> TestResult {
+    let server = TestServer::start();
+    let mut ua = TcpUa::connect(server.tcp);
+    let mut batch = Vec::new();
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let mut r = ua.request("OPTIONS", "sip:example.org");
+        r.cseq = i + 1;
+        ids.push(r.call_id.clone());
+        batch.extend(r.build());
+    }
+    ua.send(&batch);
+    for id in ids {
+        let resp = ua.expect_status(200);
+        assert_eq!(resp.header("Call-ID"), Some(id.as_str()));
+    }
+    Ok(())
+}
+
+#[test]
+fn a_request_spread_over_many_segments_is_reassembled() -> TestResult {
+    let server = TestServer::start();
+    let mut ua = TcpUa::connect(server.tcp);
+    let req = ua
+        .request("OPTIONS", "sip:example.org")
+        .body("text/plain", b"a body that arrives in pieces")
+        .build();
+    for chunk in req.chunks(7) {
+        ua.send(chunk);
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    ua.expect_status(200);
+    Ok(())
+}
+
+#[test]
+fn double_crlf_keep_alive_gets_a_crlf_pong() -> TestResult {
+    let server = TestServer::start();
+    let mut ua = TcpUa::connect(server.tcp);
+    ua.send(b"\r\n\r\n");
+    assert_eq!(ua.expect_raw(2), b"\r\n");
+    // The connection still carries SIP afterwards.
+    let req = ua.request("OPTIONS", "sip:example.org").build();
+    ua.send(&req);
+    ua.expect_status(200);
+    Ok(())
+}
+
+#[test]
+fn udp_retransmission_gets_the_same_response_and_is_processed_once() -> TestResult {
+    let server = TestServer::start();
+    let mut ua = UdpUa::new(server.udp);
+    let req = ua.request("OPTIONS", "sip:example.org").build();
+    ua.send(&req);
+    let first = ua.expect_status(200);
+    ua.send(&req);
+    let second = ua.expect_status(200);
+    // A second processing would have drawn a new To-tag.
+    assert_eq!(first.header("To"), second.header("To"));
+    assert_eq!(first.body, second.body);
+    assert_eq!(server.log_count("response resent"), 1);
+    Ok(())
+}
+
+#[test]
+fn udp_response_without_rport_goes_to_the_via_sent_by_port() -> TestResult {
+    let server = TestServer::start();
+    let sender = UdpSocket::bind("127.0.0.1:0")?;
+    let mut receiver = UdpUa::new(server.udp);
+    let mut req = receiver.request("OPTIONS", "sip:example.org");
+    req.via = format!("SIP/2.0/UDP {};branch=z9hG4bK{}", receiver.local(), unique("b"));
+    sender.send_to(&req.build(), server.udp)?;
+    receiver.expect_status(200);
+    Ok(())
+}
+
+fn expect_reject(server: &TestServer, req: RequestBuilder, status: u16) -> SipMsg {
+    let mut ua = UdpUa::new(server.udp);
+    let mut req = req;
+    req.via = format!("SIP/2.0/UDP {};branch=z9hG4bK{};rport", ua.local(), unique("b"));
+    ua.send(&req.build());
+    ua.expect_status(status)
+}
+
+fn options(server: &TestServer) -> RequestBuilder {
+    RequestBuilder::new("OPTIONS", "sip:example.org", "UDP", server.udp)
+}
+
+#[test]
+fn missing_mandatory_headers_get_400_naming_the_problem() -> TestResult {
+    let server = TestServer::start();
+    for (name, reason) in [
+        ("To", "Missing To"),
+        ("From", "Missing From"),
+        ("Call-ID", "Missing Call-ID"),
+        ("CSeq", "Missing CSeq"),
+        ("Max-Forwards", "Missing Max-Forwards"),
+    ] {
+        let resp = expect_reject(&server, options(&server).without(name), 400);
+        assert!(resp.start.contains(reason), "{name}: {}", resp.start);
+    }
+    let mut no_tag = options(&server);
+    no_tag.from = "<sip:tester@example.org>".into();
+    assert!(expect_reject(&server, no_tag, 400).start.contains("Missing From Tag"));
+    let mut mismatch = options(&server);
+    mismatch.method = "OPTIONS".into();
+    let bytes = String::from_utf8(mismatch.build())?.replace("CSeq: 1 OPTIONS", "CSeq: 1 INFO");
+    let mut ua = UdpUa::new(server.udp);
+    let bytes = bytes.replace(&server.udp.to_string(), &ua.local().to_string());
+    ua.send(bytes.as_bytes());
+    assert!(ua.expect_status(400).start.contains("CSeq Method Does Not Match"));
+    Ok(())
+}
+
+#[test]
+fn via_without_branch_gets_400() -> TestResult {
+    let server = TestServer::start();
+    let mut ua = UdpUa::new(server.udp);
+    let mut req = ua.request("OPTIONS", "sip:example.org");
+    req.via = format!("SIP/2.0/UDP {};rport", ua.local());
+    ua.send(&req.build());
+    assert!(ua.expect_status(400).start.contains("Missing Via Branch"));
+    Ok(())
+}
+
+#[test]
+fn request_without_via_over_tcp_gets_400_on_the_connection() -> TestResult {
+    let server = TestServer::start();
+    let mut ua = TcpUa::connect(server.tcp);
+    let req = ua.request("OPTIONS", "sip:example.org").without("Via").build();
+    ua.send(&req);
+    assert!(ua.expect_status(400).start.contains("Via"));
+    Ok(())
+}
+
+#[test]
+fn max_forwards_zero_gets_483() -> TestResult {
+    let server = TestServer::start();
+    let mut req = options(&server);
+    req.max_forwards = Some(0);
+    expect_reject(&server, req, 483);
+    Ok(())
+}
+
+#[test]
+fn unknown_require_gets_420_with_unsupported() -> TestResult {
+    let server = TestServer::start();
+    let resp = expect_reject(&server, options(&server).header("Require: foo, bar"), 420);
+    assert_eq!(resp.header("Unsupported"), Some("foo, bar"));
+    Ok(())
+}
+
+#[test]
+fn unserved_and_extension_methods_get_405_with_allow() -> TestResult {
+    let server = TestServer::start();
+    for method in ["INVITE", "MESSAGE", "FROBNICATE"] {
+        let mut req = options(&server);
+        req.method = method.into();
+        let resp = expect_reject(&server, req, 405);
+        let allow = resp.header("Allow").unwrap();
+        assert!(allow.contains("OPTIONS") && !allow.contains(method), "{allow}");
+    }
+    Ok(())
+}
+
+#[test]
+fn foreign_domain_gets_404_when_domains_are_set() -> TestResult {
+    let server = TestServer::start_with("domains = [\"example.org\"]", "");
+    let mut req = options(&server);
+    req.uri = "sip:bob@elsewhere.net".into();
+    expect_reject(&server, req, 404);
+    // Served domains, case-insensitively, and the server's own address are fine.
+    let mut req = options(&server);
+    req.uri = "sip:bob@EXAMPLE.org".into();
+    expect_reject(&server, req, 200);
+    let mut req = options(&server);
+    req.uri = format!("sip:{}", server.udp);
+    expect_reject(&server, req, 200);
+    Ok(())
+}
+
+#[test]
+fn cancel_matching_nothing_gets_481_and_ack_gets_no_answer() -> TestResult {
+    let server = TestServer::start();
+    let mut cancel = options(&server);
+    cancel.method = "CANCEL".into();
+    expect_reject(&server, cancel, 481);
+    let mut ua = UdpUa::new(server.udp);
+    let mut ack = ua.request("ACK", "sip:example.org");
+    ack.method = "ACK".into();
+    ua.send(&ack.build());
+    assert!(ua.recv(Duration::from_millis(300)).is_none());
+    Ok(())
+}
+
+#[test]
+fn oversize_udp_message_gets_513() -> TestResult {
+    let server = TestServer::start_with("max_message_bytes = 2000", "");
+    let big = vec![b'x'; 3000];
+    let req = options(&server).body("text/plain", &big);
+    expect_reject(&server, req, 513);
+    Ok(())
+}
+
+#[test]
+fn oversize_tcp_message_gets_513_and_the_connection_closes() -> TestResult {
+    let server = TestServer::start_with("max_message_bytes = 2000", "");
+    let mut ua = TcpUa::connect(server.tcp);
+    let req = ua
+        .request("OPTIONS", "sip:example.org")
+        .body("text/plain", &vec![b'x'; 3000])
+        .build();
+    // Only the head: the server must refuse on Content-Length alone, without buffering.
+    let head_end = req.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    ua.send(&req[..head_end]);
+    ua.expect_status(513);
+    assert!(ua.closed_within(WAIT));
+    Ok(())
+}
+
+#[test]
+fn endless_tcp_head_is_cut_off_at_the_limit() -> TestResult {
+    let server = TestServer::start_with("max_message_bytes = 2000", "");
+    let mut ua = TcpUa::connect(server.tcp);
+    let mut junk = b"OPTIONS sip:example.org SIP/2.0\r\n".to_vec();
+    junk.extend(std::iter::repeat_n(b'a', 5000));
+    let _ = ua.stream.set_write_timeout(Some(WAIT));
+    let _ = std::io::Write::write_all(&mut ua.stream, &junk);
+    assert!(ua.closed_within(WAIT));
+    Ok(())
+}
+
+#[test]
+fn tcp_message_without_content_length_gets_400_then_close() -> TestResult {
+    let server = TestServer::start();
+    let mut ua = TcpUa::connect(server.tcp);
+    let req = ua
+        .request("OPTIONS", "sip:example.org")
+        .without("Content-Length")
+        .build();
+    ua.send(&req);
+    assert!(ua.expect_status(400).start.contains("Content-Length"));
+    assert!(ua.closed_within(WAIT));
+    Ok(())
+}
+
+#[test]
+fn garbage_over_udp_is_dropped_and_the_server_keeps_serving() -> TestResult {
+    let server = TestServer::start();
+    let mut ua = UdpUa::new(server.udp);
+    ua.send(b"\x00\x01\x02 this is not SIP \xff\xfe\r\n\r\n");
+    ua.send(b"OPTIONS sip:example.org SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKx\r\nbroken line\r\n\r\n");
+    assert!(ua.recv(Duration::from_millis(300)).is_none());
+    ua.send(&ua.request("OPTIONS", "sip:example.org").build());
+    ua.expect_status(200);
+    assert!(server.log_count("unparsable message") >= 2);
+    Ok(())
+}
+
+#[test]
+fn malformed_request_uri_gets_400() -> TestResult {
+    let server = TestServer::start();
+    let mut req = options(&server);
+    req.uri = "sip:bob@[::zz]".into();
+    let resp = expect_reject(&server, req, 400);
+    assert!(resp.start.contains("Request-URI"), "{}", resp.start);
+    Ok(())
+}
+
+#[test]
+fn a_connection_that_dies_mid_message_does_not_disturb_others() -> TestResult {
+    let server = TestServer::start();
+    let mut other = TcpUa::connect(server.tcp);
+    {
+        let mut dying = TcpUa::connect(server.tcp);
+        let req = dying
+            .request("OPTIONS", "sip:example.org")
+            .body("text/plain", b"0123456789")
+            .build();
+        dying.send(&req[..req.len() - 5]);
+    }
+    let req = other.request("OPTIONS", "sip:example.org").build();
+    other.send(&req);
+    other.expect_status(200);
+    let mut fresh = TcpUa::connect(server.tcp);
+    let req = fresh.request("OPTIONS", "sip:example.org").build();
+    fresh.send(&req);
+    fresh.expect_status(200);
+    Ok(())
+}
+
+#[test]
+fn connections_beyond_the_limit_are_refused() -> TestResult {
+    let server = TestServer::start_with("max_tcp_connections = 2", "");
+    let mut a = TcpUa::connect(server.tcp);
+    let mut b = TcpUa::connect(server.tcp);
+    for ua in [&mut a, &mut b] {
+        let req = ua.request("OPTIONS", "sip:example.org").build();
+        ua.send(&req);
+        ua.expect_status(200);
+    }
+    let mut c = TcpUa::connect(server.tcp);
+    assert!(c.closed_within(WAIT), "third connection was not refused");
+    drop(a);
+    // Once one closes, a new one is admitted.
+    let mut admitted = false;
+    for _ in 0..50 {
+        let mut d = TcpUa::connect(server.tcp);
+        let req = d.request("OPTIONS", "sip:example.org").build();
+        let _ = std::io::Write::write_all(&mut d.stream, &req);
+        if d.recv(Duration::from_millis(200)).is_some_and(|m| m.status() == 200) {
+            admitted = true;
+            break;
+        }
+    }
+    assert!(admitted);
+    Ok(())
+}
+
+#[test]
+fn idle_connections_are_closed() -> TestResult {
+    let server = TestServer::start_with("tcp_idle_timeout_s = 1", "");
+    let mut ua = TcpUa::connect(server.tcp);
+    let req = ua.request("OPTIONS", "sip:example.org").build();
+    ua.send(&req);
+    ua.expect_status(200);
+    assert!(ua.closed_within(Duration::from_secs(4)));
+    Ok(())
+}
+
+#[test]
+fn compact_and_folded_headers_from_a_client_are_understood() -> TestResult {
+    let server = TestServer::start();
+    let mut ua = UdpUa::new(server.udp);
+    let local = ua.local();
+    let req = format!(
+        "OPTIONS sip:example.org SIP/2.0\r\n\
+         v : SIP/2.0/UDP {local}\r\n ;branch=z9hG4bKfold1;rport\r\n\
+         f: <sip:a@example.org>;tag=77\r\n\
+         t: <sip:example.org>\r\n\
+         i: compact-{}\r\n\
+         CSeq: 3 OPTIONS\r\n\
+         Max-Forwards: 70\r\n\
+         Contact: <sip:a@[::1]:5099>;+sip.instance=\"<urn:uuid:00000000-0000-0000-0000-000000000001>\"\r\n\
+         l: 0\r\n\r\n",
+        unique("c")
+    );
+    ua.send(req.as_bytes());
+    let resp = ua.expect_status(200);
+    assert_eq!(resp.header("CSeq"), Some("3 OPTIONS"));
+    Ok(())
+}
+
+#[test]
+fn sigterm_stops_the_server_with_status_zero_within_five_seconds() -> TestResult {
+    let mut server = TestServer::start();
+    let tcp = server.tcp;
+    server.signal(libc::SIGTERM);
+    let status = server.wait_exit(Duration::from_secs(5)).expect("did not exit in 5 s");
+    assert_eq!(status.code(), Some(0));
+    assert!(std::net::TcpStream::connect(tcp).is_err(), "listener still open");
+    Ok(())
+}
+
+#[test]
+fn sigint_stops_the_server_too() -> TestResult {
+    let mut server = TestServer::start();
+    server.signal(libc::SIGINT);
+    let status = server.wait_exit(Duration::from_secs(5)).expect("did not exit in 5 s");
+    assert_eq!(status.code(), Some(0));
+    Ok(())
+}
+
+fn run_binary(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_presenced"));
+    cmd.args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+#[test]
+fn bad_configs_exit_with_status_two_and_name_the_key() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let cases = [
+        ("[sip]\nmax_message_bytes = \"big\"\n", "sip.max_message_bytes"),
+        ("[sip]\nno_such_key = 1\n", "no_such_key"),
+        ("[sip]\nlisten = [\"udp:127.0.0.1\"]\n", "sip.listen[0]"),
+        ("[presence]\nmin_expires = 100\nmax_expires = 50\n", "presence.min_expires"),
+        ("[sip\n", "presenced.toml"),
+    ];
+    for (text, key) in cases {
+        let path = dir.path().join("presenced.toml");
+        std::fs::write(&path, text)?;
+        let out = run_binary(&["--config", path.to_str().unwrap()], &[]);
+        assert_eq!(out.status.code(), Some(2), "{text}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(key), "{text}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+        assert_eq!(err.trim().lines().count(), 1, "one clear line: {err}");
+    }
+    let out = run_binary(&["--config", "/nonexistent/presenced.toml"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    Ok(())
+}
+
+#[test]
+fn check_config_and_version_exit_zero_and_env_overrides_apply() -> TestResult {
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/config/presenced.toml");
+    let out = run_binary(&["--config", config, "--check-config"], &[]);
+    assert_eq!(out.status.code(), Some(0));
+    let out = run_binary(&["--version"], &[]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains(env!("CARGO_PKG_VERSION")));
+    let out = run_binary(
+        &["--config", config, "--check-config"],
+        &[("PRESENCED__SIP__MAX_MESSAGE_BYTES", "not-a-number")],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("sip.max_message_bytes"));
+    Ok(())
+}
+
+#[test]
+fn env_override_changes_a_running_server() -> TestResult {
+    // The override lowers the size limit, so a 3000-byte message now gets 513.
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("presenced.toml");
+    std::fs::write(&path, base_config(dir.path(), "", ""))?;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_presenced"))
+        .args(["--config", path.to_str().unwrap()])
+        .env("PRESENCED__SIP__MAX_MESSAGE_BYTES", "2000")
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    let stderr = child.stderr.take().unwrap();
+    let mut udp = None;
+    for line in std::io::BufRead::lines(std::io::BufReader::new(stderr)).map_while(Result::ok) {
+        if let Some(rest) = line.split("listening on udp:").nth(1) {
+            udp = rest.trim().parse().ok();
+            break;
+        }
+    }
+    let udp = udp.expect("server did not report its UDP port");
+    let mut ua = UdpUa::new(udp);
+    std::thread::sleep(Duration::from_millis(100));
+    ua.send(&ua.request("OPTIONS", "sip:example.org").body("text/plain", &[b'x'; 3000]).build());
+    let got = ua.expect();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(got.status(), 513);
+    Ok(())
+}
