@@ -12,8 +12,17 @@ use actix::prelude::*;
 use log::info;
 
 use crate::config::{ListenTransport, Settings};
+use crate::presence::document::PIDF_CONTENT_TYPE;
+use crate::presence::presentity::PresentitySettings;
+use crate::presence::publication::PublishLimits;
+use crate::presence::watcher::WatcherSettings;
+use crate::presence::xml::XmlLimits;
+use crate::presence::{PresenceConfig, Registry};
+use crate::registrar::{Registrar, RegistrarConfig};
+use crate::sip::dispatcher::RegisterRoute;
 use crate::sip::transport::tcp_connection::ConnectionSettings;
 use crate::sip::transport::{TcpTransport, Transports, UdpTransport};
+use crate::sip::Method;
 use crate::sip::{Dispatcher, DispatcherSettings};
 
 /// Why the server could not start.
@@ -75,6 +84,61 @@ pub fn bind(settings: &Settings) -> Result<BoundSockets, StartError> {
     Ok(sockets)
 }
 
+/// Starts the presence registry and the registrar and registers them with the dispatcher.
+fn start_presence(settings: &Settings, dispatcher: &Addr<Dispatcher>) {
+    let p = &settings.presence;
+    let config = PresenceConfig {
+        subscribe_default: p.default_expires,
+        subscribe_min: p.min_expires,
+        subscribe_max: p.max_expires,
+        publish: PublishLimits {
+            default_expires: p.publish_default_expires,
+            min_expires: p.publish_min_expires,
+            max_expires: p.publish_max_expires,
+        },
+        xml: XmlLimits {
+            max_bytes: p.max_body_bytes,
+            max_depth: p.max_xml_depth,
+            ..XmlLimits::default()
+        },
+        presentity: PresentitySettings {
+            closed_when_unknown: p.closed_when_unknown,
+        },
+        watcher: WatcherSettings {
+            expires: (p.default_expires, p.min_expires, p.max_expires),
+            keep_on_408: p.keep_subscription_on_408,
+        },
+    };
+    let registry = Registry::new(config, dispatcher.clone()).start();
+    let r = &settings.registrar;
+    let registrar = Registrar::new(
+        RegistrarConfig {
+            default_expires: r.default_expires,
+            min_expires: r.min_expires,
+            max_expires: r.max_expires,
+            priority: r.priority,
+        },
+        registry.clone(),
+    )
+    .start();
+    let presence_route = |method| RegisterRoute {
+        method,
+        handler: registry.clone().recipient(),
+        events: vec!["presence".into()],
+        accept: vec![PIDF_CONTENT_TYPE.into()],
+        option_tags: Vec::new(),
+    };
+    dispatcher.do_send(presence_route(Method::Subscribe));
+    dispatcher.do_send(presence_route(Method::Publish));
+    dispatcher.do_send(RegisterRoute {
+        method: Method::Register,
+        handler: registrar.recipient(),
+        events: Vec::new(),
+        accept: Vec::new(),
+        option_tags: Vec::new(),
+    });
+}
+
 /// Runs the server on `sockets` until `shutdown` completes. Must be called inside an actix
 /// system.
 pub async fn run(
@@ -122,6 +186,8 @@ pub async fn run(
         );
         transports.set_tcp(tcp.start());
     }
+
+    start_presence(&settings, &dispatcher);
 
     let dispatcher_settings = DispatcherSettings {
         domains: settings.sip.domains.clone(),

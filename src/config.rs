@@ -41,6 +41,8 @@ pub struct Settings {
     pub sip: SipSettings,
     /// `[presence]`: subscription and publication lifetimes.
     pub presence: PresenceSettings,
+    /// `[registrar]`: REGISTER bindings.
+    pub registrar: RegistrarSettings,
     /// `[store]`: persistence (used by the persistence layer).
     pub store: StoreSettings,
     /// `[log]`: logging.
@@ -122,6 +124,16 @@ pub struct PresenceSettings {
     pub publish_default_expires: u32,
     /// PUBLISH above this is clamped.
     pub publish_max_expires: u32,
+    /// PUBLISH below this (and not 0) gets 423.
+    pub publish_min_expires: u32,
+    /// With nothing published or registered, NOTIFY says `closed` rather than an empty document.
+    pub closed_when_unknown: bool,
+    /// Keep a subscription when its NOTIFY gets 408 (otherwise any non-2xx ends it).
+    pub keep_subscription_on_408: bool,
+    /// Largest PIDF body accepted in a PUBLISH, bytes; larger gets 413.
+    pub max_body_bytes: usize,
+    /// Deepest XML nesting accepted in a PIDF body; deeper gets 400.
+    pub max_xml_depth: usize,
 }
 
 impl Default for PresenceSettings {
@@ -132,6 +144,36 @@ impl Default for PresenceSettings {
             max_expires: 86400,
             publish_default_expires: 3600,
             publish_max_expires: 86400,
+            publish_min_expires: 60,
+            closed_when_unknown: true,
+            keep_subscription_on_408: false,
+            max_body_bytes: 65536,
+            max_xml_depth: 32,
+        }
+    }
+}
+
+/// `[registrar]` section. Seconds.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegistrarSettings {
+    /// REGISTER without any expiry gets this.
+    pub default_expires: u32,
+    /// Below this (and not 0): 423.
+    pub min_expires: u32,
+    /// Above this: clamped.
+    pub max_expires: u32,
+    /// Tuple priority (0.0–1.0) for bindings without `q`; absent: no priority.
+    pub priority: Option<f32>,
+}
+
+impl Default for RegistrarSettings {
+    fn default() -> Self {
+        Self {
+            default_expires: 3600,
+            min_expires: 60,
+            max_expires: 86400,
+            priority: None,
         }
     }
 }
@@ -266,9 +308,36 @@ impl Settings {
                 "must be positive and not exceed presence.publish_max_expires",
             ));
         }
-        if !(self.store.url.starts_with("sqlite://") || self.store.url.starts_with("postgres://"))
-        {
-            return Err(invalid("store.url", "must start with sqlite:// or postgres://"));
+        if p.publish_min_expires > p.publish_max_expires {
+            return Err(invalid(
+                "presence.publish_min_expires",
+                "must not exceed presence.publish_max_expires",
+            ));
+        }
+        if p.max_body_bytes == 0 || p.max_xml_depth == 0 {
+            return Err(invalid(
+                "presence.max_body_bytes",
+                "limits must be positive",
+            ));
+        }
+        let r = &self.registrar;
+        if r.min_expires > r.max_expires || r.default_expires == 0 {
+            return Err(invalid(
+                "registrar.min_expires",
+                "need registrar.min_expires <= registrar.max_expires and a positive default",
+            ));
+        }
+        if r.priority.is_some_and(|q| !(0.0..=1.0).contains(&q)) {
+            return Err(invalid(
+                "registrar.priority",
+                "must lie between 0.0 and 1.0",
+            ));
+        }
+        if !(self.store.url.starts_with("sqlite://") || self.store.url.starts_with("postgres://")) {
+            return Err(invalid(
+                "store.url",
+                "must start with sqlite:// or postgres://",
+            ));
         }
         Ok(())
     }

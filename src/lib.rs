@@ -16,6 +16,8 @@
 //! # Modules
 //! - [`config`]: typed settings, read once at start-up.
 //! - [`sip`]: the SIP layer (façade over rsip, transports, transactions, dispatcher).
+//! - [`presence`]: presentities, watchers, PUBLISH, PIDF and aggregation.
+//! - [`registrar`]: REGISTER bindings, fed to presentities as messages.
 //! - [`app`]: start-up and shutdown order.
 //!
 //! # Glossary (RFC terms, used exactly)
@@ -24,6 +26,8 @@
 
 pub mod app;
 pub mod config;
+pub mod presence;
+pub mod registrar;
 pub mod sip;
 
 /// Completes on SIGINT or SIGTERM.

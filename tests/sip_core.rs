@@ -22,7 +22,10 @@ fn options_over_udp_is_answered_with_capabilities() -> TestResult {
     assert!(resp.param("To", "tag").is_some());
     // RFC 3581: the Via records where the request really came from.
     let via = resp.header("Via").unwrap();
-    assert!(via.contains(&format!("rport={}", ua.local().port())), "{via}");
+    assert!(
+        via.contains(&format!("rport={}", ua.local().port())),
+        "{via}"
+    );
     assert!(via.contains("received=127.0.0.1"), "{via}");
     Ok(())
 }
@@ -109,7 +112,11 @@ fn udp_response_without_rport_goes_to_the_via_sent_by_port() -> TestResult {
     let sender = UdpSocket::bind("127.0.0.1:0")?;
     let mut receiver = UdpUa::new(server.udp);
     let mut req = receiver.request("OPTIONS", "sip:example.org");
-    req.via = format!("SIP/2.0/UDP {};branch=z9hG4bK{}", receiver.local(), unique("b"));
+    req.via = format!(
+        "SIP/2.0/UDP {};branch=z9hG4bK{}",
+        receiver.local(),
+        unique("b")
+    );
     sender.send_to(&req.build(), server.udp)?;
     receiver.expect_status(200);
     Ok(())
@@ -118,7 +125,11 @@ fn udp_response_without_rport_goes_to_the_via_sent_by_port() -> TestResult {
 fn expect_reject(server: &TestServer, req: RequestBuilder, status: u16) -> SipMsg {
     let mut ua = UdpUa::new(server.udp);
     let mut req = req;
-    req.via = format!("SIP/2.0/UDP {};branch=z9hG4bK{};rport", ua.local(), unique("b"));
+    req.via = format!(
+        "SIP/2.0/UDP {};branch=z9hG4bK{};rport",
+        ua.local(),
+        unique("b")
+    );
     ua.send(&req.build());
     ua.expect_status(status)
 }
@@ -142,14 +153,19 @@ fn missing_mandatory_headers_get_400_naming_the_problem() -> TestResult {
     }
     let mut no_tag = options(&server);
     no_tag.from = "<sip:tester@example.org>".into();
-    assert!(expect_reject(&server, no_tag, 400).start.contains("Missing From Tag"));
+    assert!(expect_reject(&server, no_tag, 400)
+        .start
+        .contains("Missing From Tag"));
     let mut mismatch = options(&server);
     mismatch.method = "OPTIONS".into();
     let bytes = String::from_utf8(mismatch.build())?.replace("CSeq: 1 OPTIONS", "CSeq: 1 INFO");
     let mut ua = UdpUa::new(server.udp);
     let bytes = bytes.replace(&server.udp.to_string(), &ua.local().to_string());
     ua.send(bytes.as_bytes());
-    assert!(ua.expect_status(400).start.contains("CSeq Method Does Not Match"));
+    assert!(ua
+        .expect_status(400)
+        .start
+        .contains("CSeq Method Does Not Match"));
     Ok(())
 }
 
@@ -168,7 +184,10 @@ fn via_without_branch_gets_400() -> TestResult {
 fn request_without_via_over_tcp_gets_400_on_the_connection() -> TestResult {
     let server = TestServer::start();
     let mut ua = TcpUa::connect(server.tcp);
-    let req = ua.request("OPTIONS", "sip:example.org").without("Via").build();
+    let req = ua
+        .request("OPTIONS", "sip:example.org")
+        .without("Via")
+        .build();
     ua.send(&req);
     assert!(ua.expect_status(400).start.contains("Via"));
     Ok(())
@@ -199,7 +218,10 @@ fn unserved_and_extension_methods_get_405_with_allow() -> TestResult {
         req.method = method.into();
         let resp = expect_reject(&server, req, 405);
         let allow = resp.header("Allow").unwrap();
-        assert!(allow.contains("OPTIONS") && !allow.contains(method), "{allow}");
+        assert!(
+            allow.contains("OPTIONS") && !allow.contains(method),
+            "{allow}"
+        );
     }
     Ok(())
 }
@@ -349,7 +371,9 @@ fn connections_beyond_the_limit_are_refused() -> TestResult {
         let mut d = TcpUa::connect(server.tcp);
         let req = d.request("OPTIONS", "sip:example.org").build();
         let _ = std::io::Write::write_all(&mut d.stream, &req);
-        if d.recv(Duration::from_millis(200)).is_some_and(|m| m.status() == 200) {
+        if d.recv(Duration::from_millis(200))
+            .is_some_and(|m| m.status() == 200)
+        {
             admitted = true;
             break;
         }
@@ -397,9 +421,14 @@ fn sigterm_stops_the_server_with_status_zero_within_five_seconds() -> TestResult
     let mut server = TestServer::start();
     let tcp = server.tcp;
     server.signal(libc::SIGTERM);
-    let status = server.wait_exit(Duration::from_secs(5)).expect("did not exit in 5 s");
+    let status = server
+        .wait_exit(Duration::from_secs(5))
+        .expect("did not exit in 5 s");
     assert_eq!(status.code(), Some(0));
-    assert!(std::net::TcpStream::connect(tcp).is_err(), "listener still open");
+    assert!(
+        std::net::TcpStream::connect(tcp).is_err(),
+        "listener still open"
+    );
     Ok(())
 }
 
@@ -407,7 +436,9 @@ fn sigterm_stops_the_server_with_status_zero_within_five_seconds() -> TestResult
 fn sigint_stops_the_server_too() -> TestResult {
     let mut server = TestServer::start();
     server.signal(libc::SIGINT);
-    let status = server.wait_exit(Duration::from_secs(5)).expect("did not exit in 5 s");
+    let status = server
+        .wait_exit(Duration::from_secs(5))
+        .expect("did not exit in 5 s");
     assert_eq!(status.code(), Some(0));
     Ok(())
 }
@@ -425,10 +456,16 @@ fn run_binary(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
 fn bad_configs_exit_with_status_two_and_name_the_key() -> TestResult {
     let dir = tempfile::tempdir()?;
     let cases = [
-        ("[sip]\nmax_message_bytes = \"big\"\n", "sip.max_message_bytes"),
+        (
+            "[sip]\nmax_message_bytes = \"big\"\n",
+            "sip.max_message_bytes",
+        ),
         ("[sip]\nno_such_key = 1\n", "no_such_key"),
         ("[sip]\nlisten = [\"udp:127.0.0.1\"]\n", "sip.listen[0]"),
-        ("[presence]\nmin_expires = 100\nmax_expires = 50\n", "presence.min_expires"),
+        (
+            "[presence]\nmin_expires = 100\nmax_expires = 50\n",
+            "presence.min_expires",
+        ),
         ("[sip\n", "presenced.toml"),
     ];
     for (text, key) in cases {
@@ -485,7 +522,11 @@ fn env_override_changes_a_running_server() -> TestResult {
     let udp = udp.expect("server did not report its UDP port");
     let mut ua = UdpUa::new(udp);
     std::thread::sleep(Duration::from_millis(100));
-    ua.send(&ua.request("OPTIONS", "sip:example.org").body("text/plain", &[b'x'; 3000]).build());
+    ua.send(
+        &ua.request("OPTIONS", "sip:example.org")
+            .body("text/plain", &[b'x'; 3000])
+            .build(),
+    );
     let got = ua.expect();
     let _ = child.kill();
     let _ = child.wait();

@@ -19,9 +19,9 @@ pub struct DialogId {
 impl DialogId {
     /// The dialog an incoming request claims to belong to, if its To carries a tag.
     pub fn of_request(req: &Request) -> Option<Self> {
-        let to = req.to_addr().ok()?;
+        let to = req.header_to().ok()?;
         let local_tag = to.tag()?.to_owned();
-        let remote_tag = req.from_addr().ok()?.tag()?.to_owned();
+        let remote_tag = req.header_from().ok()?.tag()?.to_owned();
         Some(Self {
             call_id: req.call_id().ok()?.to_owned(),
             local_tag,
@@ -32,6 +32,10 @@ impl DialogId {
 
 impl std::fmt::Display for DialogId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{};l={};r={}", self.call_id, self.local_tag, self.remote_tag)
+        write!(
+            f,
+            "{};l={};r={}",
+            self.call_id, self.local_tag, self.remote_tag
+        )
     }
 }

@@ -258,7 +258,10 @@ impl Dispatcher {
     }
 
     fn join(set: &BTreeSet<String>) -> String {
-        set.iter().map(String::as_str).collect::<Vec<_>>().join(", ")
+        set.iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 
     /// Sends a response and remembers it for retransmissions.
@@ -306,7 +309,9 @@ impl Dispatcher {
     }
 
     fn send_reply(&mut self, req: &Request, key: Option<&ServerKey>, target: Target, reply: Reply) {
-        let mut resp = Response::to_request(req, reply.status, reply.to_tag.as_deref());
+        // RFC 3261 §8.2.6.2: a response always carries a To tag.
+        let to_tag = reply.to_tag.unwrap_or_else(super::transaction::new_tag);
+        let mut resp = Response::to_request(req, reply.status, Some(&to_tag));
         for (n, v) in reply.headers {
             resp.headers.push(n, v);
         }
@@ -357,7 +362,8 @@ impl Dispatcher {
             via.params.set("received", Some(from_ip.to_string()));
         }
         if rport {
-            via.params.set("rport", Some(source.peer.port().to_string()));
+            via.params
+                .set("rport", Some(source.peer.port().to_string()));
         }
         *top = via.to_string();
         first.value = elements.join(", ");
@@ -365,11 +371,11 @@ impl Dispatcher {
 
     fn is_local_host(&self, host: &Host) -> bool {
         match host {
-            Host::Ip(ip) => self
-                .settings
-                .local_addrs
-                .iter()
-                .any(|a| a.ip() == *ip || (a.ip().is_unspecified() && is_same_family(a.ip(), *ip))),
+            Host::Ip(ip) => {
+                self.settings.local_addrs.iter().any(|a| {
+                    a.ip() == *ip || (a.ip().is_unspecified() && is_same_family(a.ip(), *ip))
+                })
+            }
             Host::Domain(d) => d.eq_ignore_ascii_case("localhost"),
         }
     }
@@ -385,11 +391,11 @@ impl Dispatcher {
         if !req.headers.has("To") {
             return Err(bad("Missing To"));
         }
-        req.to_addr().map_err(|_| bad("Malformed To"))?;
+        req.header_to().map_err(|_| bad("Malformed To"))?;
         if !req.headers.has("From") {
             return Err(bad("Missing From"));
         }
-        let from = req.from_addr().map_err(|_| bad("Malformed From"))?;
+        let from = req.header_from().map_err(|_| bad("Malformed From"))?;
         if from.tag().is_none_or(str::is_empty) {
             return Err(bad("Missing From Tag"));
         }
@@ -423,7 +429,10 @@ impl Dispatcher {
         let via = match Self::check_mandatory(&req) {
             Ok(via) => via,
             Err(reject) => {
-                info!("{} from {}: rejected with {reject}", req.method, source.peer);
+                info!(
+                    "{} from {}: rejected with {reject}",
+                    req.method, source.peer
+                );
                 let target = match req.top_via() {
                     Ok(via) => Self::response_target(&source, &via),
                     // Without a Via only a stream has a way back.
@@ -442,11 +451,17 @@ impl Dispatcher {
         match self.server_tx.begin(&key) {
             ServerMatch::New => {}
             ServerMatch::InProgress => {
-                debug!("{} retransmission from {} absorbed", req.method, source.peer);
+                debug!(
+                    "{} retransmission from {} absorbed",
+                    req.method, source.peer
+                );
                 return;
             }
             ServerMatch::Completed(bytes, target) => {
-                debug!("{} retransmission from {}: response resent", req.method, source.peer);
+                debug!(
+                    "{} retransmission from {}: response resent",
+                    req.method, source.peer
+                );
                 self.transports.send(Outbound {
                     target,
                     bytes,
@@ -473,7 +488,10 @@ impl Dispatcher {
                         act.send_reject(&request, Some(&key), target, reject)
                     }
                     Err(e) => {
-                        warn!("{} from {}: handler failed: {e}", request.method, source.peer);
+                        warn!(
+                            "{} from {}: handler failed: {e}",
+                            request.method, source.peer
+                        );
                         act.send_reject(&request, Some(&key), target, Reject::new(500))
                     }
                 }));
@@ -533,8 +551,15 @@ impl Dispatcher {
             Method::Cancel => {
                 // RFC 3261 §9.2: a CANCEL matching a non-INVITE transaction has no effect on
                 // it, but is answered 200; otherwise 481.
-                let matched = self.routes.keys().any(|m| self.server_tx.contains(&key.cancelled(m.clone())));
-                return if matched { Ok(Routed::Answer(Reply::ok())) } else { Err(Reject::new(481)) };
+                let matched = self
+                    .routes
+                    .keys()
+                    .any(|m| self.server_tx.contains(&key.cancelled(m.clone())));
+                return if matched {
+                    Ok(Routed::Answer(Reply::ok()))
+                } else {
+                    Err(Reject::new(481))
+                };
             }
             Method::Options => return Ok(Routed::Answer(self.options_reply())),
             _ => {}
@@ -567,7 +592,10 @@ impl Dispatcher {
     }
 
     fn handle_response(&mut self, resp: Response, source: Source, ctx: &mut Context<Self>) {
-        let branch = resp.top_via().ok().and_then(|v| v.branch().map(str::to_owned));
+        let branch = resp
+            .top_via()
+            .ok()
+            .and_then(|v| v.branch().map(str::to_owned));
         let method = resp.cseq().ok().map(|c| c.method);
         let Some(branch) = branch else {
             debug!("response from {} without a Via branch dropped", source.peer);
@@ -578,7 +606,10 @@ impl Dispatcher {
             .get(&branch)
             .is_some_and(|tx| Some(&tx.method) == method.as_ref());
         if !matches {
-            debug!("response {} from {} matches no transaction", resp.status, source.peer);
+            debug!(
+                "response {} from {} matches no transaction",
+                resp.status, source.peer
+            );
             return;
         }
         if resp.status < 200 {
@@ -704,13 +735,26 @@ impl Handler<InboundRejected> for Dispatcher {
                 (h, 400, failure.error.to_string(), false)
             }
             InboundProblem::MissingContentLength(head) => {
-                info!("message without Content-Length from {}: closing", source.peer);
-                (head_headers(&head), 400, "Missing Content-Length".into(), true)
+                info!(
+                    "message without Content-Length from {}: closing",
+                    source.peer
+                );
+                (
+                    head_headers(&head),
+                    400,
+                    "Missing Content-Length".into(),
+                    true,
+                )
             }
             InboundProblem::Oversize(head) => {
                 info!("message over the size limit from {}", source.peer);
                 let headers = head.map(|h| head_headers(&h)).unwrap_or_default();
-                (headers, 513, "Message Too Large".into(), source.transport.is_reliable())
+                (
+                    headers,
+                    513,
+                    "Message Too Large".into(),
+                    source.transport.is_reliable(),
+                )
             }
         };
         let via = headers.list("Via").next().and_then(|v| Via::parse(v).ok());
@@ -726,7 +770,8 @@ impl Handler<InboundRejected> for Dispatcher {
             }
             return;
         }
-        let mut resp = Response::from_headers(&headers, status, Some(&super::transaction::new_tag()));
+        let mut resp =
+            Response::from_headers(&headers, status, Some(&super::transaction::new_tag()));
         resp.reason = reason;
         self.send_response(None, resp, target, close);
     }

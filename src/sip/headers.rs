@@ -75,7 +75,11 @@ impl Params {
 
     /// Sets or replaces a parameter.
     pub fn set(&mut self, name: &str, value: Option<String>) {
-        match self.0.iter_mut().find(|(n, _)| n.eq_ignore_ascii_case(name)) {
+        match self
+            .0
+            .iter_mut()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        {
             Some(slot) => slot.1 = value,
             None => self.0.push((name.to_owned(), value)),
         }
@@ -152,7 +156,10 @@ impl Via {
     pub fn parse(s: &str) -> Result<Self, HeaderError> {
         const W: &str = "Via";
         let bad = || HeaderError::Malformed(W);
-        let (proto, rest) = s.trim().split_once(|c: char| c.is_whitespace()).ok_or_else(bad)?;
+        let (proto, rest) = s
+            .trim()
+            .split_once(|c: char| c.is_whitespace())
+            .ok_or_else(bad)?;
         let mut proto_parts = proto.split('/').map(str::trim);
         let (name, version, transport) = (
             proto_parts.next().ok_or_else(bad)?,
@@ -192,7 +199,13 @@ impl Via {
 
 impl fmt::Display for Via {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "SIP/2.0/{} {}{}", self.transport, self.sent_by(), self.params)
+        write!(
+            f,
+            "SIP/2.0/{} {}{}",
+            self.transport,
+            self.sent_by(),
+            self.params
+        )
     }
 }
 
@@ -587,9 +600,15 @@ mod tests {
             "Contact",
         )
         .unwrap();
-        assert_eq!(c.params.get_unquoted("+sip.instance"), Some("<urn:uuid:0a1b-2c3d>"));
+        assert_eq!(
+            c.params.get_unquoted("+sip.instance"),
+            Some("<urn:uuid:0a1b-2c3d>")
+        );
         assert_eq!(c.params.get_unquoted("expires"), Some("600"));
-        assert_eq!(c.uri.as_sip().unwrap().param("transport"), Some(Some("tcp")));
+        assert_eq!(
+            c.uri.as_sip().unwrap().param("transport"),
+            Some(Some("tcp"))
+        );
     }
 
     #[test]
@@ -610,16 +629,21 @@ mod tests {
         assert_eq!(v.port, Some(5062));
         assert_eq!(v.branch(), Some("z9hG4bKx"));
         assert_eq!(v.params.get("rport"), Some(None));
-        assert_eq!(v.to_string(), "SIP/2.0/UDP [2001:db8::9]:5062;branch=z9hG4bKx;rport");
+        assert_eq!(
+            v.to_string(),
+            "SIP/2.0/UDP [2001:db8::9]:5062;branch=z9hG4bKx;rport"
+        );
         let v = Via::parse("SIP / 2.0 / tcp host.example;branch=z9hG4bK1").unwrap_err();
         assert_eq!(v, HeaderError::Malformed("Via"));
     }
 
     #[test]
     fn comma_lists_respect_quotes_and_brackets() {
-        let parts: Vec<_> =
-            split_list("\"a, b\" <sip:x@y;p=1,2>, <sip:z@w>, ,sip:q@r").collect();
-        assert_eq!(parts, vec!["\"a, b\" <sip:x@y;p=1,2>", "<sip:z@w>", "sip:q@r"]);
+        let parts: Vec<_> = split_list("\"a, b\" <sip:x@y;p=1,2>, <sip:z@w>, ,sip:q@r").collect();
+        assert_eq!(
+            parts,
+            vec!["\"a, b\" <sip:x@y;p=1,2>", "<sip:z@w>", "sip:q@r"]
+        );
     }
 
     #[test]
@@ -647,9 +671,15 @@ mod tests {
         assert_eq!(parse_entity_tag(" a1b2 ", "SIP-ETag").unwrap(), "a1b2");
         assert!(parse_entity_tag("a b", "SIP-If-Match").is_err());
         assert_eq!(parse_delta_seconds("60", "Min-Expires").unwrap(), 60);
-        assert_eq!(parse_delta_seconds("99999999999", "Expires").unwrap(), u32::MAX);
+        assert_eq!(
+            parse_delta_seconds("99999999999", "Expires").unwrap(),
+            u32::MAX
+        );
         assert!(parse_delta_seconds("-1", "Expires").is_err());
-        assert_eq!(parse_token_list("", "Supported").unwrap(), Vec::<String>::new());
+        assert_eq!(
+            parse_token_list("", "Supported").unwrap(),
+            Vec::<String>::new()
+        );
         assert_eq!(
             parse_token_list("eventlist, 100rel", "Require").unwrap(),
             vec!["eventlist", "100rel"]
@@ -666,8 +696,8 @@ mod tests {
         assert!(accepts_media(&a, "application/pidf+xml"));
         assert!(accepts_media(&a, "text/plain"));
         assert!(!accepts_media(&a, "application/rlmi+xml"));
-        let e = parse_weighted_list("gzip;q=1.0, Deflate;q=0.3, identity", "Accept-Encoding")
-            .unwrap();
+        let e =
+            parse_weighted_list("gzip;q=1.0, Deflate;q=0.3, identity", "Accept-Encoding").unwrap();
         assert!(accepts_coding(&e, "deflate"));
         let e = parse_weighted_list("*;q=0.1, deflate;q=0", "Accept-Encoding").unwrap();
         assert!(!accepts_coding(&e, "deflate"));

@@ -10,9 +10,7 @@ use std::fmt;
 
 use bytes::Bytes;
 
-use super::headers::{
-    parse_delta_seconds, split_list, CSeq, Event, HeaderError, NameAddr, Via,
-};
+use super::headers::{parse_delta_seconds, split_list, CSeq, Event, HeaderError, NameAddr, Via};
 use super::uri::{Uri, UriError};
 use super::wire::{self, is_token_char, WireError};
 
@@ -238,7 +236,8 @@ pub fn parse(buf: &[u8]) -> Result<Message, ParseFailure> {
         headers,
         looks_like_request: req,
     };
-    let head_end = wire::head_len(buf).ok_or_else(|| fail(ParseError::IncompleteHead, None, false))?;
+    let head_end =
+        wire::head_len(buf).ok_or_else(|| fail(ParseError::IncompleteHead, None, false))?;
     let head = wire::split_head(&buf[..head_end]).map_err(|e| fail(e.into(), None, false))?;
     let looks_like_request = !head.start_line.starts_with("SIP/");
     let headers = Headers(
@@ -313,11 +312,11 @@ pub trait HeaderAccess {
         Via::parse(first)
     }
     /// From.
-    fn from_addr(&self) -> Result<NameAddr, HeaderError> {
+    fn header_from(&self) -> Result<NameAddr, HeaderError> {
         single(self.headers(), "From").and_then(|v| NameAddr::parse(v, "From"))
     }
     /// To.
-    fn to_addr(&self) -> Result<NameAddr, HeaderError> {
+    fn header_to(&self) -> Result<NameAddr, HeaderError> {
         single(self.headers(), "To").and_then(|v| NameAddr::parse(v, "To"))
     }
     /// Call-ID.
@@ -499,7 +498,7 @@ l: 4\r\n\r\nbodyEXTRA";
         assert_eq!(r.method, Method::Options);
         assert_eq!(r.vias().unwrap().len(), 2);
         assert_eq!(r.call_id().unwrap(), "abc@10.0.0.1");
-        assert_eq!(r.from_addr().unwrap().tag(), Some("9"));
+        assert_eq!(r.header_from().unwrap().tag(), Some("9"));
         assert_eq!(&r.body[..], b"body");
     }
 
@@ -525,14 +524,18 @@ l: 4\r\n\r\nbodyEXTRA";
             r.headers.get("Subscription-State").unwrap(),
         )
         .unwrap();
-        assert_eq!(s.reason, Some(super::super::headers::EventReason::Noresource));
+        assert_eq!(
+            s.reason,
+            Some(super::super::headers::EventReason::Noresource)
+        );
     }
 
     #[test]
     fn binary_bodies_survive_a_round_trip_byte_for_byte() {
         let body: Vec<u8> = (0u8..=255).chain([0, 13, 10, 13, 10]).collect();
-        let mut msg = b"PUBLISH sip:a@b SIP/2.0\r\nContent-Encoding: deflate\r\nContent-Length: 261\r\n\r\n"
-            .to_vec();
+        let mut msg =
+            b"PUBLISH sip:a@b SIP/2.0\r\nContent-Encoding: deflate\r\nContent-Length: 261\r\n\r\n"
+                .to_vec();
         msg.extend_from_slice(&body);
         let r = request(&msg);
         assert_eq!(&r.body[..], &body[..]);
@@ -542,7 +545,8 @@ l: 4\r\n\r\nbodyEXTRA";
 
     #[test]
     fn truncated_body_and_bad_start_lines_fail_with_headers_kept() {
-        let f = parse(b"OPTIONS sip:a@b SIP/2.0\r\nVia: x\r\nContent-Length: 10\r\n\r\nabc").unwrap_err();
+        let f = parse(b"OPTIONS sip:a@b SIP/2.0\r\nVia: x\r\nContent-Length: 10\r\n\r\nabc")
+            .unwrap_err();
         assert_eq!(f.error, ParseError::TruncatedBody);
         assert!(f.headers.is_some());
         let f = parse(b"OPTIONS sip:a@b SIP/3.0\r\n\r\n").unwrap_err();

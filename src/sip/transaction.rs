@@ -183,7 +183,14 @@ mod tests {
         let now = Instant::now();
         assert_eq!(t.begin(&key()), ServerMatch::New);
         assert_eq!(t.begin(&key()), ServerMatch::InProgress);
-        t.complete(&key(), Bytes::from_static(b"resp"), target(), false, Duration::from_secs(32), now);
+        t.complete(
+            &key(),
+            Bytes::from_static(b"resp"),
+            target(),
+            false,
+            Duration::from_secs(32),
+            now,
+        );
         assert_eq!(
             t.begin(&key()),
             ServerMatch::Completed(Bytes::from_static(b"resp"), target())
@@ -196,7 +203,14 @@ mod tests {
     fn reliable_transports_forget_at_once() {
         let mut t = ServerTransactions::default();
         assert_eq!(t.begin(&key()), ServerMatch::New);
-        t.complete(&key(), Bytes::new(), target(), true, Duration::from_secs(32), Instant::now());
+        t.complete(
+            &key(),
+            Bytes::new(),
+            target(),
+            true,
+            Duration::from_secs(32),
+            Instant::now(),
+        );
         assert!(t.is_empty());
     }
 

@@ -51,7 +51,11 @@ impl Host {
         if let Ok(ip) = s.parse::<IpAddr>() {
             return Ok(Host::Ip(ip));
         }
-        if s.is_empty() || !s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.') {
+        if s.is_empty()
+            || !s
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+        {
             return Err(UriError::NotAUri);
         }
         Ok(Host::Domain(s.to_owned()))
@@ -123,9 +127,12 @@ impl Uri {
         let (scheme, rest) = s.split_once(':').ok_or(UriError::NotAUri)?;
         if scheme.is_empty()
             || !scheme.starts_with(|c: char| c.is_ascii_alphabetic())
-            || !scheme.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+            || !scheme
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
             || rest.is_empty()
-            || s.chars().any(|c| c.is_whitespace() || c.is_control() || c == '<' || c == '>')
+            || s.chars()
+                .any(|c| c.is_whitespace() || c.is_control() || c == '<' || c == '>')
         {
             return Err(UriError::NotAUri);
         }
@@ -284,7 +291,10 @@ mod tests {
 
     #[test]
     fn tel_and_other_schemes_are_kept_verbatim() {
-        assert_eq!(Uri::parse("tel:+15551234").unwrap(), Uri::Other("tel:+15551234".into()));
+        assert_eq!(
+            Uri::parse("tel:+15551234").unwrap(),
+            Uri::Other("tel:+15551234".into())
+        );
         assert!(Uri::parse("no scheme").is_err());
         assert!(Uri::parse("sip:").is_err());
     }

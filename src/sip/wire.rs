@@ -220,9 +220,13 @@ mod tests {
 
     #[test]
     fn folded_header_lines_are_unfolded() {
-        let head = split_head(b"OPTIONS sip:a@b SIP/2.0\r\nSubject: one\r\n  two\r\n\tthree\r\n\r\n")
-            .unwrap();
-        assert_eq!(head.headers, vec![("Subject".into(), "one two three".into())]);
+        let head =
+            split_head(b"OPTIONS sip:a@b SIP/2.0\r\nSubject: one\r\n  two\r\n\tthree\r\n\r\n")
+                .unwrap();
+        assert_eq!(
+            head.headers,
+            vec![("Subject".into(), "one two three".into())]
+        );
     }
 
     #[test]
@@ -260,9 +264,15 @@ mod tests {
         let head = split_head(b"SIP/2.0 200 OK\r\nl: 12\r\n\r\n").unwrap();
         assert_eq!(content_length(&head.headers), Ok(Some(12)));
         let head = split_head(b"SIP/2.0 200 OK\r\nl: 12\r\nContent-Length: 13\r\n\r\n").unwrap();
-        assert_eq!(content_length(&head.headers), Err(WireError::BadContentLength));
+        assert_eq!(
+            content_length(&head.headers),
+            Err(WireError::BadContentLength)
+        );
         let head = split_head(b"SIP/2.0 200 OK\r\nContent-Length: -1\r\n\r\n").unwrap();
-        assert_eq!(content_length(&head.headers), Err(WireError::BadContentLength));
+        assert_eq!(
+            content_length(&head.headers),
+            Err(WireError::BadContentLength)
+        );
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! The little SIP reader here is deliberately independent of the server's own parser, so that a
 //! parser bug cannot hide itself.
 
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -12,7 +12,7 @@ use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver};
+use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -84,7 +84,10 @@ impl TestServer {
                 Ok(l) => l,
                 Err(_) => {
                     let _ = child.kill();
-                    panic!("server did not start; log:\n{}", log.lock().unwrap().join("\n"));
+                    panic!(
+                        "server did not start; log:\n{}",
+                        log.lock().unwrap().join("\n")
+                    );
                 }
             };
             if let Some(rest) = line.split("listening on udp:").nth(1) {
@@ -186,7 +189,9 @@ impl SipMsg {
         let v = self.header(header)?;
         v.split(';').skip(1).find_map(|p| {
             let (n, val) = p.split_once('=').unwrap_or((p, ""));
-            n.trim().eq_ignore_ascii_case(name).then(|| val.trim().to_string())
+            n.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| val.trim().to_string())
         })
     }
 }
@@ -252,7 +257,10 @@ impl RequestBuilder {
         Self {
             method: method.into(),
             uri: uri.into(),
-            via: format!("SIP/2.0/{transport} {local};branch=z9hG4bK{};rport", unique("b")),
+            via: format!(
+                "SIP/2.0/{transport} {local};branch=z9hG4bK{};rport",
+                unique("b")
+            ),
             from: format!("<sip:tester@example.org>;tag={}", unique("t")),
             to: format!("<{uri}>"),
             call_id: unique("call"),
@@ -403,8 +411,12 @@ impl TcpUa {
             match self.stream.read(&mut chunk) {
                 Ok(0) => return Some(false),
                 Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock
-                    || e.kind() == std::io::ErrorKind::TimedOut => return None,
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::WouldBlock
+                        || e.kind() == std::io::ErrorKind::TimedOut =>
+                {
+                    return None
+                }
                 Err(_) => return Some(false),
             }
         }
@@ -439,5 +451,7 @@ impl TcpUa {
 
 /// Path of a fixture file.
 pub fn fixture(rel: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(rel)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(rel)
 }

@@ -112,8 +112,12 @@ mod tests {
             &b"A sip:x SIP/2.0\r\nl: 2\r\n\r\nhiB sip:x SIP/2.0\r\nContent-Length: 0\r\n\r\n"[..],
         );
         let mut c = codec();
-        assert!(matches!(c.decode(&mut buf).unwrap(), Some(Frame::Message(m)) if m.ends_with(b"hi")));
-        assert!(matches!(c.decode(&mut buf).unwrap(), Some(Frame::Message(m)) if m.starts_with(b"B ")));
+        assert!(
+            matches!(c.decode(&mut buf).unwrap(), Some(Frame::Message(m)) if m.ends_with(b"hi"))
+        );
+        assert!(
+            matches!(c.decode(&mut buf).unwrap(), Some(Frame::Message(m)) if m.starts_with(b"B "))
+        );
         assert_eq!(c.decode(&mut buf).unwrap(), None);
     }
 
@@ -135,16 +139,28 @@ mod tests {
         let mut buf = BytesMut::from(&b"\r\n\r\n"[..]);
         assert_eq!(c.decode(&mut buf).unwrap(), Some(Frame::Ping));
         let mut buf = BytesMut::from(&b"\r\nA sip:x SIP/2.0\r\nl: 0\r\n\r\n"[..]);
-        assert!(matches!(c.decode(&mut buf).unwrap(), Some(Frame::Message(_))));
+        assert!(matches!(
+            c.decode(&mut buf).unwrap(),
+            Some(Frame::Message(_))
+        ));
     }
 
     #[test]
     fn missing_content_length_and_oversize_are_errors() {
         let mut buf = BytesMut::from(&b"A sip:x SIP/2.0\r\nVia: x\r\n\r\n"[..]);
-        assert!(matches!(codec().decode(&mut buf), Err(FramingError::MissingContentLength(_))));
+        assert!(matches!(
+            codec().decode(&mut buf),
+            Err(FramingError::MissingContentLength(_))
+        ));
         let mut buf = BytesMut::from(&b"A sip:x SIP/2.0\r\nl: 500\r\n\r\n"[..]);
-        assert!(matches!(codec().decode(&mut buf), Err(FramingError::Oversize(Some(_)))));
+        assert!(matches!(
+            codec().decode(&mut buf),
+            Err(FramingError::Oversize(Some(_)))
+        ));
         let mut buf = BytesMut::from(&[b'x'; 300][..]);
-        assert!(matches!(codec().decode(&mut buf), Err(FramingError::Oversize(None))));
+        assert!(matches!(
+            codec().decode(&mut buf),
+            Err(FramingError::Oversize(None))
+        ));
     }
 }

@@ -231,7 +231,10 @@ impl Handler<Outbound> for TcpTransport {
     fn handle(&mut self, out: Outbound, ctx: &mut Self::Context) {
         // RFC 3261 §18.2.2: the connection the request came on; else any open connection to
         // the destination; else a new one.
-        let by_id = out.target.connection.and_then(|id| self.connections.get(&id));
+        let by_id = out
+            .target
+            .connection
+            .and_then(|id| self.connections.get(&id));
         let entry = by_id.or_else(|| {
             self.by_addr
                 .get(&out.target.addr)

@@ -58,7 +58,10 @@ pub struct TcpConnection {
 
 impl TcpConnection {
     /// Starts the actor for a connected stream.
-    #[expect(clippy::too_many_arguments, reason = "plain wiring of one actor's fields")]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "plain wiring of one actor's fields"
+    )]
     pub fn start(
         stream: TcpStream,
         id: ConnectionId,
@@ -128,7 +131,8 @@ impl Actor for TcpConnection {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        let tick = (self.idle_timeout / 4).clamp(Duration::from_millis(250), Duration::from_secs(30));
+        let tick =
+            (self.idle_timeout / 4).clamp(Duration::from_millis(250), Duration::from_secs(30));
         ctx.run_interval(tick, |act, ctx| {
             if act.last_activity.elapsed() >= act.idle_timeout {
                 debug!("tcp {}: idle, closing", act.source.peer);

@@ -110,7 +110,10 @@ impl StreamHandler<Datagram> for UdpTransport {
                 // Bounded: on a full dispatcher mailbox the datagram is dropped, as the network
                 // would; the sender's retransmission tries again.
                 if let Err(SendError::Full(_)) = self.inbound.try_send(inbound) {
-                    warn!("udp {}: dispatcher busy, datagram from {} dropped", self.local, d.peer);
+                    warn!(
+                        "udp {}: dispatcher busy, datagram from {} dropped",
+                        self.local, d.peer
+                    );
                 }
             }
             Err(failure) => self.reject(InboundProblem::Unparsable(failure), source),

@@ -1,0 +1,24 @@
+//! `PresenceDocument`: one immutable, shared snapshot of a presentity's aggregated state.
+//!
+//! Owns: the serialised PIDF body and its version. Created by the presentity on every change and
+//! shared by `Arc` with every watcher, so fan-out never copies a document per watcher.
+//! Must not: change after creation.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+/// The aggregated document as sent in NOTIFY bodies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PresenceDocument {
+    /// Increments with every change of the presentity's state.
+    pub version: u64,
+    /// `application/pidf+xml` body.
+    pub body: Bytes,
+}
+
+/// A shared snapshot.
+pub type SharedDocument = Arc<PresenceDocument>;
+
+/// Content type of PIDF bodies (RFC 3863).
+pub const PIDF_CONTENT_TYPE: &str = "application/pidf+xml";

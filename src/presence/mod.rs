@@ -1,0 +1,20 @@
+//! The presence event package (RFC 3856) and publication (RFC 3903).
+//!
+//! Owns: `registry` (AOR → presentity actor, initial SUBSCRIBE and PUBLISH checks),
+//! `presentity` (one actor per AOR: publications by entity-tag, registrar tuples, watchers),
+//! `watcher` (one actor per subscription dialog: state, expiry, NOTIFY CSeq and coalescing),
+//! and the pure parts: `aor`, `publication` (RFC 3903 rules), `aggregation`, `pidf`, `xml`,
+//! `document` (the immutable snapshot shared with watchers).
+//! Must not: open sockets (NOTIFYs go through the dispatcher) or call the database.
+
+pub mod aggregation;
+pub mod aor;
+pub mod document;
+pub mod pidf;
+pub mod presentity;
+pub mod publication;
+pub mod registry;
+pub mod watcher;
+pub mod xml;
+
+pub use registry::{PresenceConfig, Registry};

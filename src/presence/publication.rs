@@ -1,0 +1,103 @@
+//! RFC 3903 rules for a PUBLISH, as pure functions.
+//!
+//! Owns: classifying a PUBLISH (initial, refresh, modify, remove), the expiry rules, and the
+//! checks that need no state (Event, Content-Type, body presence). Must not: hold publications
+//! (the presentity does) or parse PIDF (see `pidf`).
+
+use crate::sip::headers::parse_entity_tag;
+use crate::sip::message::{HeaderAccess, Request};
+use crate::sip::Reject;
+
+use super::document::PIDF_CONTENT_TYPE;
+
+/// What a PUBLISH asks for (RFC 3903 §4).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PublishKind {
+    /// No SIP-If-Match, a body: a new publication.
+    Initial,
+    /// SIP-If-Match, no body: extend the publication's life.
+    Refresh(String),
+    /// SIP-If-Match and a body: replace the publication's state.
+    Modify(String),
+    /// SIP-If-Match and Expires: 0: remove it.
+    Remove(String),
+}
+
+/// Expiry limits for publications, seconds.
+#[derive(Debug, Clone, Copy)]
+pub struct PublishLimits {
+    /// Used when the request has no Expires.
+    pub default_expires: u32,
+    /// Below this (and not 0): 423.
+    pub min_expires: u32,
+    /// Above this: clamped.
+    pub max_expires: u32,
+}
+
+/// A PUBLISH that passed the stateless checks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckedPublish {
+    /// What it asks for.
+    pub kind: PublishKind,
+    /// Granted expiry in seconds (0 for a removal).
+    pub expires: u32,
+}
+
+/// RFC 3903 §6 steps 1–5, without state: Event, expiry, SIP-If-Match, Content-Type and body.
+pub fn check(req: &Request, limits: &PublishLimits) -> Result<CheckedPublish, Reject> {
+    // RFC 3903 §6 step 2: the event package must be one we serve.
+    match req.event() {
+        Some(Ok(e)) if e.is("presence") => {}
+        Some(Ok(_)) | None => {
+            return Err(Reject::new(489).header("Allow-Events", "presence"));
+        }
+        Some(Err(_)) => return Err(Reject::with_reason(400, "Malformed Event")),
+    }
+    let requested = match req.expires() {
+        Some(Ok(e)) => e,
+        Some(Err(_)) => return Err(Reject::with_reason(400, "Malformed Expires")),
+        None => limits.default_expires,
+    };
+    let if_match = match req.headers.get("SIP-If-Match") {
+        Some(v) => Some(
+            parse_entity_tag(v, "SIP-If-Match")
+                .map_err(|_| Reject::with_reason(400, "Malformed SIP-If-Match"))?,
+        ),
+        None => None,
+    };
+    let has_body = !req.body.is_empty();
+    // RFC 3903 §6 step 3: expiry below the minimum gets 423 (except a removal).
+    if requested != 0 && requested < limits.min_expires {
+        return Err(Reject::new(423).header("Min-Expires", limits.min_expires.to_string()));
+    }
+    let expires = requested.min(limits.max_expires);
+    if has_body {
+        let content_type = req.headers.get("Content-Type").unwrap_or("");
+        let media = content_type.split(';').next().unwrap_or("").trim();
+        if !media.eq_ignore_ascii_case(PIDF_CONTENT_TYPE) {
+            return Err(Reject::new(415).header("Accept", PIDF_CONTENT_TYPE));
+        }
+        if req
+            .headers
+            .get("Content-Encoding")
+            .is_some_and(|e| !e.trim().is_empty() && !e.trim().eq_ignore_ascii_case("identity"))
+        {
+            return Err(Reject::new(415).header("Accept-Encoding", "identity"));
+        }
+    }
+    let kind = match (if_match, has_body, expires) {
+        (Some(tag), _, 0) => PublishKind::Remove(tag),
+        (Some(tag), false, _) => PublishKind::Refresh(tag),
+        (Some(tag), true, _) => PublishKind::Modify(tag),
+        // RFC 3903 §6 step 4: an initial PUBLISH must carry a body.
+        (None, false, _) => return Err(Reject::with_reason(400, "Initial PUBLISH Without Body")),
+        (None, true, 0) => return Err(Reject::with_reason(400, "Initial PUBLISH With Expires 0")),
+        (None, true, _) => PublishKind::Initial,
+    };
+    Ok(CheckedPublish { kind, expires })
+}
+
+/// A fresh entity-tag (RFC 3903 §11.3: unique among the presentity's publications).
+pub fn new_entity_tag() -> String {
+    format!("{:016x}", rand::random::<u64>())
+}

@@ -1,0 +1,331 @@
+//! `Registry`: the presence event's entry point, and the owner of the AOR → presentity map.
+//!
+//! Owns: the presentity table (creating presentities on demand, stopping idle ones), the
+//! stateless checks of initial SUBSCRIBE (RFC 6665 §4.2.1, RFC 3856) and PUBLISH (RFC 3903
+//! §6), PIDF parsing of PUBLISH bodies, and starting one `Watcher` per accepted subscription.
+//! Receives binding changes from the registrar as messages, so other sources of registration
+//! state can be added without touching presentities. Created by `app` at start-up; lives as
+//! long as the system. Must not: send SIP itself (watchers and the dispatcher do).
+//!
+//! Every message it forwards to a presentity is counted; a presentity that reports itself idle
+//! echoes the count it has received, and is stopped only when the two agree, so no message can
+//! be lost to a presentity that is stopping.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use log::{debug, info};
+
+use super::aor::Aor;
+use super::document::PIDF_CONTENT_TYPE;
+use super::pidf::{self, PidfError};
+use super::presentity::{
+    AddWatcher, BindingTuple, Presentity, PresentitySettings, Publish, SetBindings, Stop,
+};
+use super::publication::{self, PublishKind, PublishLimits};
+use super::watcher::{Watcher, WatcherInit, WatcherSettings};
+use super::xml::{XmlError, XmlLimits};
+use crate::sip::dispatcher::{IncomingRequest, Reply};
+use crate::sip::headers::{accepts_media, parse_weighted_list, NameAddr};
+use crate::sip::message::{HeaderAccess, Method};
+use crate::sip::transaction::new_tag;
+use crate::sip::{Dispatcher, Reject};
+
+/// Settings the presence core needs, from `[presence]`.
+#[derive(Debug, Clone)]
+pub struct PresenceConfig {
+    /// SUBSCRIBE: default, minimum and maximum Expires, seconds.
+    pub subscribe_default: u32,
+    /// Minimum SUBSCRIBE expiry.
+    pub subscribe_min: u32,
+    /// Maximum SUBSCRIBE expiry.
+    pub subscribe_max: u32,
+    /// PUBLISH expiry limits.
+    pub publish: PublishLimits,
+    /// Limits on PIDF bodies.
+    pub xml: XmlLimits,
+    /// Aggregation settings.
+    pub presentity: PresentitySettings,
+    /// Watcher settings.
+    pub watcher: WatcherSettings,
+}
+
+/// Registrar bindings of an AOR changed (all current bindings given).
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct BindingsChanged {
+    /// The AOR.
+    pub aor: Aor,
+    /// Its current bindings.
+    pub bindings: Vec<BindingTuple>,
+}
+
+/// A presentity holds nothing any more.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct PresentityIdle {
+    /// Which.
+    pub aor: Aor,
+    /// How many registry messages it had received.
+    pub received: u64,
+}
+
+struct Entry {
+    addr: Addr<Presentity>,
+    sent: u64,
+}
+
+/// The registry actor.
+pub struct Registry {
+    config: PresenceConfig,
+    presentities: HashMap<Aor, Entry>,
+    next_watcher_id: u64,
+    /// The dispatcher, handed to watchers.
+    dispatcher: Addr<Dispatcher>,
+}
+
+impl Registry {
+    /// A registry whose watchers send through `dispatcher`.
+    pub fn new(config: PresenceConfig, dispatcher: Addr<Dispatcher>) -> Self {
+        Self {
+            config,
+            presentities: HashMap::new(),
+            next_watcher_id: 1,
+            dispatcher,
+        }
+    }
+
+    /// The presentity of `aor`, created if needed; counts the message about to be sent.
+    fn presentity(&mut self, aor: &Aor, ctx: &mut Context<Self>) -> Addr<Presentity> {
+        let settings = self.config.presentity;
+        let me = ctx.address();
+        let entry = self
+            .presentities
+            .entry(aor.clone())
+            .or_insert_with(|| Entry {
+                addr: Presentity::new(aor.clone(), settings, me).start(),
+                sent: 0,
+            });
+        entry.sent += 1;
+        entry.addr.clone()
+    }
+
+    fn subscribe(
+        &mut self,
+        msg: IncomingRequest,
+        ctx: &mut Context<Self>,
+    ) -> Result<Reply, Reject> {
+        let req = &msg.request;
+        // RFC 6665 §4.2.1.1 / RFC 3856 §6.1: only the presence package is served here.
+        let event = match req.event() {
+            Some(Ok(e)) if e.is("presence") => e,
+            Some(Ok(_)) | None => return Err(Reject::new(489).header("Allow-Events", "presence")),
+            Some(Err(_)) => return Err(Reject::with_reason(400, "Malformed Event")),
+        };
+        // No Accept means application/pidf+xml (RFC 3856 §6.6); real clients send none.
+        let accept: Vec<_> = req.headers.get_all("Accept").collect();
+        if !accept.is_empty() {
+            let list = parse_weighted_list(&accept.join(","), "Accept")
+                .map_err(|_| Reject::with_reason(400, "Malformed Accept"))?;
+            if !accepts_media(&list, PIDF_CONTENT_TYPE) {
+                return Err(Reject::new(406).header("Accept", PIDF_CONTENT_TYPE));
+            }
+        }
+        let expires = subscription_expires(req.expires(), &self.config)?;
+        let contact = req
+            .headers
+            .list("Contact")
+            .next()
+            .ok_or_else(|| Reject::with_reason(400, "Missing Contact"))
+            .and_then(|c| {
+                NameAddr::parse(c, "Contact")
+                    .map_err(|_| Reject::with_reason(400, "Malformed Contact"))
+            })?;
+        let aor = Aor::from_uri(&req.uri).ok_or_else(|| Reject::new(404))?;
+        let route_set = req
+            .headers
+            .list("Record-Route")
+            .map(|r| {
+                NameAddr::parse(r, "Record-Route")
+                    .map_err(|_| Reject::with_reason(400, "Malformed Record-Route"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let from = req.header_from().map_err(|_| Reject::new(400))?;
+        let to = req.header_to().map_err(|_| Reject::new(400))?;
+        let cseq = req.cseq().map_err(|_| Reject::new(400))?;
+        let call_id = req.call_id().map_err(|_| Reject::new(400))?.to_owned();
+
+        let id = self.next_watcher_id;
+        self.next_watcher_id += 1;
+        let local_tag = new_tag();
+        let presentity = self.presentity(&aor, ctx);
+        let init = WatcherInit {
+            id,
+            aor: aor.clone(),
+            event_id: event.id.clone(),
+            call_id,
+            local_tag: local_tag.clone(),
+            remote_tag: from.tag().unwrap_or_default().to_owned(),
+            local_uri: NameAddr {
+                params: Default::default(),
+                ..to
+            },
+            remote_uri: NameAddr {
+                params: Default::default(),
+                ..from
+            },
+            remote_target: contact.uri,
+            route_set,
+            remote_cseq: cseq.seq,
+            expires,
+            source: msg.source,
+            settings: self.config.watcher.clone(),
+            presentity: presentity.clone(),
+            dispatcher: self.dispatcher.clone(),
+        };
+        let watcher = Watcher::new(init).start();
+        presentity.do_send(AddWatcher {
+            id,
+            recipient: watcher.clone().recipient(),
+        });
+        info!("presentity {aor}: watcher {id} subscribed for {expires} s");
+        Ok(Reply {
+            status: 200,
+            to_tag: Some(local_tag),
+            headers: vec![
+                ("Contact".into(), super::watcher::local_contact(&msg.source)),
+                ("Expires".into(), expires.to_string()),
+            ],
+            body: None,
+            on_sent: Some(watcher.recipient()),
+        })
+    }
+
+    fn publish(
+        &mut self,
+        msg: IncomingRequest,
+        ctx: &mut Context<Self>,
+    ) -> ResponseActFuture<Self, Result<Reply, Reject>> {
+        let req = &msg.request;
+        let checked = match publication::check(req, &self.config.publish) {
+            Ok(c) => c,
+            Err(r) => return Box::pin(fut::ready(Err(r))),
+        };
+        let Some(aor) = Aor::from_uri(&req.uri) else {
+            return Box::pin(fut::ready(Err(Reject::new(404))));
+        };
+        let doc = match checked.kind {
+            PublishKind::Initial | PublishKind::Modify(_) => {
+                match pidf::parse(&req.body, &self.config.xml) {
+                    Ok(doc) => {
+                        // RFC 3863 §4.1.1: the entity is the presentity's URI.
+                        if Aor::parse(&doc.entity).as_ref() != Some(&aor) {
+                            return Box::pin(fut::ready(Err(Reject::with_reason(
+                                400,
+                                "PIDF Entity Does Not Match Presentity",
+                            ))));
+                        }
+                        Some(Arc::new(doc))
+                    }
+                    Err(e) => return Box::pin(fut::ready(Err(pidf_reject(&e)))),
+                }
+            }
+            PublishKind::Refresh(_) | PublishKind::Remove(_) => None,
+        };
+        let presentity = self.presentity(&aor, ctx);
+        let publish = Publish {
+            kind: checked.kind,
+            doc,
+            expires: checked.expires,
+        };
+        Box::pin(
+            presentity
+                .send(publish)
+                .timeout(Duration::from_secs(10))
+                .into_actor(self)
+                .map(|res, _, _| match res {
+                    Ok(Ok(accepted)) => {
+                        let mut reply = Reply::ok().header("Expires", accepted.expires.to_string());
+                        if let Some(etag) = accepted.etag {
+                            reply = reply.header("SIP-ETag", etag);
+                        }
+                        Ok(reply)
+                    }
+                    Ok(Err(reject)) => Err(reject),
+                    Err(_) => Err(Reject::new(500)),
+                }),
+        )
+    }
+}
+
+/// RFC 6665 §4.2.1.1 expiry rules for a SUBSCRIBE.
+pub fn subscription_expires(
+    header: Option<Result<u32, crate::sip::headers::HeaderError>>,
+    config: &PresenceConfig,
+) -> Result<u32, Reject> {
+    let requested = match header {
+        Some(Ok(e)) => e,
+        Some(Err(_)) => return Err(Reject::with_reason(400, "Malformed Expires")),
+        None => config.subscribe_default,
+    };
+    if requested != 0 && requested < config.subscribe_min {
+        return Err(Reject::new(423).header("Min-Expires", config.subscribe_min.to_string()));
+    }
+    Ok(requested.min(config.subscribe_max))
+}
+
+/// The SIP answer to a body that is not acceptable PIDF.
+fn pidf_reject(e: &PidfError) -> Reject {
+    let reason = match e {
+        PidfError::Xml(XmlError::TooLarge { .. }) => return Reject::new(413),
+        PidfError::Xml(XmlError::Doctype { .. }) => "DOCTYPE Not Allowed In PIDF",
+        PidfError::Xml(_) => "Malformed PIDF",
+        _ => "Invalid PIDF",
+    };
+    debug!("PIDF refused: {e}");
+    Reject::with_reason(400, reason)
+}
+
+impl Actor for Registry {
+    type Context = Context<Self>;
+}
+
+impl Handler<IncomingRequest> for Registry {
+    type Result = ResponseActFuture<Self, Result<Reply, Reject>>;
+
+    fn handle(&mut self, msg: IncomingRequest, ctx: &mut Self::Context) -> Self::Result {
+        match msg.request.method {
+            Method::Subscribe => Box::pin(fut::ready(self.subscribe(msg, ctx))),
+            Method::Publish => self.publish(msg, ctx),
+            _ => Box::pin(fut::ready(Err(Reject::new(405)))),
+        }
+    }
+}
+
+impl Handler<BindingsChanged> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, msg: BindingsChanged, ctx: &mut Self::Context) {
+        if msg.bindings.is_empty() && !self.presentities.contains_key(&msg.aor) {
+            return;
+        }
+        self.presentity(&msg.aor, ctx).do_send(SetBindings {
+            bindings: msg.bindings,
+        });
+    }
+}
+
+impl Handler<PresentityIdle> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, msg: PresentityIdle, _ctx: &mut Self::Context) {
+        if let Some(entry) = self.presentities.get(&msg.aor) {
+            if entry.sent == msg.received {
+                entry.addr.do_send(Stop);
+                self.presentities.remove(&msg.aor);
+            }
+        }
+    }
+}
