@@ -474,6 +474,7 @@ impl Dispatcher {
         }
         match self.route(&req, &key) {
             Ok(Routed::Handler(handler, dialog)) => {
+                let in_dialog = dialog.is_some();
                 let request = Arc::new(req);
                 let msg = IncomingRequest {
                     request: request.clone(),
@@ -486,6 +487,11 @@ impl Dispatcher {
                     Ok(Err(reject)) => {
                         debug!("{} from {}: {reject}", request.method, source.peer);
                         act.send_reject(&request, Some(&key), target, reject)
+                    }
+                    // The dialog's owner ended while the request was on its way: the dialog
+                    // no longer exists (RFC 3261 §12.2.2).
+                    Err(MailboxError::Closed) if in_dialog => {
+                        act.send_reject(&request, Some(&key), target, Reject::new(481))
                     }
                     Err(e) => {
                         warn!(

@@ -455,3 +455,77 @@ pub fn fixture(rel: &str) -> PathBuf {
         .join("tests/fixtures")
         .join(rel)
 }
+
+/// A response to a received request, copying Via, From, To, Call-ID and CSeq.
+pub fn answer(req: &SipMsg, status: u16) -> Vec<u8> {
+    let mut s = format!("SIP/2.0 {status} Whatever\r\n");
+    for name in ["Via", "From", "To", "Call-ID", "CSeq"] {
+        for v in req.headers_named(name) {
+            s.push_str(&format!("{name}: {v}\r\n"));
+        }
+    }
+    s.push_str("Content-Length: 0\r\n\r\n");
+    s.into_bytes()
+}
+
+/// Either kind of test user agent.
+pub trait Ua {
+    fn send_bytes(&mut self, bytes: &[u8]);
+    fn recv_msg(&mut self, wait: Duration) -> Option<SipMsg>;
+    fn local_addr(&self) -> SocketAddr;
+    fn transport(&self) -> &'static str;
+
+    fn new_request(&self, method: &str, uri: &str) -> RequestBuilder {
+        RequestBuilder::new(method, uri, self.transport(), self.local_addr())
+    }
+    /// The next request of `method`, skipping nothing: anything else is a failure.
+    fn expect_request(&mut self, method: &str) -> SipMsg {
+        let m = self
+            .recv_msg(WAIT)
+            .unwrap_or_else(|| panic!("no {method} within the wait"));
+        assert!(m.is_request(method), "expected {method}, got {m:#?}");
+        m
+    }
+    fn expect_response(&mut self, status: u16) -> SipMsg {
+        let m = self.recv_msg(WAIT).expect("no response within the wait");
+        assert_eq!(m.status(), status, "unexpected message: {m:#?}");
+        m
+    }
+    /// Receives a NOTIFY and answers it 200.
+    fn expect_notify(&mut self) -> SipMsg {
+        let n = self.expect_request("NOTIFY");
+        let ok = answer(&n, 200);
+        self.send_bytes(&ok);
+        n
+    }
+}
+
+impl Ua for UdpUa {
+    fn send_bytes(&mut self, bytes: &[u8]) {
+        self.send(bytes)
+    }
+    fn recv_msg(&mut self, wait: Duration) -> Option<SipMsg> {
+        self.recv(wait)
+    }
+    fn local_addr(&self) -> SocketAddr {
+        self.local()
+    }
+    fn transport(&self) -> &'static str {
+        "UDP"
+    }
+}
+
+impl Ua for TcpUa {
+    fn send_bytes(&mut self, bytes: &[u8]) {
+        self.send(bytes)
+    }
+    fn recv_msg(&mut self, wait: Duration) -> Option<SipMsg> {
+        self.recv(wait)
+    }
+    fn local_addr(&self) -> SocketAddr {
+        self.local()
+    }
+    fn transport(&self) -> &'static str {
+        "TCP"
+    }
+}
