@@ -289,6 +289,28 @@ impl Settings {
         if self.sip.t1_ms == 0 || self.sip.t2_ms < self.sip.t1_ms {
             return Err(invalid("sip.t2_ms", "need 0 < sip.t1_ms <= sip.t2_ms"));
         }
+        if self.sip.t1_ms > 60_000 || self.sip.t2_ms > 600_000 {
+            return Err(invalid(
+                "sip.t1_ms",
+                "at most 60000 (and sip.t2_ms at most 600000)",
+            ));
+        }
+        if self.sip.tcp_idle_timeout_s > 86_400 * 7 {
+            return Err(invalid("sip.tcp_idle_timeout_s", "at most one week"));
+        }
+        const YEAR: u32 = 365 * 86_400;
+        for (key, value) in [
+            ("presence.max_expires", self.presence.max_expires),
+            (
+                "presence.publish_max_expires",
+                self.presence.publish_max_expires,
+            ),
+            ("registrar.max_expires", self.registrar.max_expires),
+        ] {
+            if value > YEAR {
+                return Err(invalid(key, "at most one year (31536000 s)"));
+            }
+        }
         let p = &self.presence;
         if p.min_expires > p.max_expires {
             return Err(invalid(

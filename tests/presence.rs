@@ -690,3 +690,64 @@ fn baresip_captures_subscribe_and_publish_as_sent() -> TestResult {
     );
     Ok(())
 }
+
+#[test]
+fn a_notify_opens_a_new_tcp_connection_when_the_subscribe_connection_is_gone() -> TestResult {
+    let server = server();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let contact_addr = listener.local_addr()?;
+    {
+        let mut w = TcpUa::connect(server.tcp);
+        let req = w
+            .request("SUBSCRIBE", ALICE)
+            .header("Event: presence")
+            .header(&format!("Contact: <sip:bob@{contact_addr};transport=tcp>"));
+        w.send(&req.build());
+        w.expect_status(200);
+        w.expect_notify();
+    }
+    // The subscriber's connection is closed; a change must reach the Contact over a new one.
+    std::thread::sleep(Duration::from_millis(200));
+    let mut p = UdpUa::new(server.udp);
+    assert_eq!(
+        publish(
+            &mut p,
+            ALICE,
+            None,
+            None,
+            Some(&pidf(ALICE, "t", "open", "x"))
+        )
+        .status(),
+        200
+    );
+    listener.set_nonblocking(false)?;
+    let (stream, _) = listener.accept()?;
+    stream.set_nodelay(true)?;
+    let mut conn = TcpUa::from_stream(stream);
+    let n = conn.expect_notify();
+    assert!(n.body_str().contains("<basic>open</basic>"));
+    Ok(())
+}
+
+#[test]
+fn a_notify_answered_408_ends_the_subscription_unless_configured_to_keep_it() -> TestResult {
+    for keep in [false, true] {
+        let server = TestServer::start_with(
+            "",
+            &format!("[presence]\nkeep_subscription_on_408 = {keep}\n"),
+        );
+        let mut w = UdpUa::new(server.udp);
+        let req = w
+            .request("SUBSCRIBE", ALICE)
+            .header("Event: presence")
+            .header(&format!("Contact: <sip:w@{}>", w.local()));
+        w.send(&req.build());
+        let ok = w.expect_status(200);
+        let n = w.expect_request("NOTIFY");
+        w.send(&answer(&n, 408));
+        std::thread::sleep(Duration::from_millis(200));
+        w.send(&resubscribe(&w, &req, &ok, 2, 600));
+        w.expect_status(if keep { 200 } else { 481 });
+    }
+    Ok(())
+}

@@ -389,6 +389,12 @@ impl TcpUa {
             buf: Vec::new(),
         }
     }
+    pub fn from_stream(stream: TcpStream) -> Self {
+        Self {
+            stream,
+            buf: Vec::new(),
+        }
+    }
     pub fn local(&self) -> SocketAddr {
         self.stream.local_addr().unwrap()
     }
