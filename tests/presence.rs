@@ -33,16 +33,20 @@ fn pidf(entity: &str, tuple: &str, basic: &str, note: &str) -> Vec<u8> {
     .into_bytes()
 }
 
+/// An initial SUBSCRIBE for the presence event with the UA as Contact.
+fn subscribe_request(ua: &impl Ua, aor: &str) -> RequestBuilder {
+    ua.new_request("SUBSCRIBE", aor)
+        .header("Event: presence")
+        .header(&format!("Contact: <sip:watcher@{}>", ua.local_addr()))
+}
+
 /// Sends an initial SUBSCRIBE; returns the 200 and the first NOTIFY (answered).
 fn subscribe(
     ua: &mut impl Ua,
     aor: &str,
     expires: Option<u32>,
 ) -> (SipMsg, SipMsg, RequestBuilder) {
-    let mut req = ua
-        .new_request("SUBSCRIBE", aor)
-        .header("Event: presence")
-        .header(&format!("Contact: <sip:watcher@{}>", ua.local_addr()));
+    let mut req = subscribe_request(ua, aor);
     if let Some(e) = expires {
         req = req.header(&format!("Expires: {e}"));
     }
@@ -134,11 +138,7 @@ fn subscription_expiry_is_defaulted_clamped_and_checked_against_the_minimum() ->
     assert_eq!(ok.header("Expires"), Some("600"));
     let (ok, _, _) = subscribe(&mut w, ALICE, Some(999_999));
     assert_eq!(ok.header("Expires"), Some("3600"));
-    let req = w
-        .request("SUBSCRIBE", ALICE)
-        .header("Event: presence")
-        .header(&format!("Contact: <sip:w@{}>", w.local()))
-        .header("Expires: 1");
+    let req = subscribe_request(&w, ALICE).header("Expires: 1");
     w.send(&req.build());
     let resp = w.expect_status(423);
     assert_eq!(resp.header("Min-Expires"), Some("2"));
@@ -515,11 +515,7 @@ fn register_bindings_expire_and_bad_registers_are_refused() -> TestResult {
 fn a_notify_that_is_never_answered_ends_its_subscription() -> TestResult {
     let server = server();
     let mut w = UdpUa::new(server.udp);
-    let req = w
-        .request("SUBSCRIBE", ALICE)
-        .header("Event: presence")
-        .header(&format!("Contact: <sip:w@{}>", w.local()))
-        .header("Expires: 300");
+    let req = subscribe_request(&w, ALICE).header("Expires: 300");
     w.send(&req.build());
     let ok = w.expect_status(200);
     // Timer E retransmits the unanswered NOTIFY; Timer F (64 x 50 ms) then ends it.
@@ -537,10 +533,7 @@ fn a_notify_that_is_never_answered_ends_its_subscription() -> TestResult {
 fn a_notify_rejected_with_481_ends_its_subscription() -> TestResult {
     let server = server();
     let mut w = UdpUa::new(server.udp);
-    let req = w
-        .request("SUBSCRIBE", ALICE)
-        .header("Event: presence")
-        .header(&format!("Contact: <sip:w@{}>", w.local()));
+    let req = subscribe_request(&w, ALICE);
     w.send(&req.build());
     let ok = w.expect_status(200);
     let n = w.expect_request("NOTIFY");
@@ -737,10 +730,7 @@ fn a_notify_answered_408_ends_the_subscription_unless_configured_to_keep_it() ->
             &format!("[presence]\nkeep_subscription_on_408 = {keep}\n"),
         );
         let mut w = UdpUa::new(server.udp);
-        let req = w
-            .request("SUBSCRIBE", ALICE)
-            .header("Event: presence")
-            .header(&format!("Contact: <sip:w@{}>", w.local()));
+        let req = subscribe_request(&w, ALICE);
         w.send(&req.build());
         let ok = w.expect_status(200);
         let n = w.expect_request("NOTIFY");
