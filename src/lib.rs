@@ -30,19 +30,17 @@ pub mod presence;
 pub mod registrar;
 pub mod sip;
 
-/// Completes on SIGINT or SIGTERM.
-pub async fn shutdown_signal() {
+/// Installs SIGINT and SIGTERM handlers at once (so a signal that arrives before the server
+/// is waiting is not lost) and returns the future that completes on either. Must be called
+/// inside the runtime.
+pub fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{signal, SignalKind};
-    let term = signal(SignalKind::terminate());
-    let int = signal(SignalKind::interrupt());
-    match (term, int) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
         }
-        // Without signal handlers the process can still be killed; wait forever.
-        _ => std::future::pending::<()>().await,
-    }
+    })
 }

@@ -72,8 +72,9 @@ fn main() -> ExitCode {
         .init();
     let system = actix_rt::System::new();
     let result = system.block_on(async move {
+        let shutdown = presenced::shutdown_signal()?;
         let sockets = app::bind(&settings)?;
-        app::run(settings, sockets, presenced::shutdown_signal()).await
+        app::run(settings, sockets, shutdown).await
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

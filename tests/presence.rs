@@ -677,8 +677,10 @@ fn baresip_captures_subscribe_and_publish_as_sent() -> TestResult {
     assert_eq!(p.expect().status(), 200);
     let body = w.expect_notify().body_str();
     assert!(body.contains("<basic>open</basic>"), "{body}");
+    // baresip recognises RPID only under the literal `rpid:` prefix.
     assert!(
-        body.contains("xmlns:rpid=") || !body.contains("rpid"),
+        body.contains("xmlns:rpid=\"urn:ietf:params:xml:ns:pidf:rpid\"")
+            && body.contains("<rpid:activities"),
         "{body}"
     );
     Ok(())

@@ -533,3 +533,23 @@ fn env_override_changes_a_running_server() -> TestResult {
     assert_eq!(got.status(), 513);
     Ok(())
 }
+
+#[test]
+fn a_response_matching_no_transaction_is_dropped() -> TestResult {
+    let server = TestServer::start();
+    let mut ua = UdpUa::new(server.udp);
+    let stray = format!(
+        "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP {};branch=z9hG4bKnosuch\r\nFrom: <sip:a@b>;tag=1\r\n\
+         To: <sip:a@b>;tag=2\r\nCall-ID: stray\r\nCSeq: 1 NOTIFY\r\nContent-Length: 0\r\n\r\n",
+        server.udp
+    );
+    ua.send(stray.as_bytes());
+    assert!(
+        ua.recv(Duration::from_millis(300)).is_none(),
+        "a response is never answered"
+    );
+    ua.send(&ua.request("OPTIONS", "sip:example.org").build());
+    ua.expect_status(200);
+    assert_eq!(server.log_count("matches no transaction"), 1);
+    Ok(())
+}
