@@ -136,6 +136,21 @@ impl TestServer {
         self.log.lock().unwrap().clone()
     }
 
+    /// Waits (bounded) until at least `n` log lines contain `needle`; returns how many do.
+    /// Logging is asynchronous to the test, so a count is only meaningful after this wait.
+    pub fn wait_log(&self, needle: &str, n: usize) -> usize {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let count = self.log_count(needle);
+            if count >= n || Instant::now() >= deadline {
+                // A little longer, so that a surplus line would be seen too.
+                std::thread::sleep(Duration::from_millis(50));
+                return self.log_count(needle);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// Counts log lines containing `needle`.
     pub fn log_count(&self, needle: &str) -> usize {
         self.log().iter().filter(|l| l.contains(needle)).count()
