@@ -1,0 +1,160 @@
+//! Smoke runs of the SIPp scenarios in scripts/sipp against a freshly started server: every
+//! scenario, over UDP and TCP, a few calls at a low rate. A check that the scenarios still
+//! work, not a benchmark (scripts/bench.sh is the benchmark).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+use common::*;
+
+fn sipp_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/sipp")
+}
+
+/// The SIPp command for one scenario; runs in `workdir` so its log files stay out of the repo.
+fn sipp(
+    server: std::net::SocketAddr,
+    transport: &str,
+    scenario: &str,
+    inf: &Path,
+    calls: u32,
+    workdir: &Path,
+) -> Command {
+    let mut cmd = Command::new("sipp");
+    cmd.current_dir(workdir)
+        .arg(server.to_string())
+        .args(["-t", transport, "-i", "127.0.0.1"])
+        .arg("-sf")
+        .arg(sipp_dir().join(scenario))
+        .arg("-inf")
+        .arg(inf)
+        .args(["-m", &calls.to_string(), "-r", "20", "-l", "10"])
+        .args(["-timeout", "30s", "-timeout_error", "-nostdin"])
+        .args(["-trace_err", "-error_file"])
+        .arg(workdir.join(format!("{scenario}-{transport}-errors.log")))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd
+}
+
+fn spawn(mut cmd: Command) -> Child {
+    cmd.spawn().unwrap_or_else(|e| {
+        panic!("cannot run sipp ({e}); install it: apt-get install -y sip-tester")
+    })
+}
+
+fn assert_success(what: &str, out: Output, workdir: &Path) {
+    if !out.status.success() {
+        let errors: String = std::fs::read_dir(workdir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().ends_with("errors.log"))
+            .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+            .collect();
+        panic!(
+            "{what}: sipp exited with {:?}\n{}\n{}\n{errors}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter(|l| l.contains("call") || l.contains("<-") || l.contains("->"))
+                .collect::<Vec<_>>()
+                .join("\n"),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// Generates injection files with the repository's generator.
+fn csvs(n: u32, w: u32, dir: &Path) {
+    let status = Command::new("bash")
+        .arg(sipp_dir().join("gen_csv.sh"))
+        .args([n.to_string(), w.to_string(), "example.org".into()])
+        .arg(dir)
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+fn run_single(scenario: &str) -> TestResult {
+    let server = TestServer::start();
+    let dir = tempfile::tempdir()?;
+    csvs(4, 1, dir.path());
+    let inf = dir.path().join("presentities.csv");
+    for (transport, addr) in [("u1", server.udp), ("t1", server.tcp)] {
+        let child = spawn(sipp(addr, transport, scenario, &inf, 8, dir.path()));
+        assert_success(
+            &format!("{scenario} over {transport}"),
+            child.wait_with_output()?,
+            dir.path(),
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn publish_scenario_passes_over_udp_and_tcp() -> TestResult {
+    run_single("publish.xml")
+}
+
+#[test]
+fn subscribe_scenario_passes_over_udp_and_tcp() -> TestResult {
+    run_single("subscribe.xml")
+}
+
+#[test]
+fn register_scenario_passes_over_udp_and_tcp() -> TestResult {
+    run_single("register.xml")
+}
+
+#[test]
+fn fanout_scenario_delivers_the_final_state_to_every_watcher_over_udp_and_tcp() -> TestResult {
+    let server = TestServer::start();
+    let dir = tempfile::tempdir()?;
+    let (n, w) = (3, 4);
+    csvs(n, w, dir.path());
+    for (transport, addr) in [("u1", server.udp), ("t1", server.tcp)] {
+        // Order does not matter: a watcher that subscribes after the final change sees it in
+        // its first NOTIFY.
+        let watchers = spawn(sipp(
+            addr,
+            transport,
+            "fanout_watch.xml",
+            &dir.path().join("watchers.csv"),
+            n * w,
+            dir.path(),
+        ));
+        let publishers = spawn(sipp(
+            addr,
+            transport,
+            "fanout_publish.xml",
+            &dir.path().join("presentities.csv"),
+            n,
+            dir.path(),
+        ));
+        assert_success(
+            &format!("fan-out publishers over {transport}"),
+            publishers.wait_with_output()?,
+            dir.path(),
+        );
+        let out = watchers.wait_with_output()?;
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert_success(
+            &format!("fan-out watchers over {transport}"),
+            out,
+            dir.path(),
+        );
+        let successful = stdout
+            .lines()
+            .find(|l| l.contains("Successful call"))
+            .and_then(|l| l.rsplit('|').next())
+            .and_then(|v| v.trim().parse::<u32>().ok());
+        assert_eq!(successful, Some(n * w), "every watcher saw the final state");
+    }
+    Ok(())
+}
