@@ -137,12 +137,14 @@ fn fanout_scenario_delivers_the_final_state_to_every_watcher_over_udp_and_tcp() 
             n,
             dir.path(),
         ));
+        // Both are waited for before either is judged, so no sipp outlives the test.
+        let published = publishers.wait_with_output();
+        let out = watchers.wait_with_output()?;
         assert_success(
             &format!("fan-out publishers over {transport}"),
-            publishers.wait_with_output()?,
+            published?,
             dir.path(),
         );
-        let out = watchers.wait_with_output()?;
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         assert_success(
             &format!("fan-out watchers over {transport}"),

@@ -1,0 +1,208 @@
+#!/usr/bin/env bash
+# Benchmark presenced on this machine and print BENCHMARKS.md's tables (Markdown) on stdout.
+#
+#   scripts/bench.sh [--quick] > BENCHMARKS.md
+#
+# What it does, all on loopback, every load bounded in count and time:
+#  1. builds the release binaries (presenced, presenced-load);
+#  2. for each SIPp scenario (PUBLISH, SUBSCRIBE, REGISTER cycles) over UDP and TCP, starts a
+#     fresh server and steps the call rate up (STEPS, STEP_SECONDS each); the sustained rate is
+#     the highest step with zero failed calls and a p99 response time under 100 ms. It records
+#     server CPU per completed call (from /proc/PID/stat) and SIPp's own CPU beside it;
+#  3. with presenced-load (pipelined TCP, cheap NOTIFY answers) measures the server's ceiling
+#     for PUBLISH and SUBSCRIBE cycles and its CPU per transaction;
+#  4. fan-out: N presentities x W watchers held, PUBLISH changes at stepped rates; NOTIFY/s
+#     delivered and PUBLISH -> NOTIFY latency (p50/p99), including the 24,000 NOTIFY/s point;
+#  5. RSS with 10,000 and 100,000 held subscriptions.
+# Parameters (environment): STEPS (SIPp call rates, default "250 500 1000 2000 4000"),
+# STEP_SECONDS (default 5), LOAD_SECONDS (presenced-load runs, default 5).
+# --quick: fewer steps and shorter runs (a check that the script works, not figures).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+STEPS=${STEPS:-"250 500 1000 2000 4000"}
+STEP_SECONDS=${STEP_SECONDS:-5}
+LOAD_SECONDS=${LOAD_SECONDS:-5}
+HOLD_BIG=${HOLD_BIG:-100000}
+if [ "${1:-}" = "--quick" ]; then
+  STEPS="200 400"; STEP_SECONDS=2; LOAD_SECONDS=2; HOLD_BIG=20000
+fi
+
+command -v sipp >/dev/null || { echo "sipp missing: apt-get install -y sip-tester" >&2; exit 2; }
+[ -x /usr/bin/time ] || { echo "/usr/bin/time missing: apt-get install -y time" >&2; exit 2; }
+cargo build --release --locked --quiet --bins >&2
+BIN=target/release/presenced
+LOAD=target/release/presenced-load
+WORK=$(mktemp -d)
+SERVER_PID=""
+cleanup() {
+  [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+ticks_per_s=$(getconf CLK_TCK)
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
+
+# Starts a fresh server on free ports; sets SERVER_PID, UDP, TCP.
+start_server() {
+  stop_server
+  local dir="$WORK/server"; rm -rf "$dir"; mkdir -p "$dir"
+  cat > "$dir/presenced.toml" <<EOF
+[sip]
+listen = ["udp:127.0.0.1:0", "tcp:127.0.0.1:0"]
+max_tcp_connections = 20000
+[store]
+url = "sqlite://$dir/presenced.db"
+[log]
+level = "warn,presenced::app=info"
+EOF
+  "$BIN" --config "$dir/presenced.toml" 2> "$dir/log" &
+  SERVER_PID=$!
+  for _ in $(seq 100); do
+    UDP=$(sed -n 's/.*listening on udp:\([0-9.:]*\).*/\1/p' "$dir/log" | head -1)
+    TCP=$(sed -n 's/.*listening on tcp:\([0-9.:]*\).*/\1/p' "$dir/log" | head -1)
+    [ -n "$UDP" ] && [ -n "$TCP" ] && return 0
+    sleep 0.1
+  done
+  echo "server did not start" >&2; cat "$dir/log" >&2; exit 1
+}
+stop_server() {
+  if [ -n "$SERVER_PID" ]; then kill "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; SERVER_PID=""; fi
+}
+
+# p99 of the response times (ms) in SIPp rtt files.
+p99_ms() {
+  cat "$@" 2>/dev/null | awk -F';' 'NR>1 && $2 ~ /^[0-9.]+$/ {print $2}' | sort -n |
+    awk '{v[NR]=$1} END {if (NR==0) {print "n/a"} else {i=int(NR*0.99); if (i<1) i=1; print v[i]}}'
+}
+# SIPp reports whole milliseconds: 0 means under 1 ms.
+fmt_ms() { if [ "$1" = 0 ]; then echo "< 1"; else echo "$1"; fi
+}
+
+scripts/sipp/gen_csv.sh 1000 1 example.org "$WORK" >/dev/null
+
+# One SIPp run: scenario, transport (u1|t1), address, rate, calls. Prints
+# "successful failed p99_ms server_us_per_call sipp_us_per_call".
+sipp_step() {
+  local sc=$1 t=$2 addr=$3 rate=$4 calls=$5 dir="$WORK/sipp-$1-$2-$4"
+  mkdir -p "$dir"
+  local c0; c0=$(cpu_ticks "$SERVER_PID")
+  ( cd "$dir" && /usr/bin/time -f "%U %S" -o "$dir/time" sipp "$addr" -t "$t" -i 127.0.0.1 \
+      -sf "$OLDPWD/scripts/sipp/$sc.xml" -inf "$WORK/presentities.csv" -m "$calls" -r "$rate" \
+      -l $((rate * 2)) -timeout $((STEP_SECONDS * 3 + 10))s -nostdin -trace_rtt -rtt_freq 1 \
+      -trace_stat -fd 1 > "$dir/out" 2>&1 ) || true
+  local c1; c1=$(cpu_ticks "$SERVER_PID")
+  local ok fail p99 sipp_cpu
+  ok=$(sed -n 's/.*Successful call.*| *\([0-9]*\) *$/\1/p' "$dir/out" | tail -1); ok=${ok:-0}
+  fail=$(sed -n 's/.*Failed call.*| *\([0-9]*\) *$/\1/p' "$dir/out" | tail -1); fail=${fail:-0}
+  p99=$(p99_ms "$dir"/*_rtt.csv)
+  sipp_cpu=$(awk '{print $1 + $2}' "$dir/time")
+  awk -v ok="$ok" -v fail="$fail" -v p99="$p99" -v dt="$((c1 - c0))" -v hz="$ticks_per_s" -v sc="$sipp_cpu" \
+    'BEGIN { n = ok > 0 ? ok : 1; printf "%d %d %s %.1f %.1f\n", ok, fail, p99, dt / hz * 1e6 / n, sc * 1e6 / n }'
+}
+
+echo "# presenced benchmarks"
+echo
+echo "Measured $(date -u +%Y-%m-%d) on $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo) RAM ($(uname -m), $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1)), loopback only."
+echo "Command: \`scripts/bench.sh > BENCHMARKS.md\` (STEPS=\"$STEPS\", STEP_SECONDS=$STEP_SECONDS, LOAD_SECONDS=$LOAD_SECONDS)."
+echo "Server and load generator share the machine's 2 cores; the server is one actix thread."
+echo
+echo "## SIPp: highest sustained call rate (zero failed calls, p99 < 100 ms)"
+echo
+echo "| scenario | transport | sustained calls/s | p99 ms at that rate | server CPU µs/call | SIPp CPU µs/call |"
+echo "|---|---|---|---|---|---|"
+for sc in publish subscribe register; do
+  for t in u1 t1; do
+    start_server
+    addr=$UDP; [ "$t" = t1 ] && addr=$TCP
+    best="none"; best_line=""
+    for rate in $STEPS; do
+      line=$(sipp_step "$sc" "$t" "$addr" "$rate" $((rate * STEP_SECONDS)))
+      read -r ok fail p99 srv sippcpu <<< "$line"
+      if [ "$fail" = 0 ] && [ "$ok" -gt 0 ] && [ "$p99" != "n/a" ] && awk -v p="$p99" 'BEGIN{exit !(p < 100)}'; then
+        best=$rate; best_line=$line
+      else
+        break
+      fi
+    done
+    if [ -n "$best_line" ]; then
+      read -r ok fail p99 srv sippcpu <<< "$best_line"
+      echo "| $sc | ${t/u1/UDP} | $best | $(fmt_ms "$p99") | $srv | $sippcpu |" | sed 's/| t1 |/| TCP |/'
+    else
+      echo "| $sc | ${t/u1/UDP} | none | | | |" | sed 's/| t1 |/| TCP |/'
+    fi
+  done
+done
+stop_server
+
+echo
+echo "A PUBLISH call is 4 transactions (initial, refresh, modify, remove); a SUBSCRIBE call is"
+echo "SUBSCRIBE, NOTIFY, un-SUBSCRIBE, final NOTIFY; a REGISTER call is 2 transactions."
+echo "The sustained rate is capped by the highest step tried or by SIPp's own CPU."
+echo
+echo "## Server ceiling with presenced-load (pipelined TCP, 4 connections × 32 calls in flight)"
+echo
+echo "| measure | figure | target |"
+echo "|---|---|---|"
+for mode in publish subscribe; do
+  start_server
+  c0=$(cpu_ticks "$SERVER_PID")
+  out=$("$LOAD" "$mode" --server "$TCP" --connections 4 --window 32 --seconds "$LOAD_SECONDS")
+  c1=$(cpu_ticks "$SERVER_PID")
+  tx=$(sed -n 's/.*transactions=\([0-9]*\).*/\1/p' <<< "$out")
+  secs=$(sed -n 's/.*seconds=\([0-9.]*\).*/\1/p' <<< "$out")
+  p99=$(sed -n 's/.*p99_us=\([0-9]*\).*/\1/p' <<< "$out")
+  fails=$(sed -n 's/.*failures=\([0-9]*\).*/\1/p' <<< "$out")
+  if [ "$mode" = publish ]; then
+    awk -v tx="$tx" -v s="$secs" -v dt="$((c1 - c0))" -v hz="$ticks_per_s" -v p99="$p99" -v f="$fails" 'BEGIN {
+      printf "| PUBLISH cycles/s (4 transactions each) | %.0f (p99 %.1f ms per transaction, %d failed) | >= 12,000 |\n", tx / 4 / s, p99 / 1000, f
+      printf "| server CPU per PUBLISH transaction | %.1f µs | <= 20 µs |\n", dt / hz * 1e6 / tx }'
+  else
+    awk -v tx="$tx" -v s="$secs" -v dt="$((c1 - c0))" -v hz="$ticks_per_s" -v f="$fails" 'BEGIN {
+      printf "| SUBSCRIBE cycles/s (SUBSCRIBE, NOTIFY, un-SUBSCRIBE, NOTIFY) | %.0f (%d failed) | |\n", tx / 2 / s, f
+      printf "| server CPU per SUBSCRIBE cycle | %.1f µs | <= 50 µs |\n", dt / hz * 1e6 / (tx / 2) }'
+  fi
+done
+
+echo
+echo "## Fan-out: 1,000 presentities × 10 watchers (10,000 subscriptions over 4 TCP connections)"
+echo
+echo "| PUBLISH changes/s offered | NOTIFY/s delivered | PUBLISH → NOTIFY p50 ms | p99 ms | server CPU µs/NOTIFY |"
+echo "|---|---|---|---|---|"
+for rate in 2400 5000 10000; do
+  start_server
+  c0=$(cpu_ticks "$SERVER_PID")
+  out=$("$LOAD" fanout --server "$TCP" --connections 4 --presentities 1000 --watchers 10 --rate "$rate" --seconds "$LOAD_SECONDS" | tail -1)
+  c1=$(cpu_ticks "$SERVER_PID")
+  n=$(sed -n 's/.*notifies=\([0-9]*\).*/\1/p' <<< "$out")
+  nr=$(sed -n 's/.*notify_rate=\([0-9]*\).*/\1/p' <<< "$out")
+  p50=$(sed -n 's/.*p50_us=\([0-9]*\).*/\1/p' <<< "$out")
+  p99=$(sed -n 's/.*p99_us=\([0-9]*\).*/\1/p' <<< "$out")
+  awk -v r="$rate" -v nr="$nr" -v p50="$p50" -v p99="$p99" -v dt="$((c1 - c0))" -v hz="$ticks_per_s" -v n="$n" 'BEGIN {
+    printf "| %d | %d | %.1f | %.1f | %.1f |\n", r, nr, p50 / 1000, p99 / 1000, (n > 0 ? dt / hz * 1e6 / n : 0) }'
+done
+echo
+echo "Targets: >= 100,000 NOTIFY/s delivered; p99 <= 10 ms at 24,000 NOTIFY/s (the 2,400 changes/s row)."
+echo "Server CPU per NOTIFY includes the subscriptions' set-up and the PUBLISH transactions."
+
+echo
+echo "## Memory with held subscriptions"
+echo
+echo "| subscriptions held | server RSS | per subscription (above idle) | target |"
+echo "|---|---|---|---|"
+for k in 10000 "$HOLD_BIG"; do
+  start_server
+  idle=$(rss_kb "$SERVER_PID")
+  "$LOAD" hold --server "$TCP" --connections 16 --subscriptions "$k" --seconds 600 > "$WORK/hold" &
+  lp=$!
+  for _ in $(seq 1200); do grep -q '^held' "$WORK/hold" 2>/dev/null && break; sleep 0.1; done
+  sleep 1
+  held=$(sed -n 's/^held \([0-9]*\)/\1/p' "$WORK/hold"); held=${held:-0}
+  kb=$(rss_kb "$SERVER_PID")
+  kill "$lp" 2>/dev/null || true; wait "$lp" 2>/dev/null || true
+  awk -v k="$held" -v kb="$kb" -v idle="$idle" 'BEGIN {
+    printf "| %d | %.1f MiB | %.2f KB | <= 1 KB at 100,000 |\n", k, kb / 1024, (k > 0 ? (kb - idle) * 1.024 / k : 0) }'
+done
+stop_server
