@@ -13,7 +13,6 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use actix::prelude::*;
 use log::{debug, info};
@@ -243,7 +242,6 @@ impl Registry {
         Box::pin(
             presentity
                 .send(publish)
-                .timeout(Duration::from_secs(10))
                 .into_actor(self)
                 .map(|res, _, _| match res {
                     Ok(Ok(accepted)) => {

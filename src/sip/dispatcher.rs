@@ -43,8 +43,6 @@ use super::transport::{
 };
 use super::uri::Host;
 
-/// How long a handler may take to answer before the request gets 500.
-const HANDLER_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often completed server transactions are swept.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -481,7 +479,9 @@ impl Dispatcher {
                     source,
                     dialog,
                 };
-                let fut = handler.send(msg).timeout(HANDLER_TIMEOUT);
+                // No timer per request: handlers are this process's actors and always answer;
+                // if one has stopped, the send fails at once with a MailboxError.
+                let fut = handler.send(msg);
                 ctx.spawn(fut.into_actor(self).map(move |res, act, _| match res {
                     Ok(Ok(reply)) => act.send_reply(&request, Some(&key), target, reply),
                     Ok(Err(reject)) => {

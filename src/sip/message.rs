@@ -240,24 +240,25 @@ pub fn parse(buf: &[u8]) -> Result<Message, ParseFailure> {
         wire::head_len(buf).ok_or_else(|| fail(ParseError::IncompleteHead, None, false))?;
     let head = wire::split_head(&buf[..head_end]).map_err(|e| fail(e.into(), None, false))?;
     let looks_like_request = !head.start_line.starts_with("SIP/");
+    let content_length = wire::content_length(&head.headers);
+    let wire::Head {
+        start_line,
+        headers: raw,
+    } = head;
     let headers = Headers(
-        head.headers
-            .iter()
-            .map(|(n, v)| Header {
-                name: n.clone(),
-                value: v.clone(),
-            })
+        raw.into_iter()
+            .map(|(name, value)| Header { name, value })
             .collect(),
     );
     let fail_h = |e: ParseError| fail(e, Some(headers.clone()), looks_like_request);
     let rest = &buf[head_end..];
-    let body = match wire::content_length(&head.headers).map_err(|e| fail_h(e.into()))? {
+    let body = match content_length.map_err(|e| fail_h(e.into()))? {
         Some(n) if n > rest.len() => return Err(fail_h(ParseError::TruncatedBody)),
         Some(n) => Bytes::copy_from_slice(&rest[..n]),
         None => Bytes::copy_from_slice(rest),
     };
     if looks_like_request {
-        let mut parts = head.start_line.split(' ');
+        let mut parts = start_line.split(' ');
         let (m, u, v) = match (parts.next(), parts.next(), parts.next(), parts.next()) {
             (Some(m), Some(u), Some(v), None) => (m, u, v),
             _ => return Err(fail_h(ParseError::BadStartLine)),
@@ -274,7 +275,7 @@ pub fn parse(buf: &[u8]) -> Result<Message, ParseFailure> {
             body,
         }))
     } else {
-        let mut parts = head.start_line.splitn(3, ' ');
+        let mut parts = start_line.splitn(3, ' ');
         let (v, code, reason) = (parts.next(), parts.next(), parts.next().unwrap_or(""));
         if v != Some("SIP/2.0") {
             return Err(fail_h(ParseError::BadVersion));

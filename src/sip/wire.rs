@@ -115,11 +115,51 @@ const CANONICAL: &[&str] = &[
     "Via",
 ];
 
+/// `CANONICAL` in byte order, for exact-match lookups.
+const CANONICAL_SORTED: &[&str] = &[
+    "Accept",
+    "Accept-Encoding",
+    "Accept-Language",
+    "Allow",
+    "Allow-Events",
+    "CSeq",
+    "Call-ID",
+    "Contact",
+    "Content-Disposition",
+    "Content-Encoding",
+    "Content-Length",
+    "Content-Type",
+    "Event",
+    "Expires",
+    "From",
+    "Max-Forwards",
+    "Min-Expires",
+    "Proxy-Require",
+    "Record-Route",
+    "Require",
+    "Retry-After",
+    "Route",
+    "SIP-ETag",
+    "SIP-If-Match",
+    "Server",
+    "Subscription-State",
+    "Supported",
+    "To",
+    "Unsupported",
+    "User-Agent",
+    "Via",
+];
+
 /// The name a header is stored under: compact forms expanded, known names canonically spelt,
 /// unknown names as received.
 pub fn canonical_name(name: &str) -> Cow<'static, str> {
     if let Some(full) = expand_compact(name) {
         return Cow::Borrowed(full);
+    }
+    // Most clients spell names canonically: an exact match first, by binary search (the
+    // table is sorted by byte order), then a case-insensitive scan.
+    if let Ok(i) = CANONICAL_SORTED.binary_search(&name) {
+        return Cow::Borrowed(CANONICAL_SORTED[i]);
     }
     CANONICAL
         .iter()
@@ -130,7 +170,7 @@ pub fn canonical_name(name: &str) -> Cow<'static, str> {
 
 /// RFC 3261 §25.1 `token` characters.
 pub fn is_token_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || "-.!%*_+`'~".contains(c)
+    matches!(c, 'a'..='z' | 'A'..='Z' | '0'..='9' | '-' | '.' | '!' | '%' | '*' | '_' | '+' | '`' | '\'' | '~')
 }
 
 /// A head split into its start line and normalised `(name, value)` header pairs.
@@ -207,6 +247,45 @@ pub fn content_length(headers: &[(Cow<'static, str>, String)]) -> Result<Option<
     Ok(found)
 }
 
+/// Content-Length read straight from a head's bytes, without splitting it into headers (the
+/// stream framer's fast path). Same rules as [`content_length`]: several equal values are
+/// accepted, different or invalid ones are an error.
+pub fn scan_content_length(head: &[u8]) -> Result<Option<usize>, WireError> {
+    let mut found: Option<usize> = None;
+    let mut lines = head.split(|b| *b == b'\n').skip(1).peekable();
+    while let Some(line) = lines.next() {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let Some(colon) = line.iter().position(|b| *b == b':') else {
+            continue;
+        };
+        let name = line[..colon].trim_ascii_end();
+        if !(name.eq_ignore_ascii_case(b"content-length") || name.eq_ignore_ascii_case(b"l")) {
+            continue;
+        }
+        let mut value = line[colon + 1..].trim_ascii();
+        // A value folded onto the next line (RFC 3261 §7.3.1).
+        if value.is_empty() {
+            if let Some(next) = lines
+                .peek()
+                .filter(|l| l.starts_with(b" ") || l.starts_with(b"\t"))
+            {
+                value = next.trim_ascii();
+            }
+        }
+        if value.is_empty() || value.len() > 10 || !value.iter().all(u8::is_ascii_digit) {
+            return Err(WireError::BadContentLength);
+        }
+        let n = value
+            .iter()
+            .fold(0usize, |acc, d| acc * 10 + usize::from(d - b'0'));
+        match found {
+            Some(prev) if prev != n => return Err(WireError::BadContentLength),
+            _ => found = Some(n),
+        }
+    }
+    Ok(found)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -273,6 +352,28 @@ mod tests {
             content_length(&head.headers),
             Err(WireError::BadContentLength)
         );
+    }
+
+    #[test]
+    fn content_length_scan_agrees_with_the_full_parse() {
+        for head in [
+            &b"A sip:x SIP/2.0\r\nl: 12\r\n\r\n"[..],
+            b"A sip:x SIP/2.0\r\nContent-Length : 7\r\nX: y\r\n\r\n",
+            b"A sip:x SIP/2.0\r\nContent-Length:\r\n 9\r\n\r\n",
+            b"A sip:x SIP/2.0\r\nVia: x\r\n\r\n",
+            b"A sip:x SIP/2.0\r\nl: 1\r\nContent-Length: 2\r\n\r\n",
+            b"A sip:x SIP/2.0\r\nContent-Length: 1x\r\n\r\n",
+        ] {
+            let full = split_head(head)
+                .map_err(|_| ())
+                .and_then(|h| content_length(&h.headers).map_err(|_| ()));
+            assert_eq!(
+                scan_content_length(head).map_err(|_| ()),
+                full,
+                "{}",
+                String::from_utf8_lossy(head)
+            );
+        }
     }
 
     #[test]

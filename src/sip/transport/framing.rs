@@ -75,20 +75,21 @@ impl Decoder for SipStreamCodec {
             }
             return Ok(None);
         };
-        let head = Bytes::copy_from_slice(&buf[..head_len]);
+        let head = &buf[..head_len];
         if head_len > self.max_message_bytes {
-            return Err(FramingError::Oversize(Some(head)));
+            return Err(FramingError::Oversize(Some(Bytes::copy_from_slice(head))));
         }
-        let body_len = match wire::split_head(&head)
-            .ok()
-            .map(|h| wire::content_length(&h.headers))
-        {
-            Some(Ok(Some(n))) => n,
-            _ => return Err(FramingError::MissingContentLength(head)),
+        let body_len = match wire::scan_content_length(&head) {
+            Ok(Some(n)) => n,
+            _ => {
+                return Err(FramingError::MissingContentLength(Bytes::copy_from_slice(
+                    head,
+                )))
+            }
         };
         let total = head_len.saturating_add(body_len);
         if total > self.max_message_bytes {
-            return Err(FramingError::Oversize(Some(head)));
+            return Err(FramingError::Oversize(Some(Bytes::copy_from_slice(head))));
         }
         if buf.len() < total {
             buf.reserve(total - buf.len());
