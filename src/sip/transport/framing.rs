@@ -79,7 +79,7 @@ impl Decoder for SipStreamCodec {
         if head_len > self.max_message_bytes {
             return Err(FramingError::Oversize(Some(Bytes::copy_from_slice(head))));
         }
-        let body_len = match wire::scan_content_length(&head) {
+        let body_len = match wire::scan_content_length(head) {
             Ok(Some(n)) => n,
             _ => {
                 return Err(FramingError::MissingContentLength(Bytes::copy_from_slice(
