@@ -19,7 +19,8 @@
 //! ```
 
 use std::borrow::Cow;
-use std::collections::{BTreeSet, HashMap};
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, BinaryHeap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -207,7 +208,8 @@ struct ClientTx {
     target: Target,
     interval: Duration,
     started: Instant,
-    timer: Option<SpawnHandle>,
+    /// When this transaction's next timer (E or F) is due; matches one `client_timers` entry.
+    due: Instant,
     /// The `Outbound::tag` under which a send failure is reported.
     fail_tag: u64,
 }
@@ -223,6 +225,11 @@ pub struct Dispatcher {
     dialogs: HashMap<(DialogId, String), Recipient<IncomingRequest>>,
     server_tx: ServerTransactions,
     client_tx: HashMap<ClientKey, ClientTx>,
+    /// Timer E/F deadlines of client transactions, earliest first. Entries whose transaction
+    /// ended or was rescheduled are skipped when they come up (lazy deletion): one heap and one
+    /// interval instead of a spawned timer per transaction, which made the actor's context
+    /// scan thousands of timers on every wake-up.
+    client_timers: BinaryHeap<Reverse<(Instant, ClientKey)>>,
     next_fail_tag: u64,
     fail_tags: HashMap<u64, ClientKey>,
 }
@@ -240,6 +247,7 @@ impl Dispatcher {
             dialogs: HashMap::new(),
             server_tx: ServerTransactions::default(),
             client_tx: HashMap::new(),
+            client_timers: BinaryHeap::new(),
             next_fail_tag: 1,
             fail_tags: HashMap::new(),
         }
@@ -628,36 +636,47 @@ impl Dispatcher {
         self.finish_client(&branch, ClientResult::Response(Arc::new(resp)), ctx);
     }
 
-    /// Timer E / Timer F tick for one client transaction.
-    fn client_timer(&mut self, branch: ClientKey, ctx: &mut Context<Self>) {
+    /// Runs every client-transaction timer that is due: Timer E retransmits on UDP, Timer F
+    /// (64×T1 after the start) ends the transaction with a timeout.
+    fn client_timers_due(&mut self, ctx: &mut Context<Self>) {
+        let now = Instant::now();
         let timer_f = self.settings.t1 * 64;
-        let Some(tx) = self.client_tx.get_mut(&branch) else {
-            return;
-        };
-        let elapsed = tx.started.elapsed();
-        if elapsed >= timer_f {
-            debug!("{} to {}: Timer F fired", tx.method, tx.target.addr);
-            // The timer that brought us here has run; nothing to cancel.
-            tx.timer = None;
-            self.finish_client(&branch, ClientResult::Timeout, ctx);
-            return;
+        while let Some(Reverse((at, _))) = self.client_timers.peek() {
+            if *at > now {
+                break;
+            }
+            let Some(Reverse((at, branch))) = self.client_timers.pop() else {
+                break;
+            };
+            let Some(tx) = self.client_tx.get_mut(&branch) else {
+                continue;
+            };
+            if tx.due != at {
+                continue;
+            }
+            let elapsed = now.saturating_duration_since(tx.started);
+            if elapsed >= timer_f {
+                debug!("{} to {}: Timer F fired", tx.method, tx.target.addr);
+                self.finish_client(&branch, ClientResult::Timeout, ctx);
+                continue;
+            }
+            let next = if tx.target.transport.is_reliable() {
+                timer_f - elapsed
+            } else {
+                self.transports.send(Outbound {
+                    target: tx.target,
+                    bytes: tx.bytes.clone(),
+                    close_after: false,
+                    on_failure: None,
+                    tag: 0,
+                });
+                let next = tx.interval.min(timer_f - elapsed);
+                tx.interval = next_timer_e(tx.interval, self.settings.t2);
+                next
+            };
+            tx.due = now + next;
+            self.client_timers.push(Reverse((tx.due, branch)));
         }
-        let next = if tx.target.transport.is_reliable() {
-            timer_f - elapsed
-        } else {
-            self.transports.send(Outbound {
-                target: tx.target,
-                bytes: tx.bytes.clone(),
-                close_after: false,
-                on_failure: None,
-                tag: 0,
-            });
-            let next = tx.interval.min(timer_f - elapsed);
-            tx.interval = next_timer_e(tx.interval, self.settings.t2);
-            next
-        };
-        let b = branch.clone();
-        tx.timer = Some(ctx.run_later(next, move |act, ctx| act.client_timer(b, ctx)));
     }
 
     fn local_sent_by(&self, target: &Target) -> String {
@@ -678,12 +697,9 @@ impl Dispatcher {
 
 impl Dispatcher {
     /// Ends a client transaction and tells its owner.
-    fn finish_client(&mut self, branch: &str, result: ClientResult, ctx: &mut Context<Self>) {
+    fn finish_client(&mut self, branch: &str, result: ClientResult, _ctx: &mut Context<Self>) {
         if let Some(tx) = self.client_tx.remove(branch) {
             self.fail_tags.remove(&tx.fail_tag);
-            if let Some(h) = tx.timer {
-                ctx.cancel_future(h);
-            }
             tx.owner.do_send(ClientOutcome {
                 tag: tx.tag,
                 result,
@@ -708,6 +724,9 @@ impl Actor for Dispatcher {
         // Transports push into this mailbox with try_send; a generous capacity absorbs bursts.
         ctx.set_mailbox_capacity(4096);
         ctx.run_interval(SWEEP_INTERVAL, |act, _| act.server_tx.sweep(Instant::now()));
+        // Timer E/F resolution: a quarter of T1, between 5 and 100 ms.
+        let tick = (self.settings.t1 / 4).clamp(Duration::from_millis(5), Duration::from_millis(100));
+        ctx.run_interval(tick, |act, ctx| act.client_timers_due(ctx));
     }
 }
 
@@ -880,8 +899,9 @@ impl Handler<SendRequest> for Dispatcher {
         } else {
             t1 * 64
         };
-        let b = branch.clone();
-        let timer = ctx.run_later(first, move |act, ctx| act.client_timer(b, ctx));
+        let started = Instant::now();
+        let due = started + first;
+        self.client_timers.push(Reverse((due, branch.clone())));
         self.client_tx.insert(
             branch,
             ClientTx {
@@ -891,8 +911,8 @@ impl Handler<SendRequest> for Dispatcher {
                 bytes,
                 target: msg.target,
                 interval: next_timer_e(t1, self.settings.t2),
-                started: Instant::now(),
-                timer: Some(timer),
+                started,
+                due,
                 fail_tag,
             },
         );
