@@ -111,27 +111,28 @@ echo "Server and load generator share the machine's 2 cores; the server is one a
 echo
 echo "## SIPp: highest sustained call rate (zero failed calls, p99 < 100 ms)"
 echo
-echo "| scenario | transport | sustained calls/s | p99 ms at that rate | server CPU µs/call | SIPp CPU µs/call |"
-echo "|---|---|---|---|---|---|"
+echo "| scenario | transport | sustained calls/s | p99 ms at that rate | server CPU µs/call | SIPp CPU µs/call | next step |"
+echo "|---|---|---|---|---|---|---|"
 for sc in publish subscribe register; do
   for t in u1 t1; do
     start_server
     addr=$UDP; [ "$t" = t1 ] && addr=$TCP
-    best="none"; best_line=""
+    best="none"; best_line=""; next="none higher tried"
     for rate in $STEPS; do
       line=$(sipp_step "$sc" "$t" "$addr" "$rate" $((rate * STEP_SECONDS)))
       read -r ok fail p99 srv sippcpu <<< "$line"
       if [ "$fail" = 0 ] && [ "$ok" -gt 0 ] && [ "$p99" != "n/a" ] && awk -v p="$p99" 'BEGIN{exit !(p < 100)}'; then
         best=$rate; best_line=$line
       else
+        next="$rate: $fail failed, p99 $(fmt_ms "$p99") ms"
         break
       fi
     done
     if [ -n "$best_line" ]; then
       read -r ok fail p99 srv sippcpu <<< "$best_line"
-      echo "| $sc | ${t/u1/UDP} | $best | $(fmt_ms "$p99") | $srv | $sippcpu |" | sed 's/| t1 |/| TCP |/'
+      echo "| $sc | ${t/u1/UDP} | $best | $(fmt_ms "$p99") | $srv | $sippcpu | $next |" | sed 's/| t1 |/| TCP |/'
     else
-      echo "| $sc | ${t/u1/UDP} | none | | | |" | sed 's/| t1 |/| TCP |/'
+      echo "| $sc | ${t/u1/UDP} | none | | | | $next |" | sed 's/| t1 |/| TCP |/'
     fi
   done
 done
