@@ -15,6 +15,13 @@ fn sipp_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/sipp")
 }
 
+/// A local port for SIPp's own socket: SIPp's default (5060) would collide between the
+/// instances that tests run at once.
+fn free_port() -> u16 {
+    let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    tcp.local_addr().unwrap().port()
+}
+
 /// The SIPp command for one scenario; runs in `workdir` so its log files stay out of the repo.
 fn sipp(
     server: std::net::SocketAddr,
@@ -27,7 +34,14 @@ fn sipp(
     let mut cmd = Command::new("sipp");
     cmd.current_dir(workdir)
         .arg(server.to_string())
-        .args(["-t", transport, "-i", "127.0.0.1"])
+        .args([
+            "-t",
+            transport,
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &free_port().to_string(),
+        ])
         .arg("-sf")
         .arg(sipp_dir().join(scenario))
         .arg("-inf")
@@ -114,11 +128,18 @@ fn register_scenario_passes_over_udp_and_tcp() -> TestResult {
 
 #[test]
 fn fanout_scenario_delivers_the_final_state_to_every_watcher_over_udp_and_tcp() -> TestResult {
-    let server = TestServer::start();
     let dir = tempfile::tempdir()?;
     let (n, w) = (3, 4);
     csvs(n, w, dir.path());
-    for (transport, addr) in [("u1", server.udp), ("t1", server.tcp)] {
+    for transport in ["u1", "t1"] {
+        // A fresh server per transport: the publications of one run must not leak into the
+        // next (a stale "final" state would end the watchers early).
+        let server = TestServer::start();
+        let addr = if transport == "u1" {
+            server.udp
+        } else {
+            server.tcp
+        };
         // Order does not matter: a watcher that subscribes after the final change sees it in
         // its first NOTIFY.
         let watchers = spawn(sipp(

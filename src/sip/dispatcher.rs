@@ -725,7 +725,8 @@ impl Actor for Dispatcher {
         ctx.set_mailbox_capacity(4096);
         ctx.run_interval(SWEEP_INTERVAL, |act, _| act.server_tx.sweep(Instant::now()));
         // Timer E/F resolution: a quarter of T1, between 5 and 100 ms.
-        let tick = (self.settings.t1 / 4).clamp(Duration::from_millis(5), Duration::from_millis(100));
+        let tick =
+            (self.settings.t1 / 4).clamp(Duration::from_millis(5), Duration::from_millis(100));
         ctx.run_interval(tick, |act, ctx| act.client_timers_due(ctx));
     }
 }
