@@ -165,6 +165,9 @@ pub async fn run(
         local_addrs.push(local);
         info!("listening on udp:{local}");
     }
+    // TCP connection actors (framing, parsing, socket writes) get a thread of their own, so
+    // the dispatcher's thread only routes and runs presence.
+    let io_arbiter = settings.sip.tcp_io_thread.then(actix_rt::Arbiter::new);
     let mut listeners = Vec::new();
     for listener in sockets.tcp {
         let listener = tokio::net::TcpListener::from_std(listener)?;
@@ -181,6 +184,7 @@ pub async fn run(
                 idle_timeout: std::time::Duration::from_secs(settings.sip.tcp_idle_timeout_s),
             },
             settings.sip.max_tcp_connections,
+            io_arbiter.as_ref().map(actix_rt::Arbiter::handle),
             dispatcher.clone().recipient(),
             dispatcher.clone().recipient(),
         );
@@ -201,5 +205,8 @@ pub async fn run(
 
     shutdown.await;
     info!("shutting down");
+    if let Some(io) = io_arbiter {
+        io.stop();
+    }
     Ok(())
 }

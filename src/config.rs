@@ -69,6 +69,8 @@ pub struct SipSettings {
     pub t2_ms: u64,
     /// Value of the `Server` header and the OPTIONS `Server` header.
     pub server_name: String,
+    /// Run TCP connections (framing, parsing, socket writes) on a thread of their own.
+    pub tcp_io_thread: bool,
 }
 
 impl Default for SipSettings {
@@ -82,6 +84,7 @@ impl Default for SipSettings {
             t1_ms: 500,
             t2_ms: 4000,
             server_name: concat!("presenced/", env!("CARGO_PKG_VERSION")).into(),
+            tcp_io_thread: false,
         }
     }
 }

@@ -743,3 +743,31 @@ fn a_notify_answered_408_ends_the_subscription_unless_configured_to_keep_it() ->
     }
     Ok(())
 }
+
+#[test]
+fn subscriptions_work_with_tcp_on_its_own_io_thread() -> TestResult {
+    let server = TestServer::start_with("tcp_io_thread = true", "");
+    let mut w = TcpUa::connect(server.tcp);
+    let (ok, _, initial) = subscribe(&mut w, ALICE, Some(300));
+    let mut p = UdpUa::new(server.udp);
+    assert_eq!(
+        publish(
+            &mut p,
+            ALICE,
+            None,
+            None,
+            Some(&pidf(ALICE, "t", "open", "io"))
+        )
+        .status(),
+        200
+    );
+    assert!(w.expect_notify().body_str().contains(">io<"));
+    // The un-SUBSCRIBE follows the 200 at once: the dialog is registered before the 200 leaves.
+    w.send(&resubscribe(&w, &initial, &ok, 2, 0));
+    w.expect_response(200);
+    assert_eq!(
+        w.expect_notify().header("Subscription-State"),
+        Some("terminated;reason=timeout")
+    );
+    Ok(())
+}

@@ -184,7 +184,10 @@ impl Registry {
             presentity: presentity.clone(),
             dispatcher: self.dispatcher.clone(),
         };
-        let watcher = Watcher::new(init).start();
+        let watcher = Watcher::new(init);
+        let watcher_ctx = Context::<Watcher>::new();
+        let dialog = watcher.dialog_registration(&watcher_ctx.address());
+        let watcher = watcher_ctx.run(watcher);
         presentity.do_send(AddWatcher {
             id,
             recipient: watcher.clone().recipient(),
@@ -199,6 +202,7 @@ impl Registry {
             ],
             body: None,
             on_sent: Some(watcher.recipient()),
+            dialog,
         })
     }
 

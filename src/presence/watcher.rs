@@ -137,6 +137,16 @@ impl Watcher {
         }
     }
 
+    /// The dialog-table entry for this subscription, handed to the dispatcher with the 200 to
+    /// the SUBSCRIBE (none for a fetch, which has no dialog usage after its NOTIFY).
+    pub fn dialog_registration(&self, addr: &Addr<Self>) -> Option<RegisterDialog> {
+        self.terminating.is_none().then(|| RegisterDialog {
+            id: self.dialog.clone(),
+            usage: self.usage.clone(),
+            handler: addr.clone().recipient(),
+        })
+    }
+
     fn arm_expiry(&mut self, ctx: &mut Context<Self>) {
         if let Some(h) = self.expiry_timer.take() {
             ctx.cancel_future(h);
@@ -315,6 +325,7 @@ impl Watcher {
             ],
             body: None,
             on_sent: Some(ctx.address().recipient()),
+            dialog: None,
         })
     }
 }
@@ -323,12 +334,8 @@ impl Actor for Watcher {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        // The dialog table entry comes with the 200 (`Watcher::dialog_registration`).
         if self.terminating.is_none() {
-            self.init.dispatcher.do_send(RegisterDialog {
-                id: self.dialog.clone(),
-                usage: self.usage.clone(),
-                handler: ctx.address().recipient(),
-            });
             self.arm_expiry(ctx);
         }
         self.dirty = true;

@@ -81,6 +81,9 @@ pub struct Reply {
     pub body: Option<(String, Bytes)>,
     /// Told once the response is on its way.
     pub on_sent: Option<Recipient<ResponseSent>>,
+    /// A dialog usage to enter in the dialog table before the response goes out, so that the
+    /// peer's next in-dialog request cannot overtake the registration.
+    pub dialog: Option<RegisterDialog>,
 }
 
 impl Reply {
@@ -116,7 +119,8 @@ pub struct RegisterRoute {
 }
 
 /// Registers the owner of a dialog usage (RFC 6665 §4.5.2: dialog plus Event package and id).
-#[derive(Message)]
+/// Usually carried in a `Reply`; also accepted as a message.
+#[derive(Message, Debug)]
 #[rtype(result = "()")]
 pub struct RegisterDialog {
     /// The dialog.
@@ -314,7 +318,16 @@ impl Dispatcher {
         self.send_response(key, resp, target, false);
     }
 
-    fn send_reply(&mut self, req: &Request, key: Option<&ServerKey>, target: Target, reply: Reply) {
+    fn send_reply(
+        &mut self,
+        req: &Request,
+        key: Option<&ServerKey>,
+        target: Target,
+        mut reply: Reply,
+    ) {
+        if let Some(d) = reply.dialog.take() {
+            self.dialogs.insert((d.id, d.usage), d.handler);
+        }
         // RFC 3261 §8.2.6.2: a response always carries a To tag.
         let to_tag = reply.to_tag.unwrap_or_else(super::transaction::new_tag);
         let mut resp = Response::to_request(req, reply.status, Some(&to_tag));

@@ -12,6 +12,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use actix::prelude::*;
+use actix_rt::ArbiterHandle;
 use log::{debug, info, warn};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -47,10 +48,23 @@ pub struct Accepted {
     local: SocketAddr,
 }
 
+/// Sent by a `TcpConnection` once it runs (possibly on the I/O arbiter).
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct ConnectionStarted {
+    /// Which connection.
+    pub id: ConnectionId,
+    /// Its address.
+    pub addr: Addr<TcpConnection>,
+}
+
 struct Entry {
-    addr: Addr<TcpConnection>,
+    /// None until the connection actor reports `ConnectionStarted`.
+    addr: Option<Addr<TcpConnection>>,
     peer: SocketAddr,
     aliases: Vec<SocketAddr>,
+    /// Bytes for the connection that came before it started.
+    waiting: Vec<Outbound>,
 }
 
 /// The TCP transport actor.
@@ -64,6 +78,8 @@ pub struct TcpTransport {
     /// Bytes waiting for an outbound connect to finish, by destination.
     connecting: HashMap<SocketAddr, Vec<Outbound>>,
     saturated: bool,
+    /// Where connection actors run; `None` runs them on this actor's thread.
+    io: Option<ArbiterHandle>,
     /// The dispatcher; handed to each connection.
     inbound: Recipient<Inbound>,
     /// The dispatcher, for rejected input; handed to each connection.
@@ -76,6 +92,7 @@ impl TcpTransport {
         listeners: Vec<TcpListener>,
         settings: ConnectionSettings,
         max_connections: usize,
+        io: Option<ArbiterHandle>,
         inbound: Recipient<Inbound>,
         rejected: Recipient<InboundRejected>,
     ) -> Self {
@@ -88,41 +105,78 @@ impl TcpTransport {
             by_addr: HashMap::new(),
             connecting: HashMap::new(),
             saturated: false,
+            io,
             inbound,
             rejected,
         }
     }
 
+    /// Registers a connection and starts its actor: on the I/O arbiter when there is one
+    /// (framing, parsing and socket writes then run beside the dispatcher's thread), else
+    /// here. `waiting` is sent once the actor runs.
     fn start_connection(
         &mut self,
         stream: TcpStream,
         local: SocketAddr,
         peer: SocketAddr,
+        waiting: Vec<Outbound>,
         ctx: &mut Context<Self>,
-    ) -> ConnectionId {
+    ) {
         let id = ConnectionId(self.next_id);
         self.next_id += 1;
         let _ = stream.set_nodelay(true);
-        let conn = TcpConnection::start(
-            stream,
-            id,
-            local,
-            peer,
-            self.settings.clone(),
-            ctx.address(),
-            self.inbound.clone(),
-            self.rejected.clone(),
-        );
         self.connections.insert(
             id,
             Entry {
-                addr: conn,
+                addr: None,
                 peer,
                 aliases: Vec::new(),
+                waiting,
             },
         );
         self.by_addr.insert(peer, id);
-        id
+        let settings = self.settings.clone();
+        let (owner, inbound, rejected) =
+            (ctx.address(), self.inbound.clone(), self.rejected.clone());
+        let Some(io) = self.io.clone() else {
+            TcpConnection::start(stream, id, local, peer, settings, owner, inbound, rejected);
+            return;
+        };
+        // A tokio socket belongs to the reactor it was registered with: hand it over as a std
+        // socket and register it again on the I/O arbiter.
+        let std_stream = match stream.into_std() {
+            Ok(s) => s,
+            Err(e) => {
+                warn!("tcp {peer}: cannot hand the connection to the I/O thread: {e}");
+                self.closed(id);
+                return;
+            }
+        };
+        io.spawn(async move {
+            match TcpStream::from_std(std_stream) {
+                Ok(stream) => {
+                    TcpConnection::start(
+                        stream, id, local, peer, settings, owner, inbound, rejected,
+                    );
+                }
+                Err(e) => {
+                    warn!("tcp {peer}: cannot register the connection on the I/O thread: {e}");
+                    owner.do_send(ConnectionClosed { id });
+                }
+            }
+        });
+    }
+
+    /// Forgets a connection; bytes still waiting for it are reported failed.
+    fn closed(&mut self, id: ConnectionId) {
+        if let Some(entry) = self.connections.remove(&id) {
+            for addr in std::iter::once(entry.peer).chain(entry.aliases) {
+                if self.by_addr.get(&addr) == Some(&id) {
+                    self.by_addr.remove(&addr);
+                }
+            }
+            fail_all(entry.waiting);
+        }
     }
 
     fn connect(&mut self, out: Outbound, ctx: &mut Context<Self>) {
@@ -143,12 +197,7 @@ impl TcpTransport {
             match result.and_then(|s| s.local_addr().map(|l| (s, l))) {
                 Ok((stream, local)) if act.connections.len() < act.max_connections => {
                     debug!("tcp: connected to {dest}");
-                    let id = act.start_connection(stream, local, dest, ctx);
-                    if let Some(entry) = act.connections.get(&id) {
-                        for out in waiting {
-                            entry.addr.do_send(out);
-                        }
-                    }
+                    act.start_connection(stream, local, dest, waiting, ctx);
                 }
                 Ok(_) => {
                     warn!("tcp: connection limit reached, cannot connect to {dest}");
@@ -217,7 +266,7 @@ impl StreamHandler<Accepted> for TcpTransport {
             self.saturated = false;
         }
         debug!("tcp {}: accepted {peer}", a.local);
-        self.start_connection(stream, a.local, peer, ctx);
+        self.start_connection(stream, a.local, peer, Vec::new(), ctx);
     }
 
     fn finished(&mut self, _ctx: &mut Self::Context) {
@@ -231,17 +280,14 @@ impl Handler<Outbound> for TcpTransport {
     fn handle(&mut self, out: Outbound, ctx: &mut Self::Context) {
         // RFC 3261 §18.2.2: the connection the request came on; else any open connection to
         // the destination; else a new one.
-        let by_id = out
+        let id = out
             .target
             .connection
-            .and_then(|id| self.connections.get(&id));
-        let entry = by_id.or_else(|| {
-            self.by_addr
-                .get(&out.target.addr)
-                .and_then(|id| self.connections.get(id))
-        });
-        match entry {
-            Some(e) => e.addr.do_send(out),
+            .filter(|id| self.connections.contains_key(id))
+            .or_else(|| self.by_addr.get(&out.target.addr).copied());
+        match id.and_then(|id| self.connections.get_mut(&id)) {
+            Some(Entry { addr: Some(a), .. }) => a.do_send(out),
+            Some(entry) => entry.waiting.push(out),
             None => self.connect(out, ctx),
         }
     }
@@ -251,12 +297,20 @@ impl Handler<ConnectionClosed> for TcpTransport {
     type Result = ();
 
     fn handle(&mut self, msg: ConnectionClosed, _ctx: &mut Self::Context) {
-        if let Some(entry) = self.connections.remove(&msg.id) {
-            for addr in std::iter::once(entry.peer).chain(entry.aliases) {
-                if self.by_addr.get(&addr) == Some(&msg.id) {
-                    self.by_addr.remove(&addr);
-                }
+        self.closed(msg.id);
+    }
+}
+
+impl Handler<ConnectionStarted> for TcpTransport {
+    type Result = ();
+
+    fn handle(&mut self, msg: ConnectionStarted, _ctx: &mut Self::Context) {
+        // A connection closed before it started gets nothing.
+        if let Some(entry) = self.connections.get_mut(&msg.id) {
+            for out in entry.waiting.drain(..) {
+                msg.addr.do_send(out);
             }
+            entry.addr = Some(msg.addr);
         }
     }
 }

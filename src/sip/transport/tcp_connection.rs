@@ -19,7 +19,7 @@ use tokio::net::TcpStream;
 use tokio_util::codec::FramedRead;
 
 use super::framing::{Frame, FramingError, SipStreamCodec};
-use super::tcp::{ConnectionAlias, ConnectionClosed, TcpTransport};
+use super::tcp::{ConnectionAlias, ConnectionClosed, ConnectionStarted, TcpTransport};
 use super::{ConnectionId, Inbound, InboundProblem, InboundRejected, Outbound, Source, Transport};
 use crate::sip::headers::split_host_port;
 use crate::sip::message::{self, HeaderAccess, Message as SipMessage};
@@ -131,6 +131,10 @@ impl Actor for TcpConnection {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        self.owner.do_send(ConnectionStarted {
+            id: self.id,
+            addr: ctx.address(),
+        });
         let tick =
             (self.idle_timeout / 4).clamp(Duration::from_millis(250), Duration::from_secs(30));
         ctx.run_interval(tick, |act, ctx| {
