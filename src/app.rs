@@ -11,6 +11,8 @@ use std::net::SocketAddr;
 use actix::prelude::*;
 use log::info;
 
+use std::sync::{Arc, Mutex};
+
 use crate::config::{ListenTransport, Settings};
 use crate::presence::document::PIDF_CONTENT_TYPE;
 use crate::presence::presentity::PresentitySettings;
@@ -24,6 +26,9 @@ use crate::sip::transport::tcp_connection::ConnectionSettings;
 use crate::sip::transport::{TcpTransport, Transports, UdpTransport};
 use crate::sip::Method;
 use crate::sip::{Dispatcher, DispatcherSettings};
+use crate::store::{
+    self, AnyConnection, Committer, LoadSnapshot, Persist, Snapshot, StoreError, StoreWorker,
+};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +46,9 @@ pub enum StartError {
     /// The configuration is unusable.
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
+    /// The database cannot be opened, migrated or read.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
     /// A bound socket could not be handed to the runtime.
     #[error("socket setup failed: {0}")]
     Socket(#[from] std::io::Error),
@@ -85,7 +93,12 @@ pub fn bind(settings: &Settings) -> Result<BoundSockets, StartError> {
 }
 
 /// Starts the presence registry and the registrar and registers them with the dispatcher.
-fn start_presence(settings: &Settings, dispatcher: &Addr<Dispatcher>) {
+fn start_presence(
+    settings: &Settings,
+    dispatcher: &Addr<Dispatcher>,
+    store: Recipient<Persist>,
+    snapshot: Snapshot,
+) {
     let p = &settings.presence;
     let config = PresenceConfig {
         subscribe_default: p.default_expires,
@@ -107,9 +120,10 @@ fn start_presence(settings: &Settings, dispatcher: &Addr<Dispatcher>) {
         watcher: WatcherSettings {
             expires: (p.default_expires, p.min_expires, p.max_expires),
             keep_on_408: p.keep_subscription_on_408,
+            retry_after: settings.store.retry_after_s,
         },
     };
-    let registry = Registry::new(config, dispatcher.clone()).start();
+    let registry = Registry::new(config, dispatcher.clone(), store.clone()).start();
     let r = &settings.registrar;
     let registrar = Registrar::new(
         RegistrarConfig {
@@ -139,13 +153,49 @@ fn start_presence(settings: &Settings, dispatcher: &Addr<Dispatcher>) {
     });
 }
 
+/// Opens the database and applies migrations (before any socket is served).
+pub fn open_store(settings: &Settings) -> Result<AnyConnection, StartError> {
+    Ok(store::open(&settings.store.url)?)
+}
+
+/// Starts the store actors on `conn` and loads what survived the last run.
+async fn start_store(
+    settings: &Settings,
+    conn: AnyConnection,
+) -> Result<(Addr<Committer>, Snapshot), StartError> {
+    let url = settings.store.url.clone();
+    // The SyncArbiter's factory runs on its thread; the connection opened at start-up is
+    // handed over once, later factories (a restarted worker) open their own.
+    let slot = Arc::new(Mutex::new(Some(conn)));
+    let worker = SyncArbiter::start(1, move || {
+        let conn = slot.lock().ok().and_then(|mut s| s.take());
+        StoreWorker::new(url.clone(), conn)
+    });
+    let snapshot = worker
+        .send(LoadSnapshot {
+            now: store::unix_now(),
+        })
+        .await
+        .map_err(|_| StoreError::Gone)??;
+    info!(
+        "store: {} subscriptions, {} publications, {} bindings recovered; {} expired during the downtime",
+        snapshot.subscriptions.len(),
+        snapshot.publications.len(),
+        snapshot.bindings.len(),
+        snapshot.expired
+    );
+    Ok((Committer::new(worker).start(), snapshot))
+}
+
 /// Runs the server on `sockets` until `shutdown` completes. Must be called inside an actix
 /// system.
 pub async fn run(
     settings: Settings,
+    store_conn: AnyConnection,
     sockets: BoundSockets,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), StartError> {
+    let (committer, snapshot) = start_store(&settings, store_conn).await?;
     let dispatcher_ctx = Context::<Dispatcher>::new();
     let dispatcher = dispatcher_ctx.address();
     let mut transports = Transports::new();
@@ -191,7 +241,7 @@ pub async fn run(
         transports.set_tcp(tcp.start());
     }
 
-    start_presence(&settings, &dispatcher);
+    start_presence(&settings, &dispatcher, committer.recipient(), snapshot);
 
     let dispatcher_settings = DispatcherSettings {
         domains: settings.sip.domains.clone(),

@@ -187,12 +187,15 @@ impl Default for RegistrarSettings {
 pub struct StoreSettings {
     /// Database URL, `sqlite://PATH` or `postgres://…`.
     pub url: String,
+    /// Retry-After (seconds) of the 503 sent when a change cannot be committed.
+    pub retry_after_s: u32,
 }
 
 impl Default for StoreSettings {
     fn default() -> Self {
         Self {
             url: "sqlite://var/presenced.db".into(),
+            retry_after_s: 5,
         }
     }
 }

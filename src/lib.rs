@@ -29,6 +29,7 @@ pub mod config;
 pub mod presence;
 pub mod registrar;
 pub mod sip;
+pub mod store;
 
 /// Installs SIGINT and SIGTERM handlers at once (so a signal that arrives before the server
 /// is waiting is not lost) and returns the future that completes on either. Must be called

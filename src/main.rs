@@ -10,10 +10,15 @@ use presenced::{app, config::Settings};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-const USAGE: &str = "usage: presenced [--config FILE] [--check-config] [--version]";
+const USAGE: &str = "usage: presenced [migrate] [--config FILE] [--check-config] [--version]\n\
+  migrate         apply the database migrations for store.url and exit";
 
 enum Command {
-    Run { config: PathBuf, check_only: bool },
+    Run {
+        config: PathBuf,
+        check_only: bool,
+        migrate_only: bool,
+    },
     Version,
     Help,
 }
@@ -21,9 +26,11 @@ enum Command {
 fn parse_args() -> Result<Command, String> {
     let mut config = PathBuf::from("config/presenced.toml");
     let mut check_only = false;
+    let mut migrate_only = false;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
+            "migrate" => migrate_only = true,
             "--config" | "-c" => {
                 config = args.next().ok_or("--config needs a file")?.into();
             }
@@ -33,12 +40,20 @@ fn parse_args() -> Result<Command, String> {
             other => return Err(format!("unknown argument `{other}`")),
         }
     }
-    Ok(Command::Run { config, check_only })
+    Ok(Command::Run {
+        config,
+        check_only,
+        migrate_only,
+    })
 }
 
 fn main() -> ExitCode {
-    let (config, check_only) = match parse_args() {
-        Ok(Command::Run { config, check_only }) => (config, check_only),
+    let (config, check_only, migrate_only) = match parse_args() {
+        Ok(Command::Run {
+            config,
+            check_only,
+            migrate_only,
+        }) => (config, check_only, migrate_only),
         Ok(Command::Version) => {
             println!("presenced {}", env!("CARGO_PKG_VERSION"));
             return ExitCode::SUCCESS;
@@ -75,17 +90,37 @@ fn main() -> ExitCode {
         .parse_filters(&settings.log.level)
         .parse_env("RUST_LOG")
         .init();
+    if migrate_only {
+        return match presenced::store::open(&settings.store.url) {
+            Ok(_) => {
+                println!(
+                    "presenced: migrations applied to {}",
+                    presenced::store::redact(&settings.store.url)
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("presenced: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
     let system = actix_rt::System::new();
     let result = system.block_on(async move {
         let shutdown = presenced::shutdown_signal()?;
+        let store = app::open_store(&settings)?;
         let sockets = app::bind(&settings)?;
-        app::run(settings, sockets, shutdown).await
+        app::run(settings, store, sockets, shutdown).await
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             log::error!("{e}");
-            ExitCode::FAILURE
+            // A configuration or database that cannot be used is the operator's to fix: 2.
+            match e {
+                app::StartError::Store(_) | app::StartError::Config(_) => ExitCode::from(2),
+                _ => ExitCode::FAILURE,
+            }
         }
     }
 }

@@ -24,13 +24,14 @@ use super::presentity::{
     AddWatcher, BindingTuple, Presentity, PresentitySettings, Publish, SetBindings, Stop,
 };
 use super::publication::{self, PublishKind, PublishLimits};
-use super::watcher::{Watcher, WatcherInit, WatcherSettings};
+use super::watcher::{SubscriptionDialog, Watcher, WatcherInit, WatcherSettings};
 use super::xml::{XmlError, XmlLimits};
 use crate::sip::dispatcher::{IncomingRequest, Reply};
 use crate::sip::headers::{accepts_media, parse_weighted_list, NameAddr};
 use crate::sip::message::{HeaderAccess, Method};
 use crate::sip::transaction::new_tag;
 use crate::sip::{Dispatcher, Reject};
+use crate::store::{Change, Persist};
 
 /// Settings the presence core needs, from `[presence]`.
 #[derive(Debug, Clone)]
@@ -83,16 +84,23 @@ pub struct Registry {
     next_watcher_id: u64,
     /// The dispatcher, handed to watchers.
     dispatcher: Addr<Dispatcher>,
+    /// The store's group committer: subscriptions and publications are saved before 2xx.
+    store: Recipient<Persist>,
 }
 
 impl Registry {
     /// A registry whose watchers send through `dispatcher`.
-    pub fn new(config: PresenceConfig, dispatcher: Addr<Dispatcher>) -> Self {
+    pub fn new(
+        config: PresenceConfig,
+        dispatcher: Addr<Dispatcher>,
+        store: Recipient<Persist>,
+    ) -> Self {
         Self {
             config,
             presentities: HashMap::new(),
             next_watcher_id: 1,
             dispatcher,
+            store,
         }
     }
 
@@ -115,7 +123,15 @@ impl Registry {
         &mut self,
         msg: IncomingRequest,
         ctx: &mut Context<Self>,
-    ) -> Result<Reply, Reject> {
+    ) -> ResponseActFuture<Self, Result<Reply, Reject>> {
+        match self.check_subscribe(&msg) {
+            Ok(dialog_parts) => self.accept_subscribe(dialog_parts, ctx),
+            Err(e) => Box::pin(fut::ready(Err(e))),
+        }
+    }
+
+    /// RFC 6665 §4.2.1.1 checks of an initial SUBSCRIBE, building its dialog.
+    fn check_subscribe(&self, msg: &IncomingRequest) -> Result<SubscriptionDialog, Reject> {
         let req = &msg.request;
         // RFC 6665 §4.2.1.1 / RFC 3856 §6.1: only the presence package is served here.
         let event = match req.event() {
@@ -156,16 +172,11 @@ impl Registry {
         let cseq = req.cseq().map_err(|_| Reject::new(400))?;
         let call_id = req.call_id().map_err(|_| Reject::new(400))?.to_owned();
 
-        let id = self.next_watcher_id;
-        self.next_watcher_id += 1;
-        let local_tag = new_tag();
-        let presentity = self.presentity(&aor, ctx);
-        let init = WatcherInit {
-            id,
-            aor: aor.clone(),
+        let dialog = SubscriptionDialog {
+            aor,
             event_id: event.id.clone(),
             call_id,
-            local_tag: local_tag.clone(),
+            local_tag: new_tag(),
             remote_tag: from.tag().unwrap_or_default().to_owned(),
             local_uri: NameAddr {
                 params: Default::default(),
@@ -180,11 +191,67 @@ impl Registry {
             remote_cseq: cseq.seq,
             expires,
             source: msg.source,
+            accept: (!accept.is_empty()).then(|| accept.join(", ")),
+        };
+        Ok(dialog)
+    }
+
+    /// Stores an accepted subscription, then starts its watcher and answers 200.
+    fn accept_subscribe(
+        &mut self,
+        dialog: SubscriptionDialog,
+        ctx: &mut Context<Self>,
+    ) -> ResponseActFuture<Self, Result<Reply, Reject>> {
+        if dialog.expires == 0 {
+            // A fetch leaves no dialog usage behind: nothing to store.
+            return Box::pin(fut::ready(Ok(self.start_watcher(dialog, None, ctx))));
+        }
+        // The 200 goes out only once the dialog is committed.
+        let persist = self.store.send(Persist(vec![Change::SubscriptionSaved(
+            dialog.initial_row(),
+        )]));
+        Box::pin(
+            persist
+                .into_actor(self)
+                .map(move |res, act, ctx| match res {
+                    Ok(Ok(())) => Ok(act.start_watcher(dialog, None, ctx)),
+                    _ => Err(act.unavailable()),
+                }),
+        )
+    }
+
+    /// 503 with Retry-After, for a change the store could not commit.
+    fn unavailable(&self) -> Reject {
+        Reject::new(503).header("Retry-After", self.config.watcher.retry_after.to_string())
+    }
+
+    /// Starts the watcher of an accepted (or recovered, with its stored CSeq mark) subscription
+    /// and returns the 200 for it.
+    fn start_watcher(
+        &mut self,
+        dialog: SubscriptionDialog,
+        recovered_mark: Option<i64>,
+        ctx: &mut Context<Self>,
+    ) -> Reply {
+        let id = self.next_watcher_id;
+        self.next_watcher_id += 1;
+        let aor = dialog.aor.clone();
+        let expires = dialog.expires;
+        let source = dialog.source;
+        let local_tag = dialog.local_tag.clone();
+        let presentity = self.presentity(&aor, ctx);
+        let init = WatcherInit {
+            id,
+            dialog,
             settings: self.config.watcher.clone(),
             presentity: presentity.clone(),
             dispatcher: self.dispatcher.clone(),
+            store: self.store.clone(),
         };
-        let watcher = Watcher::new(init);
+        let watcher = match recovered_mark {
+            Some(mark) => Watcher::recovered(init, mark),
+            None => Watcher::new(init),
+        };
         let watcher_ctx = Context::<Watcher>::new();
         let dialog = watcher.dialog_registration(&watcher_ctx.address());
         let watcher = watcher_ctx.run(watcher);
@@ -192,18 +259,25 @@ impl Registry {
             id,
             recipient: watcher.clone().recipient(),
         });
+        if recovered_mark.is_some() {
+            // No 200 carries the registration of a recovered dialog.
+            if let Some(d) = dialog {
+                self.dispatcher.do_send(d);
+            }
+            return Reply::default();
+        }
         info!("presentity {aor}: watcher {id} subscribed for {expires} s");
-        Ok(Reply {
+        Reply {
             status: 200,
             to_tag: Some(local_tag),
             headers: vec![
-                ("Contact".into(), super::watcher::local_contact(&msg.source)),
+                ("Contact".into(), super::watcher::local_contact(&source)),
                 ("Expires".into(), expires.to_string()),
             ],
             body: None,
             on_sent: Some(watcher.recipient()),
             dialog,
-        })
+        }
     }
 
     fn publish(
@@ -299,7 +373,7 @@ impl Handler<IncomingRequest> for Registry {
 
     fn handle(&mut self, msg: IncomingRequest, ctx: &mut Self::Context) -> Self::Result {
         match msg.request.method {
-            Method::Subscribe => Box::pin(fut::ready(self.subscribe(msg, ctx))),
+            Method::Subscribe => self.subscribe(msg, ctx),
             Method::Publish => self.publish(msg, ctx),
             _ => Box::pin(fut::ready(Err(Reject::new(405)))),
         }

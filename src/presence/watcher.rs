@@ -33,6 +33,8 @@ use crate::sip::message::{HeaderAccess, Headers, Method, Request};
 use crate::sip::transport::{Source, Target, Transport};
 use crate::sip::uri::{Host, Uri};
 use crate::sip::{Dispatcher, Reject};
+use crate::store::worker::CSEQ_MARK_STEP;
+use crate::store::{unix_now, Change, Persist, SubscriptionRow};
 
 /// Settings for watchers.
 #[derive(Debug, Clone)]
@@ -41,12 +43,14 @@ pub struct WatcherSettings {
     pub expires: (u32, u32, u32),
     /// Keep the subscription when a NOTIFY gets 408 (SER PA's `ignore_408_on_notify`).
     pub keep_on_408: bool,
+    /// Retry-After of a 503 when the store cannot commit, seconds.
+    pub retry_after: u32,
 }
 
-/// Everything a watcher starts with.
-pub struct WatcherInit {
-    /// Unique id within the registry.
-    pub id: u64,
+/// The persistable state of a subscription dialog: everything a watcher needs that is not
+/// an actor of this process.
+#[derive(Debug, Clone)]
+pub struct SubscriptionDialog {
     /// The presentity watched.
     pub aor: Aor,
     /// Event `id` parameter.
@@ -65,18 +69,30 @@ pub struct WatcherInit {
     pub remote_target: Uri,
     /// Record-Route of the SUBSCRIBE, in order.
     pub route_set: Vec<NameAddr>,
-    /// CSeq of the SUBSCRIBE.
+    /// CSeq of the last SUBSCRIBE.
     pub remote_cseq: u32,
-    /// Granted expiry; 0 for a fetch.
+    /// Granted expiry in seconds; 0 for a fetch.
     pub expires: u32,
     /// Where the SUBSCRIBE came from (connection reuse).
     pub source: Source,
+    /// The SUBSCRIBE's Accept header, if any.
+    pub accept: Option<String>,
+}
+
+/// Everything a watcher starts with.
+pub struct WatcherInit {
+    /// Unique id within the registry.
+    pub id: u64,
+    /// The dialog.
+    pub dialog: SubscriptionDialog,
     /// Settings.
     pub settings: WatcherSettings,
     /// The presentity, told when the watcher ends.
     pub presentity: Addr<Presentity>,
     /// The dispatcher: NOTIFYs and the dialog table.
     pub dispatcher: Addr<Dispatcher>,
+    /// The store: the dialog is saved before each 2xx.
+    pub store: Recipient<Persist>,
 }
 
 /// The `Contact` the server puts in its responses and NOTIFYs for a request from `source`.
@@ -108,19 +124,137 @@ pub struct Watcher {
     /// Set once the subscription is ending: the final NOTIFY carries this reason.
     terminating: Option<EventReason>,
     final_sent: bool,
+    /// The stored row's id.
+    row_id: String,
+    /// Committed NOTIFY CSeq high-water mark: every CSeq sent is below it, and the store knows.
+    cseq_mark: u32,
+    /// A higher mark is being committed.
+    mark_pending: bool,
+}
+
+/// Start raising the NOTIFY CSeq mark when the next CSeq comes this close to it, so that
+/// NOTIFYs never wait for the store in practice.
+const MARK_LOW_WATER: u32 = 500;
+
+/// The id of a subscription's stored row.
+pub fn subscription_id(dialog: &DialogId, usage: &str) -> String {
+    format!(
+        "{};{};{};{usage}",
+        dialog.call_id, dialog.local_tag, dialog.remote_tag
+    )
+}
+
+/// Why a stored subscription could not be restored.
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    /// A stored URI, name-addr or address no longer parses.
+    #[error("stored {0} is invalid")]
+    Invalid(&'static str),
+}
+
+impl SubscriptionDialog {
+    /// The dialog of a stored row.
+    pub fn from_row(row: &SubscriptionRow) -> Result<Self, RestoreError> {
+        let name_addr =
+            |v: &str, what| NameAddr::parse(v, "stored").map_err(|_| RestoreError::Invalid(what));
+        let route_set = row
+            .route_set
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(|l| name_addr(l, "route"))
+            .collect::<Result<Vec<_>, _>>()?;
+        let transport = match row.transport.as_str() {
+            "TCP" => Transport::Tcp,
+            "UDP" => Transport::Udp,
+            _ => return Err(RestoreError::Invalid("transport")),
+        };
+        let addr = |v: &str, what| {
+            v.parse::<SocketAddr>()
+                .map_err(|_| RestoreError::Invalid(what))
+        };
+        Ok(SubscriptionDialog {
+            aor: Aor::parse(&row.aor).ok_or(RestoreError::Invalid("AOR"))?,
+            event_id: row.event_id.clone(),
+            call_id: row.call_id.clone(),
+            local_tag: row.local_tag.clone(),
+            remote_tag: row.remote_tag.clone(),
+            local_uri: name_addr(&row.local_uri, "local URI")?,
+            remote_uri: name_addr(&row.remote_uri, "remote URI")?,
+            remote_target: Uri::parse(&row.remote_target)
+                .map_err(|_| RestoreError::Invalid("remote target"))?,
+            route_set,
+            remote_cseq: u32::try_from(row.remote_cseq).unwrap_or(u32::MAX),
+            expires: u32::try_from((row.expires_at - unix_now()).max(1)).unwrap_or(u32::MAX),
+            source: Source {
+                transport,
+                local: addr(&row.local_addr, "local address")?,
+                peer: addr(&row.peer_addr, "peer address")?,
+                // The SUBSCRIBE's connection did not survive the restart.
+                connection: None,
+            },
+            accept: row.accept.clone(),
+        })
+    }
+
+    /// The row for this dialog with the given expiry (Unix seconds) and CSeq mark.
+    fn to_row(&self, row_id: &str, expires_at: i64, cseq_mark: u32) -> SubscriptionRow {
+        SubscriptionRow {
+            id: row_id.to_owned(),
+            aor: self.aor.to_string(),
+            call_id: self.call_id.clone(),
+            local_tag: self.local_tag.clone(),
+            remote_tag: self.remote_tag.clone(),
+            event_id: self.event_id.clone(),
+            accept: self.accept.clone(),
+            local_uri: self.local_uri.to_string(),
+            remote_uri: self.remote_uri.to_string(),
+            remote_target: self.remote_target.to_string(),
+            route_set: self
+                .route_set
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n"),
+            remote_cseq: i64::from(self.remote_cseq),
+            notify_cseq_mark: i64::from(cseq_mark),
+            state: "active".into(),
+            document_version: 0,
+            expires_at,
+            transport: self.source.transport.as_str().into(),
+            local_addr: self.source.local.to_string(),
+            peer_addr: self.source.peer.to_string(),
+        }
+    }
+
+    /// The row of a new subscription (before its watcher exists).
+    pub fn initial_row(&self) -> SubscriptionRow {
+        let usage = usage_key("presence", self.event_id.as_deref());
+        let dialog = DialogId {
+            call_id: self.call_id.clone(),
+            local_tag: self.local_tag.clone(),
+            remote_tag: self.remote_tag.clone(),
+        };
+        self.to_row(
+            &subscription_id(&dialog, &usage),
+            unix_now() + i64::from(self.expires),
+            CSEQ_MARK_STEP as u32,
+        )
+    }
 }
 
 impl Watcher {
     /// A watcher for an accepted SUBSCRIBE.
     pub fn new(init: WatcherInit) -> Self {
         let dialog = DialogId {
-            call_id: init.call_id.clone(),
-            local_tag: init.local_tag.clone(),
-            remote_tag: init.remote_tag.clone(),
+            call_id: init.dialog.call_id.clone(),
+            local_tag: init.dialog.local_tag.clone(),
+            remote_tag: init.dialog.remote_tag.clone(),
         };
-        let usage = usage_key("presence", init.event_id.as_deref());
-        let terminating = (init.expires == 0).then_some(EventReason::Timeout);
-        let expires_at = std::time::Instant::now() + Duration::from_secs(u64::from(init.expires));
+        let usage = usage_key("presence", init.dialog.event_id.as_deref());
+        let row_id = subscription_id(&dialog, &usage);
+        let terminating = (init.dialog.expires == 0).then_some(EventReason::Timeout);
+        let expires_at =
+            std::time::Instant::now() + Duration::from_secs(u64::from(init.dialog.expires));
         Self {
             init,
             dialog,
@@ -134,7 +268,56 @@ impl Watcher {
             dirty: false,
             terminating,
             final_sent: false,
+            row_id,
+            cseq_mark: CSEQ_MARK_STEP as u32,
+            mark_pending: false,
         }
+    }
+
+    /// A watcher recovered from the store after a restart: its 200 went out long ago, and its
+    /// next NOTIFY uses a CSeq above every CSeq sent before (the stored mark was moved up by
+    /// `CSEQ_MARK_STEP` when it was loaded).
+    pub fn recovered(init: WatcherInit, stored_mark: i64) -> Self {
+        let mut w = Self::new(init);
+        let previous_mark = (stored_mark - CSEQ_MARK_STEP).max(1);
+        w.local_cseq = u32::try_from(previous_mark - 1).unwrap_or(u32::MAX - 1);
+        w.cseq_mark = u32::try_from(stored_mark).unwrap_or(u32::MAX);
+        w.confirmed = true;
+        w
+    }
+
+    /// The current row.
+    fn row(&self) -> SubscriptionRow {
+        let left = self
+            .expires_at
+            .saturating_duration_since(std::time::Instant::now());
+        self.init.dialog.to_row(
+            &self.row_id,
+            unix_now() + left.as_secs() as i64,
+            self.cseq_mark,
+        )
+    }
+
+    /// Raises the stored CSeq mark ahead of need. Returns false when the next NOTIFY must wait
+    /// for the raise to be committed (the next CSeq would reach the committed mark).
+    fn cseq_allowed(&mut self, ctx: &mut Context<Self>) -> bool {
+        let next = self.local_cseq.saturating_add(1);
+        if next.saturating_add(MARK_LOW_WATER) >= self.cseq_mark && !self.mark_pending {
+            self.mark_pending = true;
+            let mark = next.saturating_add(CSEQ_MARK_STEP as u32);
+            let persist = self.init.store.send(Persist(vec![Change::NotifyCSeqMark {
+                id: self.row_id.clone(),
+                mark: i64::from(mark),
+            }]));
+            ctx.spawn(persist.into_actor(self).map(move |res, act, ctx| {
+                act.mark_pending = false;
+                if let Ok(Ok(())) = res {
+                    act.cseq_mark = act.cseq_mark.max(mark);
+                    act.pump(ctx);
+                }
+            }));
+        }
+        next < self.cseq_mark
     }
 
     /// The dialog-table entry for this subscription, handed to the dispatcher with the 200 to
@@ -157,7 +340,7 @@ impl Watcher {
         self.expiry_timer = Some(ctx.run_later(after, |act, ctx| {
             debug!(
                 "watcher {}: subscription to {} expired",
-                act.init.id, act.init.aor
+                act.init.id, act.init.dialog.aor
             );
             act.terminate(EventReason::Timeout, ctx);
         }));
@@ -180,6 +363,10 @@ impl Watcher {
             return;
         };
         if !self.dirty {
+            return;
+        }
+        // A fetch has no stored row, so no mark to respect.
+        if self.init.dialog.expires != 0 && !self.cseq_allowed(ctx) {
             return;
         }
         self.dirty = false;
@@ -219,18 +406,24 @@ impl Watcher {
     fn notify(&self, state: &SubscriptionState, doc: &SharedDocument) -> Request {
         let i = &self.init;
         let mut h = Headers::default();
-        for route in &i.route_set {
+        for route in &i.dialog.route_set {
             h.push("Route", route.to_string());
         }
         h.push("Max-Forwards", "70");
-        h.push("From", format!("{};tag={}", i.local_uri, i.local_tag));
-        h.push("To", format!("{};tag={}", i.remote_uri, i.remote_tag));
-        h.push("Call-ID", i.call_id.clone());
+        h.push(
+            "From",
+            format!("{};tag={}", i.dialog.local_uri, i.dialog.local_tag),
+        );
+        h.push(
+            "To",
+            format!("{};tag={}", i.dialog.remote_uri, i.dialog.remote_tag),
+        );
+        h.push("Call-ID", i.dialog.call_id.clone());
         h.push("CSeq", format!("{} NOTIFY", self.local_cseq));
-        h.push("Contact", local_contact(&i.source));
+        h.push("Contact", local_contact(&i.dialog.source));
         h.push(
             "Event",
-            match &i.event_id {
+            match &i.dialog.event_id {
                 Some(id) => format!("presence;id={id}"),
                 None => "presence".to_owned(),
             },
@@ -239,7 +432,7 @@ impl Watcher {
         h.push("Content-Type", PIDF_CONTENT_TYPE);
         Request {
             method: Method::Notify,
-            uri: i.remote_target.clone(),
+            uri: i.dialog.remote_target.clone(),
             headers: h,
             body: doc.body.clone(),
         }
@@ -251,39 +444,44 @@ impl Watcher {
     fn next_hop(&self) -> Target {
         let i = &self.init;
         let uri = i
+            .dialog
             .route_set
             .first()
             .map(|r| &r.uri)
-            .unwrap_or(&i.remote_target);
+            .unwrap_or(&i.dialog.remote_target);
         let sip = uri.as_sip();
         let transport = match sip.and_then(|u| u.param("transport")).flatten() {
             Some(t) if t.eq_ignore_ascii_case("tcp") => Transport::Tcp,
             Some(t) if t.eq_ignore_ascii_case("udp") => Transport::Udp,
-            _ => i.source.transport,
+            _ => i.dialog.source.transport,
         };
         // DEVIATION: no RFC 3263 DNS lookup; a next hop named by host name is reached at the
         // address the SUBSCRIBE came from (in practice the proxy in front of us).
         let addr = match sip.map(|u| (&u.host, u.port)) {
             Some((Host::Ip(ip), port)) => SocketAddr::new(*ip, port.unwrap_or(5060)),
-            _ => i.source.peer,
+            _ => i.dialog.source.peer,
         };
-        let same_path = transport == i.source.transport;
+        let same_path = transport == i.dialog.source.transport;
         Target {
             transport,
             addr,
-            connection: if same_path { i.source.connection } else { None },
-            local: same_path.then_some(i.source.local),
+            connection: if same_path {
+                i.dialog.source.connection
+            } else {
+                None
+            },
+            local: same_path.then_some(i.dialog.source.local),
         }
     }
 
-    fn refresh(&mut self, msg: &IncomingRequest, ctx: &mut Context<Self>) -> Result<Reply, Reject> {
+    /// RFC 6665 §4.2.1.2 checks of an in-dialog SUBSCRIBE; nothing changes yet.
+    fn check_refresh(&self, msg: &IncomingRequest) -> Result<Refresh, Reject> {
         let req = &msg.request;
         let cseq = req.cseq().map_err(|_| Reject::new(400))?;
         // RFC 3261 §12.2.2: a CSeq lower than the last one is out of order.
-        if cseq.seq <= self.init.remote_cseq {
+        if cseq.seq <= self.init.dialog.remote_cseq {
             return Err(Reject::with_reason(500, "CSeq Out Of Order"));
         }
-        self.init.remote_cseq = cseq.seq;
         let (default, min, max) = self.init.settings.expires;
         let requested = match req.expires() {
             Some(Ok(e)) => e,
@@ -293,41 +491,82 @@ impl Watcher {
         if requested != 0 && requested < min {
             return Err(Reject::new(423).header("Min-Expires", min.to_string()));
         }
-        let granted = requested.min(max);
-        if let Some(contact) = req.headers.list("Contact").next() {
-            if let Ok(c) = NameAddr::parse(contact, "Contact") {
-                // RFC 6665 §4.1.2.4 / RFC 3261 §12.2.2: a target refresh.
-                self.init.remote_target = c.uri;
-            }
+        // RFC 6665 §4.1.2.4 / RFC 3261 §12.2.2: a target refresh.
+        let target = req
+            .headers
+            .list("Contact")
+            .next()
+            .and_then(|c| NameAddr::parse(c, "Contact").ok())
+            .map(|c| c.uri);
+        Ok(Refresh {
+            cseq: cseq.seq,
+            granted: requested.min(max),
+            target,
+        })
+    }
+
+    /// The stored form of the subscription after `refresh`.
+    fn refreshed_change(&self, refresh: &Refresh) -> Change {
+        if refresh.granted == 0 {
+            return Change::SubscriptionRemoved(self.row_id.clone());
+        }
+        let mut row = self.row();
+        row.remote_cseq = i64::from(refresh.cseq);
+        row.expires_at = unix_now() + i64::from(refresh.granted);
+        if let Some(t) = &refresh.target {
+            row.remote_target = t.to_string();
+        }
+        Change::SubscriptionSaved(row)
+    }
+
+    /// Applies a committed refresh and builds its 200.
+    fn apply_refresh(
+        &mut self,
+        refresh: Refresh,
+        source: &Source,
+        ctx: &mut Context<Self>,
+    ) -> Reply {
+        self.init.dialog.remote_cseq = self.init.dialog.remote_cseq.max(refresh.cseq);
+        if let Some(t) = refresh.target {
+            self.init.dialog.remote_target = t;
         }
         self.dirty = true;
-        if granted == 0 {
+        if refresh.granted == 0 {
             if let Some(h) = self.expiry_timer.take() {
                 ctx.cancel_future(h);
             }
             self.terminating.get_or_insert(EventReason::Timeout);
             info!(
                 "watcher {}: unsubscribed from {}",
-                self.init.id, self.init.aor
+                self.init.id, self.init.dialog.aor
             );
         } else {
-            self.expires_at = std::time::Instant::now() + Duration::from_secs(u64::from(granted));
+            self.expires_at =
+                std::time::Instant::now() + Duration::from_secs(u64::from(refresh.granted));
             self.arm_expiry(ctx);
         }
         // The NOTIFY follows once the 200 is sent.
         self.confirmed = false;
-        Ok(Reply {
+        Reply {
             status: 200,
             to_tag: None,
             headers: vec![
-                ("Contact".into(), local_contact(&msg.source)),
-                ("Expires".into(), granted.to_string()),
+                ("Contact".into(), local_contact(source)),
+                ("Expires".into(), refresh.granted.to_string()),
             ],
             body: None,
             on_sent: Some(ctx.address().recipient()),
             dialog: None,
-        })
+        }
     }
+}
+
+/// An in-dialog SUBSCRIBE that passed its checks.
+#[derive(Debug)]
+struct Refresh {
+    cseq: u32,
+    granted: u32,
+    target: Option<Uri>,
 }
 
 impl Actor for Watcher {
@@ -342,6 +581,15 @@ impl Actor for Watcher {
     }
 
     fn stopping(&mut self, _ctx: &mut Self::Context) -> Running {
+        // do_send: one message per ended subscription. An unsubscribe already removed the row
+        // before its 200; this covers expiry and NOTIFY failures, where nothing waits for it.
+        if self.init.dialog.expires != 0 {
+            self.init
+                .store
+                .do_send(Persist(vec![Change::SubscriptionRemoved(
+                    self.row_id.clone(),
+                )]));
+        }
         self.init.dispatcher.do_send(UnregisterDialog {
             id: self.dialog.clone(),
             usage: self.usage.clone(),
@@ -374,14 +622,33 @@ impl Handler<ResponseSent> for Watcher {
 }
 
 impl Handler<IncomingRequest> for Watcher {
-    type Result = Result<Reply, Reject>;
+    type Result = ResponseActFuture<Self, Result<Reply, Reject>>;
 
-    fn handle(&mut self, msg: IncomingRequest, ctx: &mut Self::Context) -> Self::Result {
-        match msg.request.method {
-            Method::Subscribe if !self.final_sent => self.refresh(&msg, ctx),
+    fn handle(&mut self, msg: IncomingRequest, _ctx: &mut Self::Context) -> Self::Result {
+        let refresh = match msg.request.method {
+            Method::Subscribe if !self.final_sent => self.check_refresh(&msg),
             Method::Subscribe => Err(Reject::new(481)),
             _ => Err(Reject::new(405).header("Allow", "SUBSCRIBE")),
-        }
+        };
+        let refresh = match refresh {
+            Ok(r) => r,
+            Err(e) => return Box::pin(fut::ready(Err(e))),
+        };
+        // The 200 goes out only once the refreshed (or removed) dialog is committed.
+        let persist = self
+            .init
+            .store
+            .send(Persist(vec![self.refreshed_change(&refresh)]));
+        let source = msg.source;
+        Box::pin(
+            persist
+                .into_actor(self)
+                .map(move |res, act, ctx| match res {
+                    Ok(Ok(())) => Ok(act.apply_refresh(refresh, &source, ctx)),
+                    _ => Err(Reject::new(503)
+                        .header("Retry-After", act.init.settings.retry_after.to_string())),
+                }),
+        )
     }
 }
 

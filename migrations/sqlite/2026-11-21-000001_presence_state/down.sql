@@ -1,0 +1,3 @@
+DROP TABLE bindings;
+DROP TABLE publications;
+DROP TABLE subscriptions;

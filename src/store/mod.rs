@@ -1,0 +1,254 @@
+//! Persistence: the only module that imports diesel.
+//!
+//! Owns: the connection (SQLite embedded, or PostgreSQL, chosen explicitly from the
+//! `store.url` scheme: diesel's combined `establish()` could silently take a PostgreSQL URL for
+//! a SQLite file name), the embedded migrations (one set per backend), the rows, and the two
+//! actors: `StoreWorker` (on a `SyncArbiter`, owns the connection, runs one transaction per
+//! batch) and `Committer` (groups whatever changes are waiting into the next batch and answers
+//! each once it is committed). Messages are domain-shaped (`Change`, `LoadSnapshot`).
+//! Must not: hold SIP or presence logic.
+
+pub mod committer;
+pub mod models;
+pub mod schema;
+pub mod worker;
+
+use std::path::PathBuf;
+
+use diesel::prelude::*;
+use diesel::{Connection, PgConnection, SqliteConnection};
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+use log::info;
+
+pub use committer::{Committer, Persist, StoreUnavailable};
+pub use models::{BindingRow, PublicationRow, SubscriptionRow};
+pub use worker::{LoadSnapshot, Snapshot, StoreWorker};
+
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+
+/// Why the store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// `store.url` names no supported backend.
+    #[error("store.url `{0}` must start with sqlite:// or postgres://")]
+    UnknownScheme(String),
+    /// The database could not be opened.
+    #[error("cannot open the database {url}: {source}")]
+    Open {
+        /// The URL (without password).
+        url: String,
+        /// Why.
+        #[source]
+        source: diesel::ConnectionError,
+    },
+    /// A migration failed.
+    #[error("database migration failed: {0}")]
+    Migration(String),
+    /// A query failed.
+    #[error("database error: {0}")]
+    Query(#[from] diesel::result::Error),
+    /// The store actor is gone.
+    #[error("the store is not running")]
+    Gone,
+}
+
+/// A connection to either backend; queries are written once for both.
+#[derive(diesel::MultiConnection)]
+pub enum AnyConnection {
+    /// PostgreSQL, for shared deployments.
+    Postgresql(PgConnection),
+    /// SQLite, embedded (the default).
+    Sqlite(SqliteConnection),
+}
+
+/// Which backend a URL names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Backend {
+    /// `sqlite://PATH` (relative) or `sqlite:///abs/path`.
+    Sqlite(PathBuf),
+    /// `postgres://…` or `postgresql://…`, passed to libpq as is.
+    Postgres(String),
+}
+
+impl Backend {
+    /// Chooses the backend from the URL scheme, and nothing else.
+    pub fn from_url(url: &str) -> Result<Self, StoreError> {
+        if let Some(path) = url.strip_prefix("sqlite://") {
+            return Ok(Backend::Sqlite(PathBuf::from(path)));
+        }
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(Backend::Postgres(url.to_owned()));
+        }
+        Err(StoreError::UnknownScheme(redact(url)))
+    }
+}
+
+/// The URL without a password, for logs and errors.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let userinfo = &url[s + 3..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{}{user}:***{}", &url[..s + 3], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// Opens the database named by `url` and applies pending migrations.
+pub fn open(url: &str) -> Result<AnyConnection, StoreError> {
+    let open_err = |source| StoreError::Open {
+        url: redact(url),
+        source,
+    };
+    match Backend::from_url(url)? {
+        Backend::Sqlite(path) => {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(|e| {
+                    open_err(diesel::ConnectionError::BadConnection(format!(
+                        "cannot create {}: {e}",
+                        dir.display()
+                    )))
+                })?;
+            }
+            let mut conn =
+                SqliteConnection::establish(&path.to_string_lossy()).map_err(open_err)?;
+            // busy_timeout before WAL: switching journal modes itself may wait on a lock.
+            // synchronous=FULL: a commit is on disk before its 2xx (kill -9 and power loss).
+            diesel::sql_query("PRAGMA busy_timeout = 5000")
+                .execute(&mut conn)
+                .and_then(|_| diesel::sql_query("PRAGMA journal_mode = WAL").execute(&mut conn))
+                .and_then(|_| diesel::sql_query("PRAGMA synchronous = FULL").execute(&mut conn))
+                .map_err(StoreError::Query)?;
+            conn.run_pending_migrations(SQLITE_MIGRATIONS)
+                .map_err(|e| StoreError::Migration(e.to_string()))?;
+            info!("store: SQLite {} ready", path.display());
+            Ok(AnyConnection::Sqlite(conn))
+        }
+        Backend::Postgres(pg) => {
+            let mut conn = PgConnection::establish(&pg).map_err(open_err)?;
+            conn.run_pending_migrations(POSTGRES_MIGRATIONS)
+                .map_err(|e| StoreError::Migration(e.to_string()))?;
+            info!("store: PostgreSQL {} ready", redact(&pg));
+            Ok(AnyConnection::Postgresql(conn))
+        }
+    }
+}
+
+/// One state change, as a store records it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    /// A subscription was created or refreshed (the whole row is written).
+    SubscriptionSaved(SubscriptionRow),
+    /// A subscription's NOTIFY CSeq high-water mark moved.
+    NotifyCSeqMark {
+        /// The subscription.
+        id: String,
+        /// The new mark.
+        mark: i64,
+    },
+    /// A subscription ended.
+    SubscriptionRemoved(String),
+    /// A publication was created, refreshed or modified; `replaces` is its previous ETag.
+    PublicationSaved {
+        /// The row under its new ETag.
+        row: PublicationRow,
+        /// The ETag it had before, if any.
+        replaces: Option<String>,
+    },
+    /// A publication was removed or expired.
+    PublicationRemoved(String),
+    /// Every binding of an AOR, replacing what was stored.
+    BindingsReplaced {
+        /// The AOR.
+        aor: String,
+        /// Its bindings now.
+        rows: Vec<BindingRow>,
+    },
+}
+
+/// Applies changes in order, inside the caller's transaction.
+pub fn apply(conn: &mut AnyConnection, changes: &[Change]) -> QueryResult<()> {
+    use schema::{bindings, publications, subscriptions};
+    for change in changes {
+        match change {
+            Change::SubscriptionSaved(row) => {
+                diesel::delete(subscriptions::table.find(&row.id)).execute(conn)?;
+                diesel::insert_into(subscriptions::table)
+                    .values(row)
+                    .execute(conn)?;
+            }
+            Change::NotifyCSeqMark { id, mark } => {
+                diesel::update(subscriptions::table.find(id))
+                    .set(subscriptions::notify_cseq_mark.eq(mark))
+                    .execute(conn)?;
+            }
+            Change::SubscriptionRemoved(id) => {
+                diesel::delete(subscriptions::table.find(id)).execute(conn)?;
+            }
+            Change::PublicationSaved { row, replaces } => {
+                if let Some(old) = replaces {
+                    diesel::delete(publications::table.find(old)).execute(conn)?;
+                }
+                diesel::delete(publications::table.find(&row.etag)).execute(conn)?;
+                diesel::insert_into(publications::table)
+                    .values(row)
+                    .execute(conn)?;
+            }
+            Change::PublicationRemoved(etag) => {
+                diesel::delete(publications::table.find(etag)).execute(conn)?;
+            }
+            Change::BindingsReplaced { aor, rows } => {
+                diesel::delete(bindings::table.filter(bindings::aor.eq(aor))).execute(conn)?;
+                // One row at a time: batch inserts are not available across both backends.
+                for row in rows {
+                    diesel::insert_into(bindings::table)
+                        .values(row)
+                        .execute(conn)?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_backend_comes_from_the_scheme_only() {
+        assert_eq!(
+            Backend::from_url("sqlite://var/p.db").unwrap(),
+            Backend::Sqlite("var/p.db".into())
+        );
+        assert_eq!(
+            Backend::from_url("sqlite:///tmp/p.db").unwrap(),
+            Backend::Sqlite("/tmp/p.db".into())
+        );
+        assert!(matches!(
+            Backend::from_url("postgres://u@localhost/db").unwrap(),
+            Backend::Postgres(_)
+        ));
+        assert!(Backend::from_url("mysql://x").is_err());
+        assert!(Backend::from_url("var/p.db").is_err());
+    }
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(
+            redact("postgres://bob:secret@h/db"),
+            "postgres://bob:***@h/db"
+        );
+        assert_eq!(redact("sqlite://var/p.db"), "sqlite://var/p.db");
+    }
+}

@@ -1,0 +1,50 @@
+// The shape `diesel print-schema` writes for migrations/*/…_presence_state (both backends give
+// the same diesel types). Keep it in step with the migrations.
+
+diesel::table! {
+    bindings (aor, contact) {
+        aor -> Text,
+        contact -> Text,
+        q_value -> Nullable<Double>,
+        expires_at -> BigInt,
+        call_id -> Text,
+        cseq -> BigInt,
+    }
+}
+
+diesel::table! {
+    publications (etag) {
+        etag -> Text,
+        aor -> Text,
+        body -> Binary,
+        content_type -> Text,
+        expires_at -> BigInt,
+        seq -> BigInt,
+    }
+}
+
+diesel::table! {
+    subscriptions (id) {
+        id -> Text,
+        aor -> Text,
+        call_id -> Text,
+        local_tag -> Text,
+        remote_tag -> Text,
+        event_id -> Nullable<Text>,
+        accept -> Nullable<Text>,
+        local_uri -> Text,
+        remote_uri -> Text,
+        remote_target -> Text,
+        route_set -> Text,
+        remote_cseq -> BigInt,
+        notify_cseq_mark -> BigInt,
+        state -> Text,
+        document_version -> BigInt,
+        expires_at -> BigInt,
+        transport -> Text,
+        local_addr -> Text,
+        peer_addr -> Text,
+    }
+}
+
+diesel::allow_tables_to_appear_in_same_query!(bindings, publications, subscriptions);
