@@ -17,9 +17,11 @@ use crate::config::{ListenTransport, Settings};
 use crate::presence::document::PIDF_CONTENT_TYPE;
 use crate::presence::presentity::PresentitySettings;
 use crate::presence::publication::PublishLimits;
+use crate::presence::registry::{RestorePublications, RestoreSubscriptions};
 use crate::presence::watcher::WatcherSettings;
 use crate::presence::xml::XmlLimits;
 use crate::presence::{PresenceConfig, Registry};
+use crate::registrar::bindings::RestoreBindings;
 use crate::registrar::{Registrar, RegistrarConfig};
 use crate::sip::dispatcher::RegisterRoute;
 use crate::sip::transport::tcp_connection::ConnectionSettings;
@@ -93,7 +95,7 @@ pub fn bind(settings: &Settings) -> Result<BoundSockets, StartError> {
 }
 
 /// Starts the presence registry and the registrar and registers them with the dispatcher.
-fn start_presence(
+async fn start_presence(
     settings: &Settings,
     dispatcher: &Addr<Dispatcher>,
     store: Recipient<Persist>,
@@ -116,6 +118,7 @@ fn start_presence(
         },
         presentity: PresentitySettings {
             closed_when_unknown: p.closed_when_unknown,
+            retry_after: settings.store.retry_after_s,
         },
         watcher: WatcherSettings {
             expires: (p.default_expires, p.min_expires, p.max_expires),
@@ -131,10 +134,18 @@ fn start_presence(
             min_expires: r.min_expires,
             max_expires: r.max_expires,
             priority: r.priority,
+            retry_after: settings.store.retry_after_s,
         },
         registry.clone(),
+        store,
     )
     .start();
+    // Recovery order: bindings (their tuples reach the presentities first), publications,
+    // then subscriptions, so every recovered watcher's first NOTIFY carries the current state.
+    // Waiting for the registrar also means its BindingsChanged are queued before the rest.
+    let _ = registrar.send(RestoreBindings(snapshot.bindings)).await;
+    registry.do_send(RestorePublications(snapshot.publications));
+    registry.do_send(RestoreSubscriptions(snapshot.subscriptions));
     let presence_route = |method| RegisterRoute {
         method,
         handler: registry.clone().recipient(),
@@ -241,7 +252,7 @@ pub async fn run(
         transports.set_tcp(tcp.start());
     }
 
-    start_presence(&settings, &dispatcher, committer.recipient(), snapshot);
+    start_presence(&settings, &dispatcher, committer.recipient(), snapshot).await;
 
     let dispatcher_settings = DispatcherSettings {
         domains: settings.sip.domains.clone(),

@@ -27,6 +27,7 @@ use super::pidf::{self, PidfDocument};
 use super::publication::{new_entity_tag, PublishKind};
 use super::registry::{PresentityIdle, Registry};
 use crate::sip::Reject;
+use crate::store::{unix_now, Change, Persist, PublicationRow};
 
 /// A registrar binding as the presentity sees it.
 #[derive(Debug, Clone, PartialEq)]
@@ -45,8 +46,30 @@ pub struct Publish {
     pub kind: PublishKind,
     /// The parsed body, for initial and modify.
     pub doc: Option<Arc<PidfDocument>>,
+    /// The body as received, for initial and modify (stored as is).
+    pub body: Bytes,
+    /// The body's Content-Type.
+    pub content_type: String,
     /// Granted expiry, seconds.
     pub expires: u32,
+}
+
+/// A publication loaded from the store at start-up.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct RestorePublication {
+    /// Its entity-tag.
+    pub etag: String,
+    /// The parsed body.
+    pub doc: Arc<PidfDocument>,
+    /// The body as stored.
+    pub body: Bytes,
+    /// Its Content-Type.
+    pub content_type: String,
+    /// Seconds left.
+    pub expires: u32,
+    /// Modification order.
+    pub seq: u64,
 }
 
 /// A PUBLISH the presentity accepted.
@@ -99,13 +122,18 @@ pub struct Stop;
 pub struct PresentitySettings {
     /// With nothing known, say `closed` rather than nothing.
     pub closed_when_unknown: bool,
+    /// Retry-After of a 503 when the store cannot commit, seconds.
+    pub retry_after: u32,
 }
 
 struct Publication {
     doc: Arc<PidfDocument>,
+    body: Bytes,
+    content_type: String,
     /// Order of the last modification; newest first in aggregation.
     seq: u64,
-    timer: SpawnHandle,
+    /// Its expiry; set once the publication is in the table.
+    timer: Option<SpawnHandle>,
 }
 
 /// The presentity actor.
@@ -123,11 +151,18 @@ pub struct Presentity {
     idle_reported: bool,
     /// The registry that created it.
     registry: Addr<Registry>,
+    /// The store: publications are committed before their 2xx.
+    store: Recipient<Persist>,
 }
 
 impl Presentity {
     /// A presentity with nothing in it.
-    pub fn new(aor: Aor, settings: PresentitySettings, registry: Addr<Registry>) -> Self {
+    pub fn new(
+        aor: Aor,
+        settings: PresentitySettings,
+        registry: Addr<Registry>,
+        store: Recipient<Persist>,
+    ) -> Self {
         let mut p = Self {
             aor,
             settings,
@@ -142,6 +177,7 @@ impl Presentity {
             received: 0,
             idle_reported: false,
             registry,
+            store,
         };
         p.current = Arc::new(p.build(0));
         p
@@ -224,6 +260,9 @@ impl Presentity {
         ctx.run_later(Duration::from_secs(u64::from(expires)), move |act, _| {
             if act.publications.remove(&etag).is_some() {
                 debug!("presentity {}: publication {etag} expired", act.aor);
+                // do_send: one per expiry; nothing waits for it.
+                act.store
+                    .do_send(Persist(vec![Change::PublicationRemoved(etag.clone())]));
                 act.changed();
                 act.check_idle();
             }
@@ -244,62 +283,193 @@ impl Actor for Presentity {
     }
 }
 
-impl Handler<Publish> for Presentity {
-    type Result = Result<PublishAccepted, Reject>;
+impl Presentity {
+    fn row(&self, etag: &str, p: &Publication, expires: u32) -> PublicationRow {
+        PublicationRow {
+            etag: etag.to_owned(),
+            aor: self.aor.to_string(),
+            body: p.body.to_vec(),
+            content_type: p.content_type.clone(),
+            expires_at: unix_now() + i64::from(expires),
+            seq: p.seq as i64,
+        }
+    }
 
-    fn handle(&mut self, msg: Publish, ctx: &mut Self::Context) -> Self::Result {
-        self.received += 1;
+    /// RFC 3903 §6 against the current state: what the PUBLISH changes, without changing it.
+    fn plan(&mut self, msg: Publish) -> Result<Plan, Reject> {
         self.seq += 1;
         let seq = self.seq;
-        let result = match msg.kind {
+        match msg.kind {
             PublishKind::Initial => {
                 let doc = msg.doc.ok_or(Reject::new(400))?;
-                let etag = new_entity_tag();
-                let timer = self.arm(etag.clone(), msg.expires, ctx);
-                self.publications
-                    .insert(etag.clone(), Publication { doc, seq, timer });
-                debug!("presentity {}: publication {etag} created", self.aor);
-                self.changed();
-                Ok(PublishAccepted {
-                    etag: Some(etag),
+                Ok(Plan::Put {
+                    old: None,
+                    etag: new_entity_tag(),
+                    publication: Publication {
+                        doc,
+                        body: msg.body,
+                        content_type: msg.content_type,
+                        seq,
+                        timer: None,
+                    },
                     expires: msg.expires,
+                    modified: true,
                 })
             }
             PublishKind::Refresh(old) | PublishKind::Modify(old) | PublishKind::Remove(old) => {
                 // RFC 3903 §6 step 5: an unknown entity-tag gets 412.
-                let Some(mut publication) = self.publications.remove(&old) else {
-                    self.check_idle();
+                let Some(current) = self.publications.get(&old) else {
                     return Err(Reject::new(412));
                 };
-                ctx.cancel_future(publication.timer);
                 if msg.expires == 0 {
-                    debug!("presentity {}: publication {old} removed", self.aor);
-                    self.changed();
-                    self.check_idle();
-                    return Ok(PublishAccepted {
-                        etag: None,
-                        expires: 0,
-                    });
+                    return Ok(Plan::Remove { etag: old });
                 }
                 let modified = msg.doc.is_some();
-                if let Some(doc) = msg.doc {
-                    publication.doc = doc;
-                    publication.seq = seq;
+                let publication = match msg.doc {
+                    Some(doc) => Publication {
+                        doc,
+                        body: msg.body,
+                        content_type: msg.content_type,
+                        seq,
+                        timer: None,
+                    },
+                    None => Publication {
+                        doc: current.doc.clone(),
+                        body: current.body.clone(),
+                        content_type: current.content_type.clone(),
+                        seq: current.seq,
+                        timer: None,
+                    },
+                };
+                Ok(Plan::Put {
+                    old: Some(old),
+                    etag: new_entity_tag(),
+                    publication,
+                    expires: msg.expires,
+                    modified,
+                })
+            }
+        }
+    }
+
+    /// Applies a committed plan.
+    fn apply(&mut self, plan: Plan, ctx: &mut Context<Self>) -> PublishAccepted {
+        let accepted = match plan {
+            Plan::Remove { etag } => {
+                if let Some(p) = self.publications.remove(&etag) {
+                    if let Some(t) = p.timer {
+                        ctx.cancel_future(t);
+                    }
                 }
-                let etag = new_entity_tag();
-                publication.timer = self.arm(etag.clone(), msg.expires, ctx);
+                debug!("presentity {}: publication {etag} removed", self.aor);
+                self.changed();
+                PublishAccepted {
+                    etag: None,
+                    expires: 0,
+                }
+            }
+            Plan::Put {
+                old,
+                etag,
+                mut publication,
+                expires,
+                modified,
+            } => {
+                if let Some(p) = old.and_then(|o| self.publications.remove(&o)) {
+                    if let Some(t) = p.timer {
+                        ctx.cancel_future(t);
+                    }
+                }
+                publication.timer = Some(self.arm(etag.clone(), expires, ctx));
                 self.publications.insert(etag.clone(), publication);
                 if modified {
                     self.changed();
                 }
-                Ok(PublishAccepted {
+                PublishAccepted {
                     etag: Some(etag),
-                    expires: msg.expires,
-                })
+                    expires,
+                }
             }
         };
         self.check_idle();
-        result
+        accepted
+    }
+}
+
+/// What an accepted PUBLISH will do, once committed.
+enum Plan {
+    /// Store `publication` under `etag` (replacing `old`).
+    Put {
+        old: Option<String>,
+        etag: String,
+        publication: Publication,
+        expires: u32,
+        modified: bool,
+    },
+    /// Remove the publication `etag`.
+    Remove { etag: String },
+}
+
+impl Handler<Publish> for Presentity {
+    // Atomic: the presentity takes no other message while its change is being committed, so
+    // two PUBLISHes for one entity-tag cannot both pass the check (RFC 3903 §6 step 5).
+    type Result = AtomicResponse<Self, Result<PublishAccepted, Reject>>;
+
+    fn handle(&mut self, msg: Publish, _ctx: &mut Self::Context) -> Self::Result {
+        self.received += 1;
+        let plan = match self.plan(msg) {
+            Ok(plan) => plan,
+            Err(reject) => {
+                self.check_idle();
+                return AtomicResponse::new(Box::pin(fut::ready(Err(reject))));
+            }
+        };
+        let change = match &plan {
+            Plan::Remove { etag } => Change::PublicationRemoved(etag.clone()),
+            Plan::Put {
+                old,
+                etag,
+                publication,
+                expires,
+                ..
+            } => Change::PublicationSaved {
+                row: self.row(etag, publication, *expires),
+                replaces: old.clone(),
+            },
+        };
+        let retry_after = self.settings.retry_after;
+        let persist = self.store.send(Persist(vec![change]));
+        AtomicResponse::new(Box::pin(persist.into_actor(self).map(
+            move |res, act, ctx| match res {
+                Ok(Ok(())) => Ok(act.apply(plan, ctx)),
+                _ => {
+                    act.check_idle();
+                    Err(Reject::new(503).header("Retry-After", retry_after.to_string()))
+                }
+            },
+        )))
+    }
+}
+
+impl Handler<RestorePublication> for Presentity {
+    type Result = ();
+
+    fn handle(&mut self, msg: RestorePublication, ctx: &mut Self::Context) {
+        self.received += 1;
+        self.seq = self.seq.max(msg.seq);
+        let timer = self.arm(msg.etag.clone(), msg.expires, ctx);
+        self.publications.insert(
+            msg.etag,
+            Publication {
+                doc: msg.doc,
+                body: msg.body,
+                content_type: msg.content_type,
+                seq: msg.seq,
+                timer: Some(timer),
+            },
+        );
+        self.changed();
+        self.check_idle();
     }
 }
 

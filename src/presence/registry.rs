@@ -15,13 +15,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use actix::prelude::*;
-use log::{debug, info};
+use log::{debug, info, warn};
 
 use super::aor::Aor;
 use super::document::PIDF_CONTENT_TYPE;
 use super::pidf::{self, PidfError};
 use super::presentity::{
-    AddWatcher, BindingTuple, Presentity, PresentitySettings, Publish, SetBindings, Stop,
+    AddWatcher, BindingTuple, Presentity, PresentitySettings, Publish, RestorePublication,
+    SetBindings, Stop,
 };
 use super::publication::{self, PublishKind, PublishLimits};
 use super::watcher::{SubscriptionDialog, Watcher, WatcherInit, WatcherSettings};
@@ -31,7 +32,7 @@ use crate::sip::headers::{accepts_media, parse_weighted_list, NameAddr};
 use crate::sip::message::{HeaderAccess, Method};
 use crate::sip::transaction::new_tag;
 use crate::sip::{Dispatcher, Reject};
-use crate::store::{Change, Persist};
+use crate::store::{unix_now, Change, Persist, PublicationRow, SubscriptionRow};
 
 /// Settings the presence core needs, from `[presence]`.
 #[derive(Debug, Clone)]
@@ -108,11 +109,12 @@ impl Registry {
     fn presentity(&mut self, aor: &Aor, ctx: &mut Context<Self>) -> Addr<Presentity> {
         let settings = self.config.presentity;
         let me = ctx.address();
+        let store = self.store.clone();
         let entry = self
             .presentities
             .entry(aor.clone())
             .or_insert_with(|| Entry {
-                addr: Presentity::new(aor.clone(), settings, me).start(),
+                addr: Presentity::new(aor.clone(), settings, me, store).start(),
                 sent: 0,
             });
         entry.sent += 1;
@@ -208,7 +210,7 @@ impl Registry {
         }
         // The 200 goes out only once the dialog is committed.
         let persist = self.store.send(Persist(vec![Change::SubscriptionSaved(
-            dialog.initial_row(),
+            Box::new(dialog.initial_row()),
         )]));
         Box::pin(
             persist
@@ -315,6 +317,12 @@ impl Registry {
         let publish = Publish {
             kind: checked.kind,
             doc,
+            body: req.body.clone(),
+            content_type: req
+                .headers
+                .get("Content-Type")
+                .unwrap_or(PIDF_CONTENT_TYPE)
+                .to_owned(),
             expires: checked.expires,
         };
         Box::pin(
@@ -401,6 +409,67 @@ impl Handler<PresentityIdle> for Registry {
             if entry.sent == msg.received {
                 entry.addr.do_send(Stop);
                 self.presentities.remove(&msg.aor);
+            }
+        }
+    }
+}
+
+/// Publications loaded from the store at start-up, oldest modification first.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct RestorePublications(pub Vec<PublicationRow>);
+
+/// Subscriptions loaded from the store at start-up (their CSeq marks already moved up).
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct RestoreSubscriptions(pub Vec<SubscriptionRow>);
+
+impl Handler<RestorePublications> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, msg: RestorePublications, ctx: &mut Self::Context) {
+        let now = unix_now();
+        for row in msg.0 {
+            let Some(aor) = Aor::parse(&row.aor) else {
+                warn!(
+                    "stored publication {} has an invalid AOR, dropped",
+                    row.etag
+                );
+                continue;
+            };
+            // Parsed again with today's limits; what was accepted then is accepted now.
+            let doc = match pidf::parse(&row.body, &self.config.xml) {
+                Ok(doc) => Arc::new(doc),
+                Err(e) => {
+                    warn!(
+                        "stored publication {} of {aor} no longer parses ({e}), dropped",
+                        row.etag
+                    );
+                    continue;
+                }
+            };
+            self.presentity(&aor, ctx).do_send(RestorePublication {
+                etag: row.etag,
+                doc,
+                body: row.body.into(),
+                content_type: row.content_type,
+                expires: u32::try_from((row.expires_at - now).max(1)).unwrap_or(u32::MAX),
+                seq: u64::try_from(row.seq).unwrap_or(0),
+            });
+        }
+    }
+}
+
+impl Handler<RestoreSubscriptions> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, msg: RestoreSubscriptions, ctx: &mut Self::Context) {
+        for row in msg.0 {
+            match SubscriptionDialog::from_row(&row) {
+                Ok(dialog) => {
+                    let _ = self.start_watcher(dialog, Some(row.notify_cseq_mark), ctx);
+                }
+                Err(e) => warn!("stored subscription {}: {e}, dropped", row.id),
             }
         }
     }

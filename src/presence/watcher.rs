@@ -516,7 +516,7 @@ impl Watcher {
         if let Some(t) = &refresh.target {
             row.remote_target = t.to_string();
         }
-        Change::SubscriptionSaved(row)
+        Change::SubscriptionSaved(Box::new(row))
     }
 
     /// Applies a committed refresh and builds its 200.

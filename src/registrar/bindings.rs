@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use log::{debug, info};
+use log::{debug, info, warn};
 
 use crate::presence::aor::Aor;
 use crate::presence::presentity::BindingTuple;
@@ -17,6 +17,7 @@ use crate::sip::dispatcher::{IncomingRequest, Reply};
 use crate::sip::headers::NameAddr;
 use crate::sip::message::HeaderAccess;
 use crate::sip::Reject;
+use crate::store::{unix_now, BindingRow, Change, Persist};
 
 /// Registration settings, from `[registrar]`.
 #[derive(Debug, Clone, Copy)]
@@ -29,6 +30,8 @@ pub struct RegistrarConfig {
     pub max_expires: u32,
     /// Tuple priority for bindings without `q`; `None` leaves them without priority.
     pub priority: Option<f32>,
+    /// Retry-After of a 503 when the store cannot commit, seconds.
+    pub retry_after: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -47,15 +50,25 @@ pub struct Registrar {
     bindings: HashMap<Aor, Vec<Binding>>,
     /// The presence registry, told of every change.
     registry: Addr<Registry>,
+    /// The store: bindings are committed before their 200.
+    store: Recipient<Persist>,
+    /// Changes per AOR, so a failed commit does not undo a later REGISTER.
+    generation: HashMap<Aor, u64>,
 }
 
 impl Registrar {
     /// A registrar feeding `registry`.
-    pub fn new(config: RegistrarConfig, registry: Addr<Registry>) -> Self {
+    pub fn new(
+        config: RegistrarConfig,
+        registry: Addr<Registry>,
+        store: Recipient<Persist>,
+    ) -> Self {
         Self {
             config,
             bindings: HashMap::new(),
             registry,
+            store,
+            generation: HashMap::new(),
         }
     }
 
@@ -78,10 +91,37 @@ impl Registrar {
         });
     }
 
-    fn register(&mut self, msg: &IncomingRequest) -> Result<Reply, Reject> {
+    /// Applies a REGISTER to the AOR's bindings. Returns the AOR, the bindings as they were
+    /// (to put back if the store cannot commit) and whether anything changed; on a refusal
+    /// nothing has changed.
+    fn register(
+        &mut self,
+        msg: &IncomingRequest,
+    ) -> Result<(Aor, Option<Vec<Binding>>, bool), Reject> {
         let req = &msg.request;
         let to = req.header_to().map_err(|_| Reject::new(400))?;
         let aor = Aor::from_uri(&to.uri).ok_or_else(|| Reject::with_reason(404, "Invalid AOR"))?;
+        let previous = self.bindings.get(&aor).cloned();
+        match self.apply_register(msg, &aor) {
+            Ok(changed) => Ok((aor, previous, changed)),
+            Err(reject) => {
+                self.put_back(&aor, previous);
+                Err(reject)
+            }
+        }
+    }
+
+    fn put_back(&mut self, aor: &Aor, previous: Option<Vec<Binding>>) {
+        match previous {
+            Some(list) => self.bindings.insert(aor.clone(), list),
+            None => self.bindings.remove(aor),
+        };
+    }
+
+    /// RFC 3261 §10.3 steps 6-8 for one AOR.
+    fn apply_register(&mut self, msg: &IncomingRequest, aor: &Aor) -> Result<bool, Reject> {
+        let req = &msg.request;
+        let aor = aor.clone();
         let call_id = req.call_id().map_err(|_| Reject::new(400))?.to_owned();
         let cseq = req.cseq().map_err(|_| Reject::new(400))?.seq;
         let header_expires = match req.expires() {
@@ -176,15 +216,43 @@ impl Registrar {
                 "registrar {aor}: bindings now {}",
                 self.bindings.get(&aor).map_or(0, Vec::len)
             );
-            self.announce(&aor);
         }
-        // RFC 3261 §10.3 step 8: the 200 lists every current binding.
+        Ok(changed)
+    }
+
+    /// RFC 3261 §10.3 step 8: the 200 lists every current binding.
+    fn reply(&self, aor: &Aor) -> Reply {
+        let now = Instant::now();
         let mut reply = Reply::ok();
-        for b in self.bindings.get(&aor).into_iter().flatten() {
+        for b in self.bindings.get(aor).into_iter().flatten() {
             let left = b.expires_at.saturating_duration_since(now).as_secs();
             reply = reply.header("Contact", format!("<{}>;expires={left}", b.contact.uri));
         }
-        Ok(reply)
+        reply
+    }
+
+    /// The stored form of an AOR's bindings.
+    fn rows(&self, aor: &Aor) -> Change {
+        let now = Instant::now();
+        let unix = unix_now();
+        let rows = self
+            .bindings
+            .get(aor)
+            .into_iter()
+            .flatten()
+            .map(|b| BindingRow {
+                aor: aor.to_string(),
+                contact: b.contact.uri.to_string(),
+                q_value: b.q.map(f64::from),
+                expires_at: unix + b.expires_at.saturating_duration_since(now).as_secs() as i64,
+                call_id: b.call_id.clone(),
+                cseq: i64::from(b.cseq),
+            })
+            .collect();
+        Change::BindingsReplaced {
+            aor: aor.to_string(),
+            rows,
+        }
     }
 
     fn sweep(&mut self) {
@@ -203,6 +271,8 @@ impl Registrar {
                 self.bindings.remove(&aor);
             }
             self.announce(&aor);
+            // do_send: one per expired AOR per sweep; nothing waits for it.
+            self.store.do_send(Persist(vec![self.rows(&aor)]));
         }
     }
 }
@@ -216,9 +286,75 @@ impl Actor for Registrar {
 }
 
 impl Handler<IncomingRequest> for Registrar {
-    type Result = Result<Reply, Reject>;
+    type Result = ResponseActFuture<Self, Result<Reply, Reject>>;
 
     fn handle(&mut self, msg: IncomingRequest, _ctx: &mut Self::Context) -> Self::Result {
-        self.register(&msg)
+        let (aor, previous, changed) = match self.register(&msg) {
+            Ok(r) => r,
+            Err(reject) => return Box::pin(fut::ready(Err(reject))),
+        };
+        if !changed {
+            return Box::pin(fut::ready(Ok(self.reply(&aor))));
+        }
+        // Applied at once (so later REGISTERs see it), announced and answered once committed.
+        let generation = self.generation.entry(aor.clone()).or_default();
+        *generation += 1;
+        let mine = *generation;
+        let persist = self.store.send(Persist(vec![self.rows(&aor)]));
+        Box::pin(persist.into_actor(self).map(move |res, act, _| match res {
+            Ok(Ok(())) => {
+                act.announce(&aor);
+                Ok(act.reply(&aor))
+            }
+            _ => {
+                // Put the bindings back unless a later REGISTER has changed them since.
+                if act.generation.get(&aor) == Some(&mine) {
+                    act.put_back(&aor, previous);
+                }
+                Err(Reject::new(503).header("Retry-After", act.config.retry_after.to_string()))
+            }
+        }))
+    }
+}
+
+/// Bindings loaded from the store at start-up.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct RestoreBindings(pub Vec<BindingRow>);
+
+impl Handler<RestoreBindings> for Registrar {
+    type Result = ();
+
+    fn handle(&mut self, msg: RestoreBindings, _ctx: &mut Self::Context) {
+        let now = Instant::now();
+        let unix = unix_now();
+        let mut aors = Vec::new();
+        for row in msg.0 {
+            let (Some(aor), Ok(contact)) = (
+                Aor::parse(&row.aor),
+                NameAddr::parse(&format!("<{}>", row.contact), "stored contact"),
+            ) else {
+                warn!(
+                    "registrar: stored binding {} of {} is invalid, dropped",
+                    row.contact, row.aor
+                );
+                continue;
+            };
+            let left = u64::try_from(row.expires_at - unix).unwrap_or(0);
+            let binding = Binding {
+                key: contact.uri.to_string().to_ascii_lowercase(),
+                contact,
+                q: row.q_value.map(|q| q as f32),
+                expires_at: now + Duration::from_secs(left),
+                call_id: row.call_id,
+                cseq: u32::try_from(row.cseq).unwrap_or(u32::MAX),
+            };
+            self.bindings.entry(aor.clone()).or_default().push(binding);
+            aors.push(aor);
+        }
+        aors.dedup();
+        for aor in aors {
+            self.announce(&aor);
+        }
     }
 }

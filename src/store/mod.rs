@@ -140,7 +140,7 @@ pub fn open(url: &str) -> Result<AnyConnection, StoreError> {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Change {
     /// A subscription was created or refreshed (the whole row is written).
-    SubscriptionSaved(SubscriptionRow),
+    SubscriptionSaved(Box<SubscriptionRow>),
     /// A subscription's NOTIFY CSeq high-water mark moved.
     NotifyCSeqMark {
         /// The subscription.
@@ -176,7 +176,7 @@ pub fn apply(conn: &mut AnyConnection, changes: &[Change]) -> QueryResult<()> {
             Change::SubscriptionSaved(row) => {
                 diesel::delete(subscriptions::table.find(&row.id)).execute(conn)?;
                 diesel::insert_into(subscriptions::table)
-                    .values(row)
+                    .values(row.as_ref())
                     .execute(conn)?;
             }
             Change::NotifyCSeqMark { id, mark } => {
