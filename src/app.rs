@@ -166,7 +166,10 @@ async fn start_presence(
 
 /// Opens the database and applies migrations (before any socket is served).
 pub fn open_store(settings: &Settings) -> Result<AnyConnection, StartError> {
-    Ok(store::open(&settings.store.url)?)
+    Ok(store::open(
+        &settings.store.url,
+        settings.store.sqlite_busy_timeout_ms,
+    )?)
 }
 
 /// Starts the store actors on `conn` and loads what survived the last run.
@@ -175,12 +178,13 @@ async fn start_store(
     conn: AnyConnection,
 ) -> Result<(Addr<Committer>, Snapshot), StartError> {
     let url = settings.store.url.clone();
+    let busy = settings.store.sqlite_busy_timeout_ms;
     // The SyncArbiter's factory runs on its thread; the connection opened at start-up is
     // handed over once, later factories (a restarted worker) open their own.
     let slot = Arc::new(Mutex::new(Some(conn)));
     let worker = SyncArbiter::start(1, move || {
         let conn = slot.lock().ok().and_then(|mut s| s.take());
-        StoreWorker::new(url.clone(), conn)
+        StoreWorker::new(url.clone(), busy, conn)
     });
     let snapshot = worker
         .send(LoadSnapshot {

@@ -189,6 +189,8 @@ pub struct StoreSettings {
     pub url: String,
     /// Retry-After (seconds) of the 503 sent when a change cannot be committed.
     pub retry_after_s: u32,
+    /// How long a SQLite write waits for a lock before it fails, milliseconds.
+    pub sqlite_busy_timeout_ms: u32,
 }
 
 impl Default for StoreSettings {
@@ -196,6 +198,7 @@ impl Default for StoreSettings {
         Self {
             url: "sqlite://var/presenced.db".into(),
             retry_after_s: 5,
+            sqlite_busy_timeout_ms: 5000,
         }
     }
 }

@@ -91,7 +91,10 @@ fn main() -> ExitCode {
         .parse_env("RUST_LOG")
         .init();
     if migrate_only {
-        return match presenced::store::open(&settings.store.url) {
+        return match presenced::store::open(
+            &settings.store.url,
+            settings.store.sqlite_busy_timeout_ms,
+        ) {
             Ok(_) => {
                 println!(
                     "presenced: migrations applied to {}",

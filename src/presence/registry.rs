@@ -209,9 +209,11 @@ impl Registry {
             return Box::pin(fut::ready(Ok(self.start_watcher(dialog, None, ctx))));
         }
         // The 200 goes out only once the dialog is committed.
-        let persist = self.store.send(Persist(vec![Change::SubscriptionSaved(
-            Box::new(dialog.initial_row()),
-        )]));
+        let persist = self
+            .store
+            .send(Persist(vec![Change::SubscriptionSaved(Box::new(
+                dialog.initial_row(),
+            ))]));
         Box::pin(
             persist
                 .into_actor(self)

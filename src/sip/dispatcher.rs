@@ -693,13 +693,17 @@ impl Dispatcher {
     }
 
     fn local_sent_by(&self, target: &Target) -> String {
-        let local = target.local.or_else(|| {
-            self.settings
-                .local_addrs
-                .iter()
-                .find(|a| a.is_ipv4() == target.addr.is_ipv4())
-                .copied()
-        });
+        // A remembered local address may be from before a restart (recovered dialogs).
+        let local = target
+            .local
+            .filter(|l| self.settings.local_addrs.contains(l))
+            .or_else(|| {
+                self.settings
+                    .local_addrs
+                    .iter()
+                    .find(|a| a.is_ipv4() == target.addr.is_ipv4())
+                    .copied()
+            });
         match local {
             Some(SocketAddr::V6(a)) => format!("[{}]:{}", a.ip(), a.port()),
             Some(a) => a.to_string(),

@@ -96,8 +96,9 @@ pub fn redact(url: &str) -> String {
     }
 }
 
-/// Opens the database named by `url` and applies pending migrations.
-pub fn open(url: &str) -> Result<AnyConnection, StoreError> {
+/// Opens the database named by `url` and applies pending migrations. `busy_timeout_ms` is how
+/// long SQLite waits for a lock before a write fails (and the request gets 503).
+pub fn open(url: &str, busy_timeout_ms: u32) -> Result<AnyConnection, StoreError> {
     let open_err = |source| StoreError::Open {
         url: redact(url),
         source,
@@ -116,7 +117,7 @@ pub fn open(url: &str) -> Result<AnyConnection, StoreError> {
                 SqliteConnection::establish(&path.to_string_lossy()).map_err(open_err)?;
             // busy_timeout before WAL: switching journal modes itself may wait on a lock.
             // synchronous=FULL: a commit is on disk before its 2xx (kill -9 and power loss).
-            diesel::sql_query("PRAGMA busy_timeout = 5000")
+            diesel::sql_query(format!("PRAGMA busy_timeout = {busy_timeout_ms}"))
                 .execute(&mut conn)
                 .and_then(|_| diesel::sql_query("PRAGMA journal_mode = WAL").execute(&mut conn))
                 .and_then(|_| diesel::sql_query("PRAGMA synchronous = FULL").execute(&mut conn))

@@ -47,13 +47,18 @@ pub struct Snapshot {
 /// The connection-owning actor.
 pub struct StoreWorker {
     url: String,
+    busy_timeout_ms: u32,
     conn: Option<AnyConnection>,
 }
 
 impl StoreWorker {
     /// A worker starting with an open connection (or none, to open on first use).
-    pub fn new(url: String, conn: Option<AnyConnection>) -> Self {
-        Self { url, conn }
+    pub fn new(url: String, busy_timeout_ms: u32, conn: Option<AnyConnection>) -> Self {
+        Self {
+            url,
+            busy_timeout_ms,
+            conn,
+        }
     }
 
     fn with_conn<T>(
@@ -62,7 +67,7 @@ impl StoreWorker {
     ) -> Result<T, StoreError> {
         let conn = match self.conn.as_mut() {
             Some(c) => c,
-            None => self.conn.insert(open(&self.url)?),
+            None => self.conn.insert(open(&self.url, self.busy_timeout_ms)?),
         };
         let result = f(conn);
         if let Err(e) = &result {

@@ -26,17 +26,17 @@ pub struct TestServer {
     child: Child,
     pub udp: SocketAddr,
     pub tcp: SocketAddr,
-    pub dir: tempfile::TempDir,
+    dir: Option<tempfile::TempDir>,
     log: Arc<Mutex<Vec<String>>>,
 }
 
 /// The config every test starts from; `extra` is appended (later keys of a section must be
 /// given in the section they belong to, so `extra` holds whole sections).
 pub fn base_config(dir: &std::path::Path, sip_extra: &str, extra: &str) -> String {
-    format!(
-        "[sip]\nlisten = [\"udp:127.0.0.1:0\", \"tcp:127.0.0.1:0\"]\nt1_ms = 50\nt2_ms = 400\n{sip_extra}\n\
-         [store]\nurl = \"sqlite://{}/presenced.db\"\n[log]\nlevel = \"debug\"\n{extra}\n",
-        dir.display()
+    config_with_store(
+        &format!("sqlite://{}/presenced.db", dir.display()),
+        sip_extra,
+        extra,
     )
 }
 
@@ -102,9 +102,16 @@ impl TestServer {
             child,
             udp: udp.unwrap(),
             tcp: tcp.unwrap(),
-            dir,
+            dir: Some(dir),
             log,
         }
+    }
+
+    /// kill -9: the process gets no chance to do anything. Returns its folder (config, DB).
+    pub fn kill_hard(mut self) -> tempfile::TempDir {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.dir.take().expect("the folder is taken only here")
     }
 
     pub fn pid(&self) -> i32 {
@@ -377,6 +384,22 @@ impl UdpUa {
             }
         }
     }
+    /// Answers retransmissions of `request` (same Call-ID and CSeq) that are already on their
+    /// way, as a UA does; the first other message is kept for the next receive.
+    pub fn absorb_retransmissions(&mut self, request: &SipMsg) {
+        while let Some(m) = self.recv(Duration::from_millis(200)) {
+            let same = m.header("Call-ID") == request.header("Call-ID")
+                && m.header("CSeq") == request.header("CSeq")
+                && m.start == request.start;
+            if !same {
+                self.queue.push_front(m);
+                return;
+            }
+            let ok = answer(&m, 200);
+            self.send(&ok);
+        }
+    }
+
     /// The next message, which must come within WAIT.
     pub fn expect(&mut self) -> SipMsg {
         self.recv(WAIT).expect("no message within the wait")
@@ -475,6 +498,38 @@ pub fn fixture(rel: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures")
         .join(rel)
+}
+
+/// The databases a persistence test runs against: SQLite always, PostgreSQL when
+/// PRESENCED_TEST_PG_URL is set (each call gets a schema of its own).
+pub fn store_urls(dir: &std::path::Path) -> Vec<(&'static str, String)> {
+    let mut urls = vec![("sqlite", format!("sqlite://{}/presenced.db", dir.display()))];
+    if let Ok(base) = std::env::var("PRESENCED_TEST_PG_URL") {
+        if !base.is_empty() {
+            urls.push(("postgres", fresh_pg_schema(&base)));
+        }
+    }
+    urls
+}
+
+/// Creates a schema of its own for one test and returns a URL whose search_path is it.
+pub fn fresh_pg_schema(base: &str) -> String {
+    use diesel::{Connection, RunQueryDsl};
+    let schema = unique("t_").to_lowercase();
+    let mut conn = diesel::PgConnection::establish(base).expect("PRESENCED_TEST_PG_URL reachable");
+    diesel::sql_query(format!("CREATE SCHEMA {schema}"))
+        .execute(&mut conn)
+        .expect("create schema");
+    let sep = if base.contains('?') { '&' } else { '?' };
+    format!("{base}{sep}options=-c%20search_path%3D{schema}")
+}
+
+/// A config for `dir` whose store is `url`; `extra` is appended.
+pub fn config_with_store(url: &str, sip_extra: &str, extra: &str) -> String {
+    format!(
+        "[sip]\nlisten = [\"udp:127.0.0.1:0\", \"tcp:127.0.0.1:0\"]\nt1_ms = 50\nt2_ms = 400\n{sip_extra}\n\
+         [store]\nurl = \"{url}\"\n[log]\nlevel = \"debug\"\n{extra}\n"
+    )
 }
 
 /// A response to a received request, copying Via, From, To, Call-ID and CSeq.

@@ -1,0 +1,345 @@
+//! Persistence and failover over real sockets and real databases: kill -9 and restart on the
+//! same database is invisible to watchers. Runs on SQLite, and on PostgreSQL as well when
+//! PRESENCED_TEST_PG_URL is set (a schema per test).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const ALICE: &str = "sip:alice@example.org";
+const BOB: &str = "sip:bob@example.org";
+
+fn pidf(entity: &str, basic: &str, note: &str) -> Vec<u8> {
+    format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<presence xmlns=\"urn:ietf:params:xml:ns:pidf\" \
+         entity=\"{entity}\"><tuple id=\"t1\"><status><basic>{basic}</basic></status><note>{note}</note></tuple></presence>"
+    )
+    .into_bytes()
+}
+
+const SHORT: &str =
+    "[presence]\nmin_expires = 1\npublish_min_expires = 1\n[registrar]\nmin_expires = 1\n";
+
+fn subscribe_request(ua: &impl Ua, aor: &str, expires: u32) -> RequestBuilder {
+    ua.new_request("SUBSCRIBE", aor)
+        .header("Event: presence")
+        .header(&format!("Contact: <sip:watcher@{}>", ua.local_addr()))
+        .header(&format!("Expires: {expires}"))
+}
+
+fn in_dialog(
+    ua: &impl Ua,
+    initial: &RequestBuilder,
+    ok: &SipMsg,
+    cseq: u32,
+    expires: u32,
+) -> Vec<u8> {
+    let mut r = ua.new_request("SUBSCRIBE", &initial.uri);
+    r.from = initial.from.clone();
+    r.to = ok.header("To").unwrap().to_string();
+    r.call_id = initial.call_id.clone();
+    r.cseq = cseq;
+    r.header("Event: presence")
+        .header(&format!("Contact: <sip:watcher@{}>", ua.local_addr()))
+        .header(&format!("Expires: {expires}"))
+        .build()
+}
+
+fn cseq_of(m: &SipMsg) -> u32 {
+    m.header("CSeq")
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn kill_9_and_restart_is_invisible_to_watchers_on_every_backend() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    for (backend, url) in store_urls(dir.path()) {
+        let server_dir = tempfile::tempdir()?;
+        let config = config_with_store(&url, "", SHORT);
+        let server = TestServer::start_config(server_dir, &config);
+
+        // A long subscription, a short one that will expire during the downtime, a
+        // publication, and a registrar binding.
+        let mut w = UdpUa::new(server.udp);
+        let sub = subscribe_request(&w, ALICE, 300);
+        w.send(&sub.build());
+        let ok = w.expect_status(200);
+        let first = w.expect_notify();
+        let mut short = UdpUa::new(server.udp);
+        let short_sub = subscribe_request(&short, BOB, 2);
+        short.send(&short_sub.build());
+        let short_ok = short.expect_status(200);
+        short.expect_notify();
+
+        let mut p = UdpUa::new(server.udp);
+        p.send(
+            &p.request("PUBLISH", ALICE)
+                .header("Event: presence")
+                .header("Expires: 300")
+                .body("application/pidf+xml", &pidf(ALICE, "open", "before"))
+                .build(),
+        );
+        let published = p.expect_status(200);
+        let etag = published.header("SIP-ETag").unwrap().to_string();
+        let before = w.expect_notify();
+        assert!(before.body_str().contains(">before<"), "{backend}");
+
+        let mut r = UdpUa::new(server.udp);
+        let mut reg = r.request("REGISTER", "sip:example.org");
+        reg.to = format!("<{BOB}>");
+        r.send(
+            &reg.header(&format!("Contact: <sip:bob@{}>", r.local()))
+                .header("Expires: 300")
+                .build(),
+        );
+        r.expect_status(200);
+        short.expect_notify(); // the binding opens bob for the short watcher
+
+        // kill -9, a downtime long enough for the short subscription to expire, restart.
+        let server_dir = server.kill_hard();
+        std::thread::sleep(Duration::from_millis(2500));
+        let server = TestServer::start_config(server_dir, &config);
+        assert_eq!(
+            server.wait_log("expired during the downtime", 1),
+            1,
+            "{backend}"
+        );
+        // The UAs talk to the restarted server (on new ports) from now on.
+        w.server = server.udp;
+        p.server = server.udp;
+        short.server = server.udp;
+
+        // The recovered dialog gets a NOTIFY it accepts: same Call-ID and tags, a higher CSeq,
+        // the current state.
+        let n = w.expect_notify();
+        // The NOTIFY went out as the server started, so Timer E may have resent it already.
+        w.absorb_retransmissions(&n);
+        assert_eq!(n.header("Call-ID"), Some(sub.call_id.as_str()), "{backend}");
+        assert_eq!(n.param("From", "tag"), ok.param("To", "tag"), "{backend}");
+        assert_eq!(
+            n.param("To", "tag"),
+            sub.from.split("tag=").nth(1).map(str::to_string),
+            "{backend}"
+        );
+        assert!(
+            cseq_of(&n) > cseq_of(&before) && cseq_of(&before) > cseq_of(&first),
+            "{backend}"
+        );
+        assert!(
+            n.header("Subscription-State")
+                .unwrap()
+                .starts_with("active"),
+            "{backend}"
+        );
+        assert!(
+            n.body_str().contains(">before<"),
+            "publication recovered on {backend}"
+        );
+
+        // A refresh on the recovered dialog works, and the NOTIFYs keep climbing.
+        w.send(&in_dialog(&w, &sub, &ok, 2, 300));
+        w.expect_status(200);
+        let after_refresh = w.expect_notify();
+        assert!(
+            cseq_of(&after_refresh) > cseq_of(&n),
+            "{backend}: {} then {}",
+            cseq_of(&n),
+            cseq_of(&after_refresh)
+        );
+
+        // The publication is still there under its entity-tag.
+        p.send(
+            &p.request("PUBLISH", ALICE)
+                .header("Event: presence")
+                .header(&format!("SIP-If-Match: {etag}"))
+                .header("Expires: 300")
+                .body("application/pidf+xml", &pidf(ALICE, "open", "after"))
+                .build(),
+        );
+        p.expect_status(200);
+        assert!(
+            w.expect_notify().body_str().contains(">after<"),
+            "{backend}"
+        );
+
+        // The binding survived: a new subscription to bob sees it open.
+        let mut w2 = UdpUa::new(server.udp);
+        w2.send(&subscribe_request(&w2, BOB, 300).build());
+        w2.expect_status(200);
+        let body = w2.expect_notify().body_str();
+        assert!(
+            body.contains("<basic>open</basic>")
+                && body.contains(&format!("sip:bob@{}", r.local())),
+            "{backend}: {body}"
+        );
+
+        // The subscription that expired during the downtime is gone, and sent nothing.
+        assert!(
+            short.recv(Duration::from_millis(300)).is_none(),
+            "{backend}"
+        );
+        short.send(&in_dialog(&short, &short_sub, &short_ok, 2, 300));
+        short.expect_status(481);
+
+        // And an unsubscribe on the recovered dialog works.
+        w.send(&in_dialog(&w, &sub, &ok, 3, 0));
+        w.expect_status(200);
+        assert_eq!(
+            w.expect_notify().header("Subscription-State"),
+            Some("terminated;reason=timeout"),
+            "{backend}"
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn a_second_restart_still_gives_higher_cseqs() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    for (backend, url) in store_urls(dir.path()) {
+        let config = config_with_store(&url, "", SHORT);
+        let mut server = TestServer::start_config(tempfile::tempdir()?, &config);
+        let mut w = UdpUa::new(server.udp);
+        w.send(&subscribe_request(&w, ALICE, 300).build());
+        w.expect_status(200);
+        let mut last = cseq_of(&w.expect_notify());
+        for _ in 0..2 {
+            let d = server.kill_hard();
+            server = TestServer::start_config(d, &config);
+            w.server = server.udp;
+            let n = w.expect_notify();
+            assert!(
+                cseq_of(&n) > last,
+                "{backend}: {} after {last}",
+                cseq_of(&n)
+            );
+            last = cseq_of(&n);
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn migrate_applies_the_migrations_and_exits_and_a_bad_database_exits_with_2() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    for (backend, url) in store_urls(dir.path()) {
+        let path = dir.path().join(format!("{backend}.toml"));
+        std::fs::write(&path, config_with_store(&url, "", ""))?;
+        for _ in 0..2 {
+            let out = std::process::Command::new(env!("CARGO_BIN_EXE_presenced"))
+                .args(["migrate", "--config", path.to_str().unwrap()])
+                .output()?;
+            assert_eq!(
+                out.status.code(),
+                Some(0),
+                "{backend}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+    for url in [
+        "sqlite:///proc/no/such/dir/p.db",
+        "postgres://nobody@127.0.0.1:1/none",
+    ] {
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, config_with_store(url, "", ""))?;
+        for args in [vec!["--config"], vec!["migrate", "--config"]] {
+            let out = std::process::Command::new(env!("CARGO_BIN_EXE_presenced"))
+                .args(&args)
+                .arg(&path)
+                .output()?;
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{url}: {err}");
+            assert!(err.contains("cannot open the database"), "{url}: {err}");
+            assert!(!err.contains("panicked"));
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn a_locked_sqlite_database_gets_503_and_notifies_continue_and_it_recovers() -> TestResult {
+    use diesel::{Connection, RunQueryDsl};
+    let dir = tempfile::tempdir()?;
+    let db = dir.path().join("presenced.db");
+    let config = format!(
+        "[sip]\nlisten = [\"udp:127.0.0.1:0\", \"tcp:127.0.0.1:0\"]\nt1_ms = 50\nt2_ms = 400\n\
+         [store]\nurl = \"sqlite://{}\"\nretry_after_s = 7\nsqlite_busy_timeout_ms = 100\n\
+         [log]\nlevel = \"debug\"\n",
+        db.display()
+    );
+    let server = TestServer::start_config(tempfile::tempdir()?, &config);
+    let mut w = UdpUa::new(server.udp);
+    w.send(&subscribe_request(&w, ALICE, 300).build());
+    w.expect_status(200);
+    w.expect_notify();
+    let mut p = UdpUa::new(server.udp);
+    p.send(
+        &p.request("PUBLISH", ALICE)
+            .header("Event: presence")
+            .body("application/pidf+xml", &pidf(ALICE, "open", "one"))
+            .build(),
+    );
+    let etag = p.expect_status(200).header("SIP-ETag").unwrap().to_string();
+    w.expect_notify();
+
+    // Another process holds the write lock: the database cannot commit.
+    let mut locker = diesel::SqliteConnection::establish(db.to_str().unwrap())?;
+    diesel::sql_query("BEGIN EXCLUSIVE").execute(&mut locker)?;
+    for i in 0..3 {
+        p.send(
+            &p.request("PUBLISH", BOB)
+                .header("Event: presence")
+                .body("application/pidf+xml", &pidf(BOB, "open", &format!("x{i}")))
+                .build(),
+        );
+        let r = p.expect_status(503);
+        assert_eq!(r.header("Retry-After"), Some("7"));
+    }
+    let mut w2 = UdpUa::new(server.udp);
+    w2.send(&subscribe_request(&w2, ALICE, 300).build());
+    w2.expect_status(503);
+    // What it holds it keeps serving: a refresh of an existing publication is a change (503),
+    // but NOTIFYs to existing watchers go on: the first watcher gets nothing new but nothing
+    // is lost, and OPTIONS is answered.
+    p.send(&p.request("OPTIONS", "sip:example.org").build());
+    p.expect_status(200);
+    assert_eq!(
+        server.wait_log("cannot commit", 1),
+        1,
+        "the outage is logged once"
+    );
+
+    // The lock goes; the next change commits and is notified.
+    diesel::sql_query("ROLLBACK").execute(&mut locker)?;
+    drop(locker);
+    let deadline = Instant::now() + WAIT;
+    let mut recovered = false;
+    while Instant::now() < deadline && !recovered {
+        p.send(
+            &p.request("PUBLISH", ALICE)
+                .header("Event: presence")
+                .header(&format!("SIP-If-Match: {etag}"))
+                .body("application/pidf+xml", &pidf(ALICE, "open", "two"))
+                .build(),
+        );
+        let r = p.expect();
+        recovered = r.status() == 200;
+        if !recovered {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    assert!(recovered, "the store recovers by itself");
+    assert!(w.expect_notify().body_str().contains(">two<"));
+    assert_eq!(server.wait_log("database available again", 1), 1);
+    Ok(())
+}
