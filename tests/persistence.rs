@@ -343,3 +343,84 @@ fn a_locked_sqlite_database_gets_503_and_notifies_continue_and_it_recovers() -> 
     assert_eq!(server.wait_log("database available again", 1), 1);
     Ok(())
 }
+
+#[test]
+fn postgres_going_away_gets_503_and_presenced_recovers_by_itself() -> TestResult {
+    use diesel::{Connection, RunQueryDsl};
+    let Ok(base) = std::env::var("PRESENCED_TEST_PG_URL") else {
+        // Without a PostgreSQL server the SQLite outage test above covers the behaviour; CI
+        // sets the variable, so this runs there.
+        return Ok(());
+    };
+    // A database of its own: the test cuts it off without touching other tests' schemas.
+    let db = unique("outage_").to_lowercase();
+    let mut admin = diesel::PgConnection::establish(&base)?;
+    diesel::sql_query(format!("CREATE DATABASE {db}")).execute(&mut admin)?;
+    let (prefix, _) = base.rsplit_once('/').expect("a database name in the URL");
+    let url = format!("{prefix}/{db}");
+    let config = config_with_store(&url, "", "");
+    let server = TestServer::start_config(tempfile::tempdir()?, &config);
+    let mut w = UdpUa::new(server.udp);
+    w.send(&subscribe_request(&w, ALICE, 300).build());
+    w.expect_status(200);
+    w.expect_notify();
+    let mut p = UdpUa::new(server.udp);
+    p.send(
+        &p.request("PUBLISH", ALICE)
+            .header("Event: presence")
+            .body("application/pidf+xml", &pidf(ALICE, "open", "one"))
+            .build(),
+    );
+    let etag = p.expect_status(200).header("SIP-ETag").unwrap().to_string();
+    w.expect_notify();
+
+    // The database refuses connections and presenced's session is cut.
+    diesel::sql_query(format!("ALTER DATABASE {db} ALLOW_CONNECTIONS false"))
+        .execute(&mut admin)?;
+    diesel::sql_query(format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{db}'"
+    ))
+    .execute(&mut admin)?;
+    for i in 0..3 {
+        p.send(
+            &p.request("PUBLISH", BOB)
+                .header("Event: presence")
+                .body("application/pidf+xml", &pidf(BOB, "open", &format!("x{i}")))
+                .build(),
+        );
+        let r = p.expect_status(503);
+        assert!(r.header("Retry-After").is_some());
+    }
+    p.send(&p.request("OPTIONS", "sip:example.org").build());
+    p.expect_status(200);
+    assert_eq!(
+        server.wait_log("cannot commit", 1),
+        1,
+        "the outage is logged once"
+    );
+
+    // Back again: the next change commits, and the watcher hears of it.
+    diesel::sql_query(format!("ALTER DATABASE {db} ALLOW_CONNECTIONS true")).execute(&mut admin)?;
+    let deadline = Instant::now() + WAIT;
+    let mut recovered = false;
+    while Instant::now() < deadline && !recovered {
+        p.send(
+            &p.request("PUBLISH", ALICE)
+                .header("Event: presence")
+                .header(&format!("SIP-If-Match: {etag}"))
+                .body("application/pidf+xml", &pidf(ALICE, "open", "two"))
+                .build(),
+        );
+        recovered = p.expect().status() == 200;
+        if !recovered {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    assert!(recovered, "presenced reconnects by itself");
+    assert!(w.expect_notify().body_str().contains(">two<"));
+    assert_eq!(server.wait_log("database available again", 1), 1);
+    drop(server);
+    let _ =
+        diesel::sql_query(format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")).execute(&mut admin);
+    Ok(())
+}

@@ -253,3 +253,68 @@ mod tests {
         assert_eq!(redact("sqlite://var/p.db"), "sqlite://var/p.db");
     }
 }
+
+#[cfg(test)]
+mod migration_tests {
+    use super::*;
+
+    fn redo(conn: &mut AnyConnection) {
+        let run = |c: &mut AnyConnection| match c {
+            AnyConnection::Sqlite(c) => {
+                let all = c.applied_migrations().unwrap().len();
+                for _ in 0..all {
+                    c.revert_last_migration(SQLITE_MIGRATIONS).unwrap();
+                }
+                c.run_pending_migrations(SQLITE_MIGRATIONS).unwrap();
+            }
+            AnyConnection::Postgresql(c) => {
+                let all = c.applied_migrations().unwrap().len();
+                for _ in 0..all {
+                    c.revert_last_migration(POSTGRES_MIGRATIONS).unwrap();
+                }
+                c.run_pending_migrations(POSTGRES_MIGRATIONS).unwrap();
+            }
+        };
+        run(conn);
+        // The tables are usable after the round trip.
+        conn.transaction(|c| {
+            apply(
+                c,
+                &[Change::BindingsReplaced {
+                    aor: "sip:a@b".into(),
+                    rows: vec![BindingRow {
+                        aor: "sip:a@b".into(),
+                        contact: "sip:a@1.2.3.4".into(),
+                        q_value: Some(0.5),
+                        expires_at: 1,
+                        call_id: "c".into(),
+                        cseq: 1,
+                    }],
+                }],
+            )
+        })
+        .unwrap();
+    }
+
+    #[test]
+    fn every_sqlite_migration_reverts_and_reapplies() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/redo.db", dir.path().display());
+        redo(&mut open(&url, 1000).unwrap());
+    }
+
+    #[test]
+    fn every_postgres_migration_reverts_and_reapplies_when_a_server_is_given() {
+        let Ok(base) = std::env::var("PRESENCED_TEST_PG_URL") else {
+            return; // PostgreSQL is optional outside CI; CI sets the variable.
+        };
+        let mut admin = PgConnection::establish(&base).unwrap();
+        let schema = format!("redo_{}_{}", std::process::id(), unix_now());
+        diesel::sql_query(format!("CREATE SCHEMA {schema}"))
+            .execute(&mut admin)
+            .unwrap();
+        let sep = if base.contains('?') { '&' } else { '?' };
+        let url = format!("{base}{sep}options=-c%20search_path%3D{schema}");
+        redo(&mut open(&url, 1000).unwrap());
+    }
+}
