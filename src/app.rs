@@ -9,7 +9,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 
 use actix::prelude::*;
-use log::info;
+use log::{info, warn};
 
 use std::sync::{Arc, Mutex};
 
@@ -164,27 +164,32 @@ async fn start_presence(
     });
 }
 
-/// Opens the database and applies migrations (before any socket is served).
-pub fn open_store(settings: &Settings) -> Result<AnyConnection, StartError> {
-    Ok(store::open(
+/// Opens the database and applies migrations (before any socket is served); `None` for
+/// `memory://`.
+pub fn open_store(settings: &Settings) -> Result<Option<AnyConnection>, StartError> {
+    Ok(store::open_any(
         &settings.store.url,
-        settings.store.sqlite_busy_timeout_ms,
+        settings.store.sqlite(),
     )?)
 }
 
 /// Starts the store actors on `conn` and loads what survived the last run.
 async fn start_store(
     settings: &Settings,
-    conn: AnyConnection,
+    conn: Option<AnyConnection>,
 ) -> Result<(Addr<Committer>, Snapshot), StartError> {
+    let Some(conn) = conn else {
+        warn!("store: memory:// — nothing is stored, nothing survives a restart");
+        return Ok((Committer::new(None).start(), Snapshot::default()));
+    };
     let url = settings.store.url.clone();
-    let busy = settings.store.sqlite_busy_timeout_ms;
+    let sqlite = settings.store.sqlite();
     // The SyncArbiter's factory runs on its thread; the connection opened at start-up is
     // handed over once, later factories (a restarted worker) open their own.
     let slot = Arc::new(Mutex::new(Some(conn)));
     let worker = SyncArbiter::start(1, move || {
         let conn = slot.lock().ok().and_then(|mut s| s.take());
-        StoreWorker::new(url.clone(), busy, conn)
+        StoreWorker::new(url.clone(), sqlite, conn)
     });
     let snapshot = worker
         .send(LoadSnapshot {
@@ -199,14 +204,14 @@ async fn start_store(
         snapshot.bindings.len(),
         snapshot.expired
     );
-    Ok((Committer::new(worker).start(), snapshot))
+    Ok((Committer::new(Some(worker)).start(), snapshot))
 }
 
 /// Runs the server on `sockets` until `shutdown` completes. Must be called inside an actix
 /// system.
 pub async fn run(
     settings: Settings,
-    store_conn: AnyConnection,
+    store_conn: Option<AnyConnection>,
     sockets: BoundSockets,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), StartError> {

@@ -191,6 +191,18 @@ pub struct StoreSettings {
     pub retry_after_s: u32,
     /// How long a SQLite write waits for a lock before it fails, milliseconds.
     pub sqlite_busy_timeout_ms: u32,
+    /// fsync every SQLite commit (survives power loss), not only WAL writes (survive kill -9).
+    pub sqlite_fsync_every_commit: bool,
+}
+
+impl StoreSettings {
+    /// The SQLite options of this section.
+    pub fn sqlite(&self) -> crate::store::SqliteOptions {
+        crate::store::SqliteOptions {
+            busy_timeout_ms: self.sqlite_busy_timeout_ms,
+            fsync_every_commit: self.sqlite_fsync_every_commit,
+        }
+    }
 }
 
 impl Default for StoreSettings {
@@ -199,6 +211,7 @@ impl Default for StoreSettings {
             url: "sqlite://var/presenced.db".into(),
             retry_after_s: 5,
             sqlite_busy_timeout_ms: 5000,
+            sqlite_fsync_every_commit: false,
         }
     }
 }

@@ -91,10 +91,7 @@ fn main() -> ExitCode {
         .parse_env("RUST_LOG")
         .init();
     if migrate_only {
-        return match presenced::store::open(
-            &settings.store.url,
-            settings.store.sqlite_busy_timeout_ms,
-        ) {
+        return match presenced::store::open_any(&settings.store.url, settings.store.sqlite()) {
             Ok(_) => {
                 println!(
                     "presenced: migrations applied to {}",

@@ -27,8 +27,8 @@ type Waiter = oneshot::Sender<Result<(), StoreUnavailable>>;
 
 /// The group-commit actor.
 pub struct Committer {
-    /// The connection owner, on its SyncArbiter.
-    worker: Addr<StoreWorker>,
+    /// The connection owner, on its SyncArbiter; `None` with `memory://` (nothing is stored).
+    worker: Option<Addr<StoreWorker>>,
     queue: Vec<Change>,
     waiters: Vec<Waiter>,
     in_flight: bool,
@@ -37,7 +37,7 @@ pub struct Committer {
 
 impl Committer {
     /// A committer writing through `worker`.
-    pub fn new(worker: Addr<StoreWorker>) -> Self {
+    pub fn new(worker: Option<Addr<StoreWorker>>) -> Self {
         Self {
             worker,
             queue: Vec::new(),
@@ -51,10 +51,13 @@ impl Committer {
         if self.in_flight || self.queue.is_empty() {
             return;
         }
+        let Some(worker) = &self.worker else {
+            return;
+        };
         self.in_flight = true;
         let batch = std::mem::take(&mut self.queue);
         let waiters = std::mem::take(&mut self.waiters);
-        let send = self.worker.send(ApplyBatch(batch));
+        let send = worker.send(ApplyBatch(batch));
         ctx.spawn(send.into_actor(self).map(move |res, act, ctx| {
             act.in_flight = false;
             let result = match res {
@@ -90,6 +93,9 @@ impl Handler<Persist> for Committer {
     type Result = ResponseFuture<Result<(), StoreUnavailable>>;
 
     fn handle(&mut self, msg: Persist, ctx: &mut Self::Context) -> Self::Result {
+        if self.worker.is_none() {
+            return Box::pin(std::future::ready(Ok(())));
+        }
         let (tx, rx) = oneshot::channel();
         self.queue.extend(msg.0);
         self.waiters.push(tx);

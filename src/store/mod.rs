@@ -31,7 +31,7 @@ const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/po
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// `store.url` names no supported backend.
-    #[error("store.url `{0}` must start with sqlite:// or postgres://")]
+    #[error("store.url `{0}` must be sqlite://…, postgres://… or memory://")]
     UnknownScheme(String),
     /// The database could not be opened.
     #[error("cannot open the database {url}: {source}")]
@@ -69,6 +69,8 @@ pub enum Backend {
     Sqlite(PathBuf),
     /// `postgres://…` or `postgresql://…`, passed to libpq as is.
     Postgres(String),
+    /// `memory://`: nothing is stored and nothing survives a restart (benchmarks, tests).
+    Memory,
 }
 
 impl Backend {
@@ -79,6 +81,9 @@ impl Backend {
         }
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             return Ok(Backend::Postgres(url.to_owned()));
+        }
+        if url == "memory://" {
+            return Ok(Backend::Memory);
         }
         Err(StoreError::UnknownScheme(redact(url)))
     }
@@ -96,9 +101,36 @@ pub fn redact(url: &str) -> String {
     }
 }
 
-/// Opens the database named by `url` and applies pending migrations. `busy_timeout_ms` is how
-/// long SQLite waits for a lock before a write fails (and the request gets 503).
-pub fn open(url: &str, busy_timeout_ms: u32) -> Result<AnyConnection, StoreError> {
+/// SQLite settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SqliteOptions {
+    /// How long a write waits for a lock before it fails (and its request gets 503), ms.
+    pub busy_timeout_ms: u32,
+    /// `synchronous = FULL` (fsync at every commit: survives power loss) rather than
+    /// `NORMAL` (WAL written at every commit, fsync at checkpoints: survives kill -9 and crashes
+    /// of presenced, not power loss).
+    pub fsync_every_commit: bool,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        Self {
+            busy_timeout_ms: 5000,
+            fsync_every_commit: false,
+        }
+    }
+}
+
+/// Opens the database named by `url` and applies pending migrations; `None` for `memory://`.
+pub fn open_any(url: &str, sqlite: SqliteOptions) -> Result<Option<AnyConnection>, StoreError> {
+    match Backend::from_url(url)? {
+        Backend::Memory => Ok(None),
+        _ => open(url, sqlite).map(Some),
+    }
+}
+
+/// Opens the database named by `url` and applies pending migrations.
+pub fn open(url: &str, sqlite: SqliteOptions) -> Result<AnyConnection, StoreError> {
     let open_err = |source| StoreError::Open {
         url: redact(url),
         source,
@@ -115,12 +147,21 @@ pub fn open(url: &str, busy_timeout_ms: u32) -> Result<AnyConnection, StoreError
             }
             let mut conn =
                 SqliteConnection::establish(&path.to_string_lossy()).map_err(open_err)?;
-            // busy_timeout before WAL: switching journal modes itself may wait on a lock.
-            // synchronous=FULL: a commit is on disk before its 2xx (kill -9 and power loss).
-            diesel::sql_query(format!("PRAGMA busy_timeout = {busy_timeout_ms}"))
+            // busy_timeout before WAL: switching journal modes itself may wait on a lock. In WAL
+            // mode every commit is written to the WAL before its 2xx, so kill -9 loses nothing
+            // with either synchronous setting; FULL also fsyncs it (power loss).
+            let synchronous = if sqlite.fsync_every_commit {
+                "FULL"
+            } else {
+                "NORMAL"
+            };
+            diesel::sql_query(format!("PRAGMA busy_timeout = {}", sqlite.busy_timeout_ms))
                 .execute(&mut conn)
                 .and_then(|_| diesel::sql_query("PRAGMA journal_mode = WAL").execute(&mut conn))
-                .and_then(|_| diesel::sql_query("PRAGMA synchronous = FULL").execute(&mut conn))
+                .and_then(|_| {
+                    diesel::sql_query(format!("PRAGMA synchronous = {synchronous}"))
+                        .execute(&mut conn)
+                })
                 .map_err(StoreError::Query)?;
             conn.run_pending_migrations(SQLITE_MIGRATIONS)
                 .map_err(|e| StoreError::Migration(e.to_string()))?;
@@ -134,6 +175,9 @@ pub fn open(url: &str, busy_timeout_ms: u32) -> Result<AnyConnection, StoreError
             info!("store: PostgreSQL {} ready", redact(&pg));
             Ok(AnyConnection::Postgresql(conn))
         }
+        Backend::Memory => Err(StoreError::UnknownScheme(
+            "memory:// has no database to open".into(),
+        )),
     }
 }
 
@@ -174,12 +218,7 @@ pub fn apply(conn: &mut AnyConnection, changes: &[Change]) -> QueryResult<()> {
     use schema::{bindings, publications, subscriptions};
     for change in changes {
         match change {
-            Change::SubscriptionSaved(row) => {
-                diesel::delete(subscriptions::table.find(&row.id)).execute(conn)?;
-                diesel::insert_into(subscriptions::table)
-                    .values(row.as_ref())
-                    .execute(conn)?;
-            }
+            Change::SubscriptionSaved(row) => upsert_subscription(conn, row)?,
             Change::NotifyCSeqMark { id, mark } => {
                 diesel::update(subscriptions::table.find(id))
                     .set(subscriptions::notify_cseq_mark.eq(mark))
@@ -192,7 +231,7 @@ pub fn apply(conn: &mut AnyConnection, changes: &[Change]) -> QueryResult<()> {
                 if let Some(old) = replaces {
                     diesel::delete(publications::table.find(old)).execute(conn)?;
                 }
-                diesel::delete(publications::table.find(&row.etag)).execute(conn)?;
+                // A new entity-tag every time (RFC 3903 §4.1): a plain insert.
                 diesel::insert_into(publications::table)
                     .values(row)
                     .execute(conn)?;
@@ -212,6 +251,24 @@ pub fn apply(conn: &mut AnyConnection, changes: &[Change]) -> QueryResult<()> {
         }
     }
     Ok(())
+}
+
+/// One statement per backend: SQLite `REPLACE`, PostgreSQL `ON CONFLICT … DO UPDATE`.
+fn upsert_subscription(conn: &mut AnyConnection, row: &SubscriptionRow) -> QueryResult<()> {
+    use schema::subscriptions;
+    match conn {
+        AnyConnection::Sqlite(c) => diesel::replace_into(subscriptions::table)
+            .values(row)
+            .execute(c)
+            .map(drop),
+        AnyConnection::Postgresql(c) => diesel::insert_into(subscriptions::table)
+            .values(row)
+            .on_conflict(subscriptions::id)
+            .do_update()
+            .set(row)
+            .execute(c)
+            .map(drop),
+    }
 }
 
 /// Seconds since the Unix epoch.
@@ -300,7 +357,7 @@ mod migration_tests {
     fn every_sqlite_migration_reverts_and_reapplies() {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}/redo.db", dir.path().display());
-        redo(&mut open(&url, 1000).unwrap());
+        redo(&mut open(&url, SqliteOptions::default()).unwrap());
     }
 
     #[test]
@@ -315,6 +372,6 @@ mod migration_tests {
             .unwrap();
         let sep = if base.contains('?') { '&' } else { '?' };
         let url = format!("{base}{sep}options=-c%20search_path%3D{schema}");
-        redo(&mut open(&url, 1000).unwrap());
+        redo(&mut open(&url, SqliteOptions::default()).unwrap());
     }
 }

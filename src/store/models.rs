@@ -5,7 +5,7 @@ use diesel::prelude::*;
 use super::schema::{bindings, publications, subscriptions};
 
 /// A subscription dialog (RFC 6665 dialog usage) as stored.
-#[derive(Debug, Clone, PartialEq, Queryable, Selectable, Insertable)]
+#[derive(Debug, Clone, PartialEq, Queryable, Selectable, Insertable, AsChangeset)]
 #[diesel(table_name = subscriptions)]
 pub struct SubscriptionRow {
     /// `call_id;local_tag;remote_tag;usage`.

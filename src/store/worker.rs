@@ -11,7 +11,7 @@ use log::debug;
 
 use super::models::{BindingRow, PublicationRow, SubscriptionRow};
 use super::schema::{bindings, publications, subscriptions};
-use super::{apply, open, AnyConnection, Change, StoreError};
+use super::{apply, open, AnyConnection, Change, SqliteOptions, StoreError};
 
 /// Every recovered subscription's NOTIFY CSeq mark moves up by this much when it is loaded, so
 /// a recovered watcher can send at once (see `watcher`).
@@ -47,18 +47,14 @@ pub struct Snapshot {
 /// The connection-owning actor.
 pub struct StoreWorker {
     url: String,
-    busy_timeout_ms: u32,
+    sqlite: SqliteOptions,
     conn: Option<AnyConnection>,
 }
 
 impl StoreWorker {
     /// A worker starting with an open connection (or none, to open on first use).
-    pub fn new(url: String, busy_timeout_ms: u32, conn: Option<AnyConnection>) -> Self {
-        Self {
-            url,
-            busy_timeout_ms,
-            conn,
-        }
+    pub fn new(url: String, sqlite: SqliteOptions, conn: Option<AnyConnection>) -> Self {
+        Self { url, sqlite, conn }
     }
 
     fn with_conn<T>(
@@ -67,7 +63,7 @@ impl StoreWorker {
     ) -> Result<T, StoreError> {
         let conn = match self.conn.as_mut() {
             Some(c) => c,
-            None => self.conn.insert(open(&self.url, self.busy_timeout_ms)?),
+            None => self.conn.insert(open(&self.url, self.sqlite)?),
         };
         let result = f(conn);
         if let Err(e) = &result {
