@@ -191,6 +191,7 @@ async fn start_store(
         let conn = slot.lock().ok().and_then(|mut s| s.take());
         StoreWorker::new(url.clone(), sqlite, conn)
     });
+    let loading = std::time::Instant::now();
     let snapshot = worker
         .send(LoadSnapshot {
             now: store::unix_now(),
@@ -198,10 +199,11 @@ async fn start_store(
         .await
         .map_err(|_| StoreError::Gone)??;
     info!(
-        "store: {} subscriptions, {} publications, {} bindings recovered; {} expired during the downtime",
+        "store: {} subscriptions, {} publications, {} bindings loaded in {} ms; {} expired during the downtime",
         snapshot.subscriptions.len(),
         snapshot.publications.len(),
         snapshot.bindings.len(),
+        loading.elapsed().as_millis(),
         snapshot.expired
     );
     Ok((Committer::new(Some(worker)).start(), snapshot))

@@ -87,6 +87,7 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     env_logger::Builder::new()
+        .format_timestamp_millis()
         .parse_filters(&settings.log.level)
         .parse_env("RUST_LOG")
         .init();

@@ -14,6 +14,9 @@
 //!   PUBLISH → NOTIFY latency (the change's send time travels in the PIDF note).
 //! - `hold`: establishes `--subscriptions K` subscriptions, prints `held K`, keeps them (and
 //!   answers NOTIFYs) for `--seconds`.
+//! - `recover`: like `hold`, but every Contact is a listener of ours; after the server is
+//!   killed and restarted, the recovered NOTIFYs arrive on connections it opens to us, and the
+//!   output gives the Unix times (ms) of the first and the last of them.
 //!
 //! Output: one line of `key=value` pairs (mode, transactions, seconds, rate, p50_us, p99_us,
 //! notifies, …) for scripts to read.
@@ -407,14 +410,16 @@ async fn watchers(
     epoch: Instant,
     deadline: Instant,
     held: Arc<AtomicU64>,
+    contact: Option<SocketAddr>,
 ) -> std::io::Result<()> {
     let mut stream = TcpStream::connect(args.server).await?;
     stream.set_nodelay(true)?;
     let local = stream.local_addr()?;
+    let contact = contact.unwrap_or(local);
     let mut out = Vec::new();
     for user in &users {
         let extra = format!(
-            "Event: presence\r\nExpires: 3600\r\nContact: <sip:w@{local};transport=tcp>\r\n"
+            "Event: presence\r\nExpires: 3600\r\nContact: <sip:w@{contact};transport=tcp>\r\n"
         );
         out.extend_from_slice(&request(
             "SUBSCRIBE",
@@ -532,6 +537,54 @@ async fn publisher(
     Ok(())
 }
 
+/// NOTIFYs received on connections the server opened to us (recover mode).
+#[derive(Default)]
+struct Recovered {
+    count: AtomicU64,
+    first_ms: AtomicU64,
+    last_ms: AtomicU64,
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+async fn accept_notifies(listener: tokio::net::TcpListener, rec: Arc<Recovered>) {
+    while let Ok((stream, _)) = listener.accept().await {
+        let rec = rec.clone();
+        tokio::spawn(async move {
+            let mut stream = stream;
+            let _ = stream.set_nodelay(true);
+            let mut buf = Vec::new();
+            let mut chunk = vec![0u8; 65536];
+            loop {
+                let n = match stream.read(&mut chunk).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => n,
+                };
+                buf.extend_from_slice(&chunk[..n]);
+                let mut out = Vec::new();
+                while let Some(m) = take(&mut buf) {
+                    if m.is_request() {
+                        out.extend_from_slice(&m.ok());
+                        let now = unix_ms();
+                        if rec.count.fetch_add(1, Ordering::Relaxed) == 0 {
+                            rec.first_ms.store(now, Ordering::Relaxed);
+                        }
+                        rec.last_ms.store(now, Ordering::Relaxed);
+                    }
+                }
+                if stream.write_all(&out).await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+}
+
 fn percentile(sorted: &[u32], p: f64) -> u32 {
     if sorted.is_empty() {
         return 0;
@@ -546,6 +599,7 @@ async fn run(args: Args) -> Result<String, String> {
     let started = Instant::now();
     let deadline = started + Duration::from_secs(args.seconds);
     let mut tasks = Vec::new();
+    let recovered = Arc::new(Recovered::default());
     match args.mode.as_str() {
         "publish" | "subscribe" => {
             for c in 0..args.connections {
@@ -557,8 +611,21 @@ async fn run(args: Args) -> Result<String, String> {
                 )));
             }
         }
-        "fanout" | "hold" => {
-            let users: Vec<String> = if args.mode == "hold" {
+        "fanout" | "hold" | "recover" => {
+            // recover: the Contact of every subscription is a listener of ours, so NOTIFYs
+            // sent after a server restart (when the subscribing connections are gone) reach us
+            // on connections the server opens; their arrival times are the recovery figures.
+            let contact = if args.mode == "recover" {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let addr = listener.local_addr().map_err(|e| e.to_string())?;
+                tokio::spawn(accept_notifies(listener, recovered.clone()));
+                Some(addr)
+            } else {
+                None
+            };
+            let users: Vec<String> = if args.mode != "fanout" {
                 (0..args.subscriptions)
                     .map(|i| format!("held{}", i % 1000))
                     .collect()
@@ -569,7 +636,7 @@ async fn run(args: Args) -> Result<String, String> {
             };
             let held = Arc::new(AtomicU64::new(0));
             let chunk = users.len().div_ceil(args.connections);
-            let settle = Duration::from_secs(if args.mode == "hold" { 0 } else { 2 });
+            let settle = Duration::from_secs(if args.mode == "fanout" { 2 } else { 0 });
             for part in users.chunks(chunk.max(1)) {
                 tasks.push(tokio::spawn(watchers(
                     args.clone(),
@@ -578,6 +645,7 @@ async fn run(args: Args) -> Result<String, String> {
                     started,
                     deadline + settle,
                     held.clone(),
+                    contact,
                 )));
             }
             let want = users.len() as u64;
@@ -586,6 +654,24 @@ async fn run(args: Args) -> Result<String, String> {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
             println!("held {}", held.load(Ordering::Relaxed));
+            if args.mode == "recover" {
+                // Wait (bounded by --seconds) for every subscription's recovered NOTIFY.
+                let want = args.subscriptions as u64;
+                while recovered.count.load(Ordering::Relaxed) < want && Instant::now() < deadline {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                for t in tasks {
+                    t.abort();
+                }
+                let r = &recovered;
+                return Ok(format!(
+                    "mode=recover subscriptions={} recovered={} first_unix_ms={} all_unix_ms={}",
+                    args.subscriptions,
+                    r.count.load(Ordering::Relaxed),
+                    r.first_ms.load(Ordering::Relaxed),
+                    r.last_ms.load(Ordering::Relaxed),
+                ));
+            }
             if args.mode == "fanout" {
                 // Measure only the changes: forget the initial NOTIFYs.
                 tokio::time::sleep(Duration::from_millis(500)).await;
@@ -616,7 +702,7 @@ async fn run(args: Args) -> Result<String, String> {
         }
         other => {
             return Err(format!(
-                "unknown mode {other} (publish, subscribe, fanout, hold)"
+                "unknown mode {other} (publish, subscribe, fanout, hold, recover)"
             ))
         }
     }

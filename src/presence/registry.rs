@@ -466,6 +466,8 @@ impl Handler<RestoreSubscriptions> for Registry {
     type Result = ();
 
     fn handle(&mut self, msg: RestoreSubscriptions, ctx: &mut Self::Context) {
+        let started = std::time::Instant::now();
+        let count = msg.0.len();
         for row in msg.0 {
             match SubscriptionDialog::from_row(&row) {
                 Ok(dialog) => {
@@ -474,5 +476,9 @@ impl Handler<RestoreSubscriptions> for Registry {
                 Err(e) => warn!("stored subscription {}: {e}, dropped", row.id),
             }
         }
+        info!(
+            "{count} subscriptions restored in {} ms",
+            started.elapsed().as_millis()
+        );
     }
 }
