@@ -13,7 +13,10 @@
 #     for PUBLISH and SUBSCRIBE cycles and its CPU per transaction;
 #  4. fan-out: N presentities x W watchers held, PUBLISH changes at stepped rates; NOTIFY/s
 #     delivered and PUBLISH -> NOTIFY latency (p50/p99), including the 24,000 NOTIFY/s point;
-#  5. RSS with 10,000 and 100,000 held subscriptions.
+#  5. RSS with 10,000 and 100,000 held subscriptions;
+#  6. durable commits (SQLite; PostgreSQL too when BENCH_PG_URL is set) against memory://;
+#  7. kill -9 with 100,000 stored subscriptions: reload time and the time until every one
+#     has had its recovered NOTIFY.
 # Parameters (environment): STEPS (SIPp call rates, default "250 500 1000 2000 4000"),
 # STEP_SECONDS (default 5), LOAD_SECONDS (presenced-load runs, default 5), RUNS (repeats of each
 # presenced-load measurement, median reported, default 3).
@@ -46,22 +49,26 @@ ticks_per_s=$(getconf CLK_TCK)
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 
-# Starts a fresh server on free ports; sets SERVER_PID, UDP, TCP.
+# Starts a fresh server on free ports; sets SERVER_PID, UDP, TCP. $1: store URL (default a
+# fresh SQLite file); $2: keep the folder (a restart on the same database).
 start_server() {
   stop_server
-  local dir="$WORK/server"; rm -rf "$dir"; mkdir -p "$dir"
+  local dir="$WORK/server"
+  if [ -z "${2:-}" ]; then rm -rf "$dir"; mkdir -p "$dir"; fi
+  local url=${1:-sqlite://$dir/presenced.db}
   cat > "$dir/presenced.toml" <<EOF
 [sip]
 listen = ["udp:127.0.0.1:0", "tcp:127.0.0.1:0"]
 max_tcp_connections = 20000
 [store]
-url = "sqlite://$dir/presenced.db"
+url = "$url"
 [log]
-level = "warn,presenced::app=info"
+level = "warn,presenced::app=info,presenced::presence::registry=info"
 EOF
-  "$BIN" --config "$dir/presenced.toml" 2> "$dir/log" &
+  : > "$dir/log"
+  "$BIN" --config "$dir/presenced.toml" 2>> "$dir/log" &
   SERVER_PID=$!
-  for _ in $(seq 100); do
+  for _ in $(seq 300); do
     UDP=$(sed -n 's/.*listening on udp:\([0-9.:]*\).*/\1/p' "$dir/log" | head -1)
     TCP=$(sed -n 's/.*listening on tcp:\([0-9.:]*\).*/\1/p' "$dir/log" | head -1)
     [ -n "$UDP" ] && [ -n "$TCP" ] && return 0
@@ -180,7 +187,40 @@ for mode in publish subscribe; do
   fi
 done
 echo
-echo "Median of $RUNS runs, range in brackets."
+echo "Median of $RUNS runs, range in brackets. Every state change is committed before its 2xx (SQLite, the default store)."
+
+echo
+echo "## Durable commits against no store (presenced-load)"
+echo
+echo "| store | PUBLISH cycles/s | SUBSCRIBE cycles/s | vs memory:// |"
+echo "|---|---|---|---|"
+STORES="memory:// sqlite"
+[ -n "${BENCH_PG_URL:-}" ] && STORES="$STORES postgres"
+declare -A PUB SUB
+for st in $STORES; do
+  for mode in publish subscribe; do
+    vals=""
+    for _ in $(seq "$RUNS"); do
+      case $st in
+        memory://) start_server "memory://" ;;
+        sqlite) start_server ;;
+        postgres) psql -q "$BENCH_PG_URL" -c "DROP SCHEMA IF EXISTS bench CASCADE; CREATE SCHEMA bench" >&2
+                  start_server "$BENCH_PG_URL?options=-c%20search_path%3Dbench" ;;
+      esac
+      out=$("$LOAD" "$mode" --server "$TCP" --connections 4 --window 32 --seconds "$LOAD_SECONDS")
+      tx=$(sed -n 's/.*transactions=\([0-9]*\).*/\1/p' <<< "$out")
+      secs=$(sed -n 's/.*seconds=\([0-9.]*\).*/\1/p' <<< "$out")
+      per=$([ "$mode" = publish ] && echo 4 || echo 2)
+      vals="$vals $(awk -v tx="$tx" -v s="$secs" -v per="$per" 'BEGIN {printf "%.0f", tx / per / s}')"
+    done
+    med=$(tr ' ' '\n' <<< "$vals" | grep . | sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}')
+    if [ "$mode" = publish ]; then PUB[$st]=$med; else SUB[$st]=$med; fi
+  done
+  awk -v st="$st" -v p="${PUB[$st]}" -v s="${SUB[$st]}" -v pm="${PUB[memory://]}" -v sm="${SUB[memory://]}" \
+    'BEGIN { printf "| %s | %d | %d | %.0f %% / %.0f %% |\n", st, p, s, 100 * p / pm, 100 * s / sm }'
+done
+echo
+echo "Target: durable figures within 80 % of memory://. Medians of $RUNS runs."
 
 echo
 echo "## Fan-out: 1,000 presentities × 10 watchers (10,000 subscriptions over 4 TCP connections)"
@@ -226,3 +266,37 @@ for k in 10000 "$HOLD_BIG"; do
     printf "| %d | %.1f MiB | %.2f KB | <= 1 KB at 100,000 |\n", k, kb / 1024, (k > 0 ? (kb - idle) * 1.024 / k : 0) }'
 done
 stop_server
+
+echo
+echo "## Restart: $HOLD_BIG stored subscriptions after kill -9"
+echo
+echo "| store | reload (load + restore) | first recovered NOTIFY | every subscription NOTIFIED | target |"
+echo "|---|---|---|---|---|"
+for st in sqlite ${BENCH_PG_URL:+postgres}; do
+  if [ "$st" = postgres ]; then
+    psql -q "$BENCH_PG_URL" -c "DROP SCHEMA IF EXISTS bench CASCADE; CREATE SCHEMA bench" >&2
+    url="$BENCH_PG_URL?options=-c%20search_path%3Dbench"
+  else
+    url="sqlite://$WORK/server/presenced.db"
+  fi
+  start_server "$url"
+  "$LOAD" recover --server "$TCP" --connections 16 --subscriptions "$HOLD_BIG" --seconds 300 > "$WORK/recover" &
+  lp=$!
+  for _ in $(seq 3000); do grep -q '^held' "$WORK/recover" 2>/dev/null && break; sleep 0.1; done
+  sleep 1
+  kill -9 "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true; SERVER_PID=""
+  t0=$(date +%s%3N)
+  start_server "$url" keep
+  wait "$lp" || true
+  out=$(tail -1 "$WORK/recover")
+  loaded=$(sed -n 's/.*loaded in \([0-9]*\) ms.*/\1/p' "$WORK/server/log" | tail -1)
+  restored=$(sed -n 's/.* subscriptions restored in \([0-9]*\) ms.*/\1/p' "$WORK/server/log" | tail -1)
+  first=$(sed -n 's/.*first_unix_ms=\([0-9]*\).*/\1/p' <<< "$out")
+  all=$(sed -n 's/.*all_unix_ms=\([0-9]*\).*/\1/p' <<< "$out")
+  n=$(sed -n 's/.*recovered=\([0-9]*\).*/\1/p' <<< "$out")
+  awk -v st="$st" -v l="${loaded:-0}" -v r="${restored:-0}" -v f="$first" -v a="$all" -v t0="$t0" -v n="$n" -v k="$HOLD_BIG" \
+    'BEGIN { printf "| %s | %d ms (%d + %d) | %.2f s | %.2f s (%d of %d) | <= 2 s |\n", st, l + r, l, r, (f - t0) / 1000, (a - t0) / 1000, n, k }'
+  stop_server
+done
+echo
+echo "Times from the restart (process start) on. The NOTIFYs go over new TCP connections to the watchers' Contact."

@@ -377,11 +377,8 @@ impl Settings {
                 "must lie between 0.0 and 1.0",
             ));
         }
-        if !(self.store.url.starts_with("sqlite://") || self.store.url.starts_with("postgres://")) {
-            return Err(invalid(
-                "store.url",
-                "must start with sqlite:// or postgres://",
-            ));
+        if let Err(e) = crate::store::Backend::from_url(&self.store.url) {
+            return Err(invalid("store.url", &e.to_string()));
         }
         Ok(())
     }
