@@ -24,6 +24,17 @@ pub use committer::{Committer, Persist, StoreUnavailable};
 pub use models::{BindingRow, PublicationRow, SubscriptionRow};
 pub use worker::{LoadSnapshot, Snapshot, StoreWorker};
 
+/// Runs the same diesel expression on whichever backend `conn` is: for statements (multi-row
+/// inserts, `IN` lists) that diesel's multi-backend connection does not offer.
+macro_rules! with_backend {
+    ($conn:expr, $c:ident => $body:expr) => {
+        match $conn {
+            AnyConnection::Sqlite($c) => $body,
+            AnyConnection::Postgresql($c) => $body,
+        }
+    };
+}
+
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
 
@@ -215,41 +226,102 @@ pub enum Change {
 
 /// Applies changes in order, inside the caller's transaction.
 pub fn apply(conn: &mut AnyConnection, changes: &[Change]) -> QueryResult<()> {
-    use schema::{bindings, publications, subscriptions};
-    for change in changes {
-        match change {
-            Change::SubscriptionSaved(row) => upsert_subscription(conn, row)?,
-            Change::NotifyCSeqMark { id, mark } => {
-                diesel::update(subscriptions::table.find(id))
-                    .set(subscriptions::notify_cseq_mark.eq(mark))
-                    .execute(conn)?;
+    use schema::{bindings, subscriptions};
+    // Consecutive changes of one kind become one statement each (DELETE … IN, multi-row
+    // INSERT): a round trip per statement is what PostgreSQL costs. Order across kinds is kept;
+    // within a run it does not matter, because a key is written at most once per run (a 2xx is
+    // needed before a client can change what it created, and 2xx follow commits).
+    let mut rest = changes;
+    while let Some(first) = rest.first() {
+        let run = rest
+            .iter()
+            .take_while(|c| std::mem::discriminant(*c) == std::mem::discriminant(first))
+            .count();
+        let (now, later) = rest.split_at(run);
+        rest = later;
+        match first {
+            Change::PublicationSaved { .. } => {
+                let replaced: Vec<&str> = now
+                    .iter()
+                    .filter_map(|c| match c {
+                        Change::PublicationSaved { replaces, .. } => replaces.as_deref(),
+                        _ => None,
+                    })
+                    .collect();
+                delete_publications(conn, &replaced)?;
+                let rows: Vec<&PublicationRow> = now
+                    .iter()
+                    .filter_map(|c| match c {
+                        Change::PublicationSaved { row, .. } => Some(row),
+                        _ => None,
+                    })
+                    .collect();
+                insert_publications(conn, &rows)?;
             }
-            Change::SubscriptionRemoved(id) => {
-                diesel::delete(subscriptions::table.find(id)).execute(conn)?;
+            Change::PublicationRemoved(_) => {
+                let etags: Vec<&str> = now
+                    .iter()
+                    .filter_map(|c| match c {
+                        Change::PublicationRemoved(e) => Some(e.as_str()),
+                        _ => None,
+                    })
+                    .collect();
+                delete_publications(conn, &etags)?;
             }
-            Change::PublicationSaved { row, replaces } => {
-                if let Some(old) = replaces {
-                    diesel::delete(publications::table.find(old)).execute(conn)?;
-                }
-                // A new entity-tag every time (RFC 3903 §4.1): a plain insert.
-                diesel::insert_into(publications::table)
-                    .values(row)
-                    .execute(conn)?;
+            Change::SubscriptionRemoved(_) => {
+                let ids: Vec<&str> = now
+                    .iter()
+                    .filter_map(|c| match c {
+                        Change::SubscriptionRemoved(id) => Some(id.as_str()),
+                        _ => None,
+                    })
+                    .collect();
+                with_backend!(conn, c => diesel::delete(subscriptions::table.filter(subscriptions::id.eq_any(&ids))).execute(c))?;
             }
-            Change::PublicationRemoved(etag) => {
-                diesel::delete(publications::table.find(etag)).execute(conn)?;
-            }
-            Change::BindingsReplaced { aor, rows } => {
-                diesel::delete(bindings::table.filter(bindings::aor.eq(aor))).execute(conn)?;
-                // One row at a time: batch inserts are not available across both backends.
-                for row in rows {
-                    diesel::insert_into(bindings::table)
-                        .values(row)
-                        .execute(conn)?;
+            _ => {
+                for change in now {
+                    match change {
+                        Change::SubscriptionSaved(row) => upsert_subscription(conn, row)?,
+                        Change::NotifyCSeqMark { id, mark } => {
+                            diesel::update(subscriptions::table.find(id))
+                                .set(subscriptions::notify_cseq_mark.eq(mark))
+                                .execute(conn)?;
+                        }
+                        Change::BindingsReplaced { aor, rows } => {
+                            diesel::delete(bindings::table.filter(bindings::aor.eq(aor)))
+                                .execute(conn)?;
+                            if !rows.is_empty() {
+                                with_backend!(conn, c => diesel::insert_into(bindings::table).values(rows).execute(c))?;
+                            }
+                        }
+                        // Handled as runs above.
+                        Change::PublicationSaved { .. }
+                        | Change::PublicationRemoved(_)
+                        | Change::SubscriptionRemoved(_) => {}
+                    }
                 }
             }
         }
     }
+    Ok(())
+}
+
+fn delete_publications(conn: &mut AnyConnection, etags: &[&str]) -> QueryResult<()> {
+    use schema::publications;
+    if etags.is_empty() {
+        return Ok(());
+    }
+    with_backend!(conn, c => diesel::delete(publications::table.filter(publications::etag.eq_any(etags))).execute(c))?;
+    Ok(())
+}
+
+fn insert_publications(conn: &mut AnyConnection, rows: &[&PublicationRow]) -> QueryResult<()> {
+    use schema::publications;
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<&PublicationRow> = rows.to_vec();
+    with_backend!(conn, c => diesel::insert_into(publications::table).values(rows).execute(c))?;
     Ok(())
 }
 
@@ -351,6 +423,47 @@ mod migration_tests {
             )
         })
         .unwrap();
+    }
+
+    fn publication(etag: &str) -> PublicationRow {
+        PublicationRow {
+            etag: etag.into(),
+            aor: "sip:a@b".into(),
+            body: b"<presence/>".to_vec(),
+            content_type: "application/pidf+xml".into(),
+            expires_at: i64::MAX,
+            seq: 1,
+        }
+    }
+
+    #[test]
+    fn a_batch_of_mixed_changes_is_applied_in_order_with_runs_coalesced() {
+        use schema::publications;
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/batch.db", dir.path().display());
+        let mut conn = open(&url, SqliteOptions::default()).unwrap();
+        let saved = |etag: &str, replaces: Option<&str>| Change::PublicationSaved {
+            row: publication(etag),
+            replaces: replaces.map(str::to_owned),
+        };
+        apply(&mut conn, &[saved("x", None), saved("y", None), saved("z", None)]).unwrap();
+        apply(
+            &mut conn,
+            &[
+                saved("a", None),
+                saved("b", Some("x")),
+                Change::PublicationRemoved("y".into()),
+                Change::PublicationRemoved("nothing".into()),
+                saved("c", Some("z")),
+            ],
+        )
+        .unwrap();
+        let mut etags: Vec<String> = publications::table
+            .select(publications::etag)
+            .load(&mut conn)
+            .unwrap();
+        etags.sort();
+        assert_eq!(etags, vec!["a", "b", "c"]);
     }
 
     #[test]
