@@ -227,10 +227,26 @@ pub enum Change {
 /// Applies changes in order, inside the caller's transaction.
 pub fn apply(conn: &mut AnyConnection, changes: &[Change]) -> QueryResult<()> {
     use schema::{bindings, subscriptions};
-    // Consecutive changes of one kind become one statement each (DELETE … IN, multi-row
-    // INSERT): a round trip per statement is what PostgreSQL costs. Order across kinds is kept;
-    // within a run it does not matter, because a key is written at most once per run (a 2xx is
-    // needed before a client can change what it created, and 2xx follow commits).
+    // Publications: every delete of the batch in one statement, every insert in another. Safe
+    // in any order: an entity-tag is new when inserted, and a client can name it (to refresh,
+    // modify or remove) only after the 2xx that follows its commit, so no batch both inserts
+    // and deletes one.
+    let mut doomed: Vec<&str> = Vec::new();
+    let mut fresh: Vec<&PublicationRow> = Vec::new();
+    for change in changes {
+        match change {
+            Change::PublicationSaved { row, replaces } => {
+                doomed.extend(replaces.as_deref());
+                fresh.push(row);
+            }
+            Change::PublicationRemoved(etag) => doomed.push(etag),
+            _ => {}
+        }
+    }
+    delete_publications(conn, &doomed)?;
+    insert_publications(conn, fresh)?;
+    // The rest in order, consecutive changes of one kind in one statement where they can be:
+    // a round trip per statement is what PostgreSQL costs.
     let mut rest = changes;
     while let Some(first) = rest.first() {
         let run = rest
@@ -240,34 +256,7 @@ pub fn apply(conn: &mut AnyConnection, changes: &[Change]) -> QueryResult<()> {
         let (now, later) = rest.split_at(run);
         rest = later;
         match first {
-            Change::PublicationSaved { .. } => {
-                let replaced: Vec<&str> = now
-                    .iter()
-                    .filter_map(|c| match c {
-                        Change::PublicationSaved { replaces, .. } => replaces.as_deref(),
-                        _ => None,
-                    })
-                    .collect();
-                delete_publications(conn, &replaced)?;
-                let rows: Vec<&PublicationRow> = now
-                    .iter()
-                    .filter_map(|c| match c {
-                        Change::PublicationSaved { row, .. } => Some(row),
-                        _ => None,
-                    })
-                    .collect();
-                insert_publications(conn, &rows)?;
-            }
-            Change::PublicationRemoved(_) => {
-                let etags: Vec<&str> = now
-                    .iter()
-                    .filter_map(|c| match c {
-                        Change::PublicationRemoved(e) => Some(e.as_str()),
-                        _ => None,
-                    })
-                    .collect();
-                delete_publications(conn, &etags)?;
-            }
+            Change::PublicationSaved { .. } | Change::PublicationRemoved(_) => {}
             Change::SubscriptionRemoved(_) => {
                 let ids: Vec<&str> = now
                     .iter()
@@ -276,7 +265,9 @@ pub fn apply(conn: &mut AnyConnection, changes: &[Change]) -> QueryResult<()> {
                         _ => None,
                     })
                     .collect();
-                with_backend!(conn, c => diesel::delete(subscriptions::table.filter(subscriptions::id.eq_any(&ids))).execute(c))?;
+                for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+                    with_backend!(conn, c => diesel::delete(subscriptions::table.filter(subscriptions::id.eq_any(chunk))).execute(c))?;
+                }
             }
             _ => {
                 for change in now {
@@ -294,7 +285,7 @@ pub fn apply(conn: &mut AnyConnection, changes: &[Change]) -> QueryResult<()> {
                                 with_backend!(conn, c => diesel::insert_into(bindings::table).values(rows).execute(c))?;
                             }
                         }
-                        // Handled as runs above.
+                        // Handled above.
                         Change::PublicationSaved { .. }
                         | Change::PublicationRemoved(_)
                         | Change::SubscriptionRemoved(_) => {}
@@ -306,22 +297,22 @@ pub fn apply(conn: &mut AnyConnection, changes: &[Change]) -> QueryResult<()> {
     Ok(())
 }
 
+/// Rows per statement: well under SQLite's limit on bound variables (32,766).
+const ROWS_PER_STATEMENT: usize = 500;
+
 fn delete_publications(conn: &mut AnyConnection, etags: &[&str]) -> QueryResult<()> {
     use schema::publications;
-    if etags.is_empty() {
-        return Ok(());
+    for chunk in etags.chunks(ROWS_PER_STATEMENT) {
+        with_backend!(conn, c => diesel::delete(publications::table.filter(publications::etag.eq_any(chunk))).execute(c))?;
     }
-    with_backend!(conn, c => diesel::delete(publications::table.filter(publications::etag.eq_any(etags))).execute(c))?;
     Ok(())
 }
 
-fn insert_publications(conn: &mut AnyConnection, rows: &[&PublicationRow]) -> QueryResult<()> {
+fn insert_publications(conn: &mut AnyConnection, rows: Vec<&PublicationRow>) -> QueryResult<()> {
     use schema::publications;
-    if rows.is_empty() {
-        return Ok(());
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        with_backend!(conn, c => diesel::insert_into(publications::table).values(chunk.to_vec()).execute(c))?;
     }
-    let rows: Vec<&PublicationRow> = rows.to_vec();
-    with_backend!(conn, c => diesel::insert_into(publications::table).values(rows).execute(c))?;
     Ok(())
 }
 
@@ -446,7 +437,11 @@ mod migration_tests {
             row: publication(etag),
             replaces: replaces.map(str::to_owned),
         };
-        apply(&mut conn, &[saved("x", None), saved("y", None), saved("z", None)]).unwrap();
+        apply(
+            &mut conn,
+            &[saved("x", None), saved("y", None), saved("z", None)],
+        )
+        .unwrap();
         apply(
             &mut conn,
             &[
@@ -458,6 +453,13 @@ mod migration_tests {
             ],
         )
         .unwrap();
+        // More rows than one statement takes.
+        let many: Vec<Change> = (0..1200).map(|i| saved(&format!("m{i}"), None)).collect();
+        apply(&mut conn, &many).unwrap();
+        let removed: Vec<Change> = (0..1200)
+            .map(|i| Change::PublicationRemoved(format!("m{i}")))
+            .collect();
+        apply(&mut conn, &removed).unwrap();
         let mut etags: Vec<String> = publications::table
             .select(publications::etag)
             .load(&mut conn)
