@@ -211,7 +211,7 @@ impl Registry {
         // The 200 goes out only once the dialog is committed.
         let persist = self
             .store
-            .send(Persist(vec![Change::SubscriptionSaved(Box::new(
+            .send(Persist(vec![Change::SubscriptionCreated(Box::new(
                 dialog.initial_row(),
             ))]));
         Box::pin(

@@ -195,7 +195,9 @@ pub fn open(url: &str, sqlite: SqliteOptions) -> Result<AnyConnection, StoreErro
 /// One state change, as a store records it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Change {
-    /// A subscription was created or refreshed (the whole row is written).
+    /// A subscription was created (its id is new).
+    SubscriptionCreated(Box<SubscriptionRow>),
+    /// A subscription was refreshed (the whole row is written).
     SubscriptionSaved(Box<SubscriptionRow>),
     /// A subscription's NOTIFY CSeq high-water mark moved.
     NotifyCSeqMark {
@@ -231,10 +233,13 @@ pub fn apply(conn: &mut AnyConnection, changes: &[Change]) -> QueryResult<()> {
     // in any order: an entity-tag is new when inserted, and a client can name it (to refresh,
     // modify or remove) only after the 2xx that follows its commit, so no batch both inserts
     // and deletes one.
+    // New subscriptions likewise: their ids are new, and nothing can name them before the 2xx.
     let mut doomed: Vec<&str> = Vec::new();
     let mut fresh: Vec<&PublicationRow> = Vec::new();
+    let mut created: Vec<&SubscriptionRow> = Vec::new();
     for change in changes {
         match change {
+            Change::SubscriptionCreated(row) => created.push(row),
             Change::PublicationSaved { row, replaces } => {
                 doomed.extend(replaces.as_deref());
                 fresh.push(row);
@@ -245,6 +250,9 @@ pub fn apply(conn: &mut AnyConnection, changes: &[Change]) -> QueryResult<()> {
     }
     delete_publications(conn, &doomed)?;
     insert_publications(conn, fresh)?;
+    for chunk in created.chunks(ROWS_PER_STATEMENT / 4) {
+        with_backend!(conn, c => diesel::insert_into(subscriptions::table).values(chunk.to_vec()).execute(c))?;
+    }
     // The rest in order, consecutive changes of one kind in one statement where they can be:
     // a round trip per statement is what PostgreSQL costs.
     let mut rest = changes;
@@ -256,7 +264,9 @@ pub fn apply(conn: &mut AnyConnection, changes: &[Change]) -> QueryResult<()> {
         let (now, later) = rest.split_at(run);
         rest = later;
         match first {
-            Change::PublicationSaved { .. } | Change::PublicationRemoved(_) => {}
+            Change::PublicationSaved { .. }
+            | Change::PublicationRemoved(_)
+            | Change::SubscriptionCreated(_) => {}
             Change::SubscriptionRemoved(_) => {
                 let ids: Vec<&str> = now
                     .iter()
@@ -286,7 +296,8 @@ pub fn apply(conn: &mut AnyConnection, changes: &[Change]) -> QueryResult<()> {
                             }
                         }
                         // Handled above.
-                        Change::PublicationSaved { .. }
+                        Change::SubscriptionCreated(_)
+                        | Change::PublicationSaved { .. }
                         | Change::PublicationRemoved(_)
                         | Change::SubscriptionRemoved(_) => {}
                     }
