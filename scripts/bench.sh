@@ -153,6 +153,8 @@ echo "The sustained rate is capped by the highest step tried or by SIPp's own CP
 echo
 echo "## Server ceiling with presenced-load (pipelined TCP, 4 connections × 32 calls in flight)"
 echo
+echo "The SIP and presence core alone (\`store.url = \"memory://\"\`); the cost of durable commits is in the next table."
+echo
 echo "| measure | figure | target |"
 echo "|---|---|---|"
 # This VM's speed varies by ±25 % from one run to the next (shared host), so every
@@ -162,7 +164,7 @@ median_range() { sort -n | awk '{v[NR]=$1} END {printf "%s (%s–%s)", v[int((NR
 for mode in publish subscribe; do
   rates=""; cpus=""
   for _ in $(seq "$RUNS"); do
-    start_server
+    start_server "memory://"
     c0=$(cpu_ticks "$SERVER_PID")
     out=$("$LOAD" "$mode" --server "$TCP" --connections 4 --window 32 --seconds "$LOAD_SECONDS")
     c1=$(cpu_ticks "$SERVER_PID")
@@ -187,19 +189,19 @@ for mode in publish subscribe; do
   fi
 done
 echo
-echo "Median of $RUNS runs, range in brackets. Every state change is committed before its 2xx (SQLite, the default store)."
+echo "Median of $RUNS runs, range in brackets."
 
 echo
 echo "## Durable commits against no store (presenced-load)"
 echo
-echo "| store | PUBLISH cycles/s | SUBSCRIBE cycles/s | vs memory:// |"
-echo "|---|---|---|---|"
+echo "| store | PUBLISH cycles/s | SUBSCRIBE cycles/s | vs memory:// | server CPU µs per PUBLISH transaction / SUBSCRIBE cycle |"
+echo "|---|---|---|---|---|"
 STORES="memory:// sqlite"
 [ -n "${BENCH_PG_URL:-}" ] && STORES="$STORES postgres"
-declare -A PUB SUB
+declare -A PUB SUB PUBCPU SUBCPU
 for st in $STORES; do
   for mode in publish subscribe; do
-    vals=""
+    vals=""; cpus=""
     for _ in $(seq "$RUNS"); do
       case $st in
         memory://) start_server "memory://" ;;
@@ -207,17 +209,23 @@ for st in $STORES; do
         postgres) psql -q "$BENCH_PG_URL" -c "DROP SCHEMA IF EXISTS bench CASCADE; CREATE SCHEMA bench" >&2
                   start_server "$BENCH_PG_URL?options=-c%20search_path%3Dbench" ;;
       esac
+      c0=$(cpu_ticks "$SERVER_PID")
       out=$("$LOAD" "$mode" --server "$TCP" --connections 4 --window 32 --seconds "$LOAD_SECONDS")
+      c1=$(cpu_ticks "$SERVER_PID")
       tx=$(sed -n 's/.*transactions=\([0-9]*\).*/\1/p' <<< "$out")
       secs=$(sed -n 's/.*seconds=\([0-9.]*\).*/\1/p' <<< "$out")
       per=$([ "$mode" = publish ] && echo 4 || echo 2)
+      unit=$([ "$mode" = publish ] && echo 1 || echo 2)
       vals="$vals $(awk -v tx="$tx" -v s="$secs" -v per="$per" 'BEGIN {printf "%.0f", tx / per / s}')"
+      cpus="$cpus $(awk -v tx="$tx" -v u="$unit" -v dt="$((c1 - c0))" -v hz="$ticks_per_s" 'BEGIN {printf "%.1f", dt / hz * 1e6 / (tx / u)}')"
     done
     med=$(tr ' ' '\n' <<< "$vals" | grep . | sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}')
-    if [ "$mode" = publish ]; then PUB[$st]=$med; else SUB[$st]=$med; fi
+    cmed=$(tr ' ' '\n' <<< "$cpus" | grep . | sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}')
+    if [ "$mode" = publish ]; then PUB[$st]=$med; PUBCPU[$st]=$cmed; else SUB[$st]=$med; SUBCPU[$st]=$cmed; fi
   done
   awk -v st="$st" -v p="${PUB[$st]}" -v s="${SUB[$st]}" -v pm="${PUB[memory://]}" -v sm="${SUB[memory://]}" \
-    'BEGIN { printf "| %s | %d | %d | %.0f %% / %.0f %% |\n", st, p, s, 100 * p / pm, 100 * s / sm }'
+    -v pc="${PUBCPU[$st]}" -v sc="${SUBCPU[$st]}" \
+    'BEGIN { printf "| %s | %d | %d | %.0f %% / %.0f %% | %s / %s |\n", st, p, s, 100 * p / pm, 100 * s / sm, pc, sc }'
 done
 echo
 echo "Target: durable figures within 80 % of memory://. Medians of $RUNS runs."
@@ -270,7 +278,7 @@ stop_server
 echo
 echo "## Restart: $HOLD_BIG stored subscriptions after kill -9"
 echo
-echo "| store | reload (load + restore) | first recovered NOTIFY | every subscription NOTIFIED | target |"
+echo "| store | reload (load + restore CPU) | first recovered NOTIFY | every subscription NOTIFIED | target |"
 echo "|---|---|---|---|---|"
 for st in sqlite ${BENCH_PG_URL:+postgres}; do
   if [ "$st" = postgres ]; then
@@ -290,7 +298,7 @@ for st in sqlite ${BENCH_PG_URL:+postgres}; do
   wait "$lp" || true
   out=$(tail -1 "$WORK/recover")
   loaded=$(sed -n 's/.*loaded in \([0-9]*\) ms.*/\1/p' "$WORK/server/log" | tail -1)
-  restored=$(sed -n 's/.* subscriptions restored in \([0-9]*\) ms.*/\1/p' "$WORK/server/log" | tail -1)
+  restored=$(sed -n 's/.*subscriptions restored in \([0-9]*\) ms.*/\1/p' "$WORK/server/log" | tail -1)
   first=$(sed -n 's/.*first_unix_ms=\([0-9]*\).*/\1/p' <<< "$out")
   all=$(sed -n 's/.*all_unix_ms=\([0-9]*\).*/\1/p' <<< "$out")
   n=$(sed -n 's/.*recovered=\([0-9]*\).*/\1/p' <<< "$out")

@@ -87,6 +87,8 @@ pub struct Registry {
     dispatcher: Addr<Dispatcher>,
     /// The store's group committer: subscriptions and publications are saved before 2xx.
     store: Recipient<Persist>,
+    /// Time spent restoring subscriptions at start-up, ms.
+    restore_ms: u128,
 }
 
 impl Registry {
@@ -102,6 +104,7 @@ impl Registry {
             next_watcher_id: 1,
             dispatcher,
             store,
+            restore_ms: 0,
         }
     }
 
@@ -462,12 +465,16 @@ impl Handler<RestorePublications> for Registry {
     }
 }
 
+/// Watchers started per turn while restoring, so the recovered NOTIFYs start flowing while
+/// the rest are still being restored (and the registry answers requests in between).
+const RESTORE_CHUNK: usize = 2000;
+
 impl Handler<RestoreSubscriptions> for Registry {
     type Result = ();
 
-    fn handle(&mut self, msg: RestoreSubscriptions, ctx: &mut Self::Context) {
+    fn handle(&mut self, mut msg: RestoreSubscriptions, ctx: &mut Self::Context) {
         let started = std::time::Instant::now();
-        let count = msg.0.len();
+        let rest = msg.0.split_off(msg.0.len().min(RESTORE_CHUNK));
         for row in msg.0 {
             match SubscriptionDialog::from_row(&row) {
                 Ok(dialog) => {
@@ -476,9 +483,11 @@ impl Handler<RestoreSubscriptions> for Registry {
                 Err(e) => warn!("stored subscription {}: {e}, dropped", row.id),
             }
         }
-        info!(
-            "{count} subscriptions restored in {} ms",
-            started.elapsed().as_millis()
-        );
+        self.restore_ms += started.elapsed().as_millis();
+        if rest.is_empty() {
+            info!("subscriptions restored in {} ms", self.restore_ms);
+        } else {
+            ctx.notify(RestoreSubscriptions(rest));
+        }
     }
 }
