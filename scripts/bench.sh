@@ -97,7 +97,8 @@ sipp_step() {
   local sc=$1 t=$2 addr=$3 rate=$4 calls=$5 dir="$WORK/sipp-$1-$2-$4"
   mkdir -p "$dir"
   local c0; c0=$(cpu_ticks "$SERVER_PID")
-  ( cd "$dir" && /usr/bin/time -f "%U %S" -o "$dir/time" sipp "$addr" -t "$t" -i 127.0.0.1 \
+  # SIPp's own -timeout does not always end it under overload; `timeout` does.
+  ( cd "$dir" && /usr/bin/time -f "%U %S" -o "$dir/time" timeout -s KILL $((STEP_SECONDS * 3 + 20)) sipp "$addr" -t "$t" -i 127.0.0.1 \
       -sf "$OLDPWD/scripts/sipp/$sc.xml" -inf "$WORK/presentities.csv" -m "$calls" -r "$rate" \
       -l $((rate * 2)) -timeout $((STEP_SECONDS * 3 + 10))s -nostdin -trace_rtt -rtt_freq 1 \
       -trace_stat -fd 1 > "$dir/out" 2>&1 ) || true
@@ -106,7 +107,7 @@ sipp_step() {
   ok=$(sed -n 's/.*Successful call.*| *\([0-9]*\) *$/\1/p' "$dir/out" | tail -1); ok=${ok:-0}
   fail=$(sed -n 's/.*Failed call.*| *\([0-9]*\) *$/\1/p' "$dir/out" | tail -1); fail=${fail:-0}
   p99=$(p99_ms "$dir"/*_rtt.csv)
-  sipp_cpu=$(awk '{print $1 + $2}' "$dir/time")
+  sipp_cpu=$(awk '/^[0-9.]+ [0-9.]+$/ {print $1 + $2}' "$dir/time"); sipp_cpu=${sipp_cpu:-0}
   awk -v ok="$ok" -v fail="$fail" -v p99="$p99" -v dt="$((c1 - c0))" -v hz="$ticks_per_s" -v sc="$sipp_cpu" \
     'BEGIN { n = ok > 0 ? ok : 1; printf "%d %d %s %.1f %.1f\n", ok, fail, p99, dt / hz * 1e6 / n, sc * 1e6 / n }'
 }
