@@ -186,29 +186,48 @@ impl TcpTransport {
             return;
         }
         self.connecting.insert(dest, vec![out]);
-        let fut = async move {
-            tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(dest))
+        // The connect runs as a task of its own and reports back as a message: a future spawned
+        // in this actor's context would wait until its mailbox ran dry, which under a burst of
+        // NOTIFYs (say, after a restart) is the end of the burst.
+        let me = ctx.address();
+        actix_rt::spawn(async move {
+            let result = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(dest))
                 .await
                 .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))
-                .and_then(|r| r)
-        };
-        ctx.spawn(fut.into_actor(self).map(move |result, act, ctx| {
-            let waiting = act.connecting.remove(&dest).unwrap_or_default();
-            match result.and_then(|s| s.local_addr().map(|l| (s, l))) {
-                Ok((stream, local)) if act.connections.len() < act.max_connections => {
-                    debug!("tcp: connected to {dest}");
-                    act.start_connection(stream, local, dest, waiting, ctx);
-                }
-                Ok(_) => {
-                    warn!("tcp: connection limit reached, cannot connect to {dest}");
-                    fail_all(waiting);
-                }
-                Err(e) => {
-                    debug!("tcp: connect to {dest} failed: {e}");
-                    fail_all(waiting);
-                }
+                .and_then(|r| r);
+            me.do_send(Connected { dest, result });
+        });
+    }
+}
+
+/// An outbound connect finished.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Connected {
+    dest: SocketAddr,
+    result: io::Result<TcpStream>,
+}
+
+impl Handler<Connected> for TcpTransport {
+    type Result = ();
+
+    fn handle(&mut self, msg: Connected, ctx: &mut Self::Context) {
+        let dest = msg.dest;
+        let waiting = self.connecting.remove(&dest).unwrap_or_default();
+        match msg.result.and_then(|s| s.local_addr().map(|l| (s, l))) {
+            Ok((stream, local)) if self.connections.len() < self.max_connections => {
+                debug!("tcp: connected to {dest}");
+                self.start_connection(stream, local, dest, waiting, ctx);
             }
-        }));
+            Ok(_) => {
+                warn!("tcp: connection limit reached, cannot connect to {dest}");
+                fail_all(waiting);
+            }
+            Err(e) => {
+                debug!("tcp: connect to {dest} failed: {e}");
+                fail_all(waiting);
+            }
+        }
     }
 }
 
