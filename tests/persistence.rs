@@ -31,22 +31,41 @@ fn subscribe_request(ua: &impl Ua, aor: &str, expires: u32) -> RequestBuilder {
         .header(&format!("Expires: {expires}"))
 }
 
-fn in_dialog(
-    ua: &impl Ua,
-    initial: &RequestBuilder,
-    ok: &SipMsg,
-    cseq: u32,
-    expires: u32,
-) -> Vec<u8> {
-    let mut r = ua.new_request("SUBSCRIBE", &initial.uri);
-    r.from = initial.from.clone();
-    r.to = ok.header("To").unwrap().to_string();
-    r.call_id = initial.call_id.clone();
-    r.cseq = cseq;
-    r.header("Event: presence")
-        .header(&format!("Contact: <sip:watcher@{}>", ua.local_addr()))
-        .header(&format!("Expires: {expires}"))
-        .build()
+/// A watcher of alice and a publication for her, each acknowledged.
+fn watched_publication(server: &TestServer) -> (UdpUa, UdpUa, String) {
+    let mut w = UdpUa::new(server.udp);
+    w.send(&subscribe_request(&w, ALICE, 300).build());
+    w.expect_status(200);
+    w.expect_notify();
+    let mut p = UdpUa::new(server.udp);
+    p.send(
+        &p.request("PUBLISH", ALICE)
+            .header("Event: presence")
+            .body("application/pidf+xml", &pidf(ALICE, "open", "one"))
+            .build(),
+    );
+    let etag = p.expect_status(200).header("SIP-ETag").unwrap().to_string();
+    w.expect_notify();
+    (w, p, etag)
+}
+
+/// Modifies the publication `etag` until the server commits it (bounded by WAIT).
+fn republish_until_committed(p: &mut UdpUa, etag: &str, note: &str) -> bool {
+    let deadline = Instant::now() + WAIT;
+    while Instant::now() < deadline {
+        p.send(
+            &p.request("PUBLISH", ALICE)
+                .header("Event: presence")
+                .header(&format!("SIP-If-Match: {etag}"))
+                .body("application/pidf+xml", &pidf(ALICE, "open", note))
+                .build(),
+        );
+        if p.expect().status() == 200 {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
 }
 
 fn cseq_of(m: &SipMsg) -> u32 {
@@ -146,7 +165,7 @@ fn kill_9_and_restart_is_invisible_to_watchers_on_every_backend() -> TestResult 
         );
 
         // A refresh on the recovered dialog works, and the NOTIFYs keep climbing.
-        w.send(&in_dialog(&w, &sub, &ok, 2, 300));
+        w.send(&in_dialog_subscribe(&w, &sub, &ok, 2, 300));
         w.expect_status(200);
         let after_refresh = w.expect_notify();
         assert!(
@@ -187,11 +206,11 @@ fn kill_9_and_restart_is_invisible_to_watchers_on_every_backend() -> TestResult 
             short.recv(Duration::from_millis(300)).is_none(),
             "{backend}"
         );
-        short.send(&in_dialog(&short, &short_sub, &short_ok, 2, 300));
+        short.send(&in_dialog_subscribe(&short, &short_sub, &short_ok, 2, 300));
         short.expect_status(481);
 
         // And an unsubscribe on the recovered dialog works.
-        w.send(&in_dialog(&w, &sub, &ok, 3, 0));
+        w.send(&in_dialog_subscribe(&w, &sub, &ok, 3, 0));
         w.expect_status(200);
         assert_eq!(
             w.expect_notify().header("Subscription-State"),
@@ -278,19 +297,7 @@ fn a_locked_sqlite_database_gets_503_and_notifies_continue_and_it_recovers() -> 
         db.display()
     );
     let server = TestServer::start_config(tempfile::tempdir()?, &config);
-    let mut w = UdpUa::new(server.udp);
-    w.send(&subscribe_request(&w, ALICE, 300).build());
-    w.expect_status(200);
-    w.expect_notify();
-    let mut p = UdpUa::new(server.udp);
-    p.send(
-        &p.request("PUBLISH", ALICE)
-            .header("Event: presence")
-            .body("application/pidf+xml", &pidf(ALICE, "open", "one"))
-            .build(),
-    );
-    let etag = p.expect_status(200).header("SIP-ETag").unwrap().to_string();
-    w.expect_notify();
+    let (mut w, mut p, etag) = watched_publication(&server);
 
     // Another process holds the write lock: the database cannot commit.
     let mut locker = diesel::SqliteConnection::establish(db.to_str().unwrap())?;
@@ -322,23 +329,10 @@ fn a_locked_sqlite_database_gets_503_and_notifies_continue_and_it_recovers() -> 
     // The lock goes; the next change commits and is notified.
     diesel::sql_query("ROLLBACK").execute(&mut locker)?;
     drop(locker);
-    let deadline = Instant::now() + WAIT;
-    let mut recovered = false;
-    while Instant::now() < deadline && !recovered {
-        p.send(
-            &p.request("PUBLISH", ALICE)
-                .header("Event: presence")
-                .header(&format!("SIP-If-Match: {etag}"))
-                .body("application/pidf+xml", &pidf(ALICE, "open", "two"))
-                .build(),
-        );
-        let r = p.expect();
-        recovered = r.status() == 200;
-        if !recovered {
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-    assert!(recovered, "the store recovers by itself");
+    assert!(
+        republish_until_committed(&mut p, &etag, "two"),
+        "the store recovers by itself"
+    );
     assert!(w.expect_notify().body_str().contains(">two<"));
     assert_eq!(server.wait_log("database available again", 1), 1);
     Ok(())
@@ -360,19 +354,7 @@ fn postgres_going_away_gets_503_and_presenced_recovers_by_itself() -> TestResult
     let url = format!("{prefix}/{db}");
     let config = config_with_store(&url, "", "");
     let server = TestServer::start_config(tempfile::tempdir()?, &config);
-    let mut w = UdpUa::new(server.udp);
-    w.send(&subscribe_request(&w, ALICE, 300).build());
-    w.expect_status(200);
-    w.expect_notify();
-    let mut p = UdpUa::new(server.udp);
-    p.send(
-        &p.request("PUBLISH", ALICE)
-            .header("Event: presence")
-            .body("application/pidf+xml", &pidf(ALICE, "open", "one"))
-            .build(),
-    );
-    let etag = p.expect_status(200).header("SIP-ETag").unwrap().to_string();
-    w.expect_notify();
+    let (mut w, mut p, etag) = watched_publication(&server);
 
     // The database refuses connections and presenced's session is cut.
     diesel::sql_query(format!("ALTER DATABASE {db} ALLOW_CONNECTIONS false"))
@@ -401,22 +383,10 @@ fn postgres_going_away_gets_503_and_presenced_recovers_by_itself() -> TestResult
 
     // Back again: the next change commits, and the watcher hears of it.
     diesel::sql_query(format!("ALTER DATABASE {db} ALLOW_CONNECTIONS true")).execute(&mut admin)?;
-    let deadline = Instant::now() + WAIT;
-    let mut recovered = false;
-    while Instant::now() < deadline && !recovered {
-        p.send(
-            &p.request("PUBLISH", ALICE)
-                .header("Event: presence")
-                .header(&format!("SIP-If-Match: {etag}"))
-                .body("application/pidf+xml", &pidf(ALICE, "open", "two"))
-                .build(),
-        );
-        recovered = p.expect().status() == 200;
-        if !recovered {
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-    assert!(recovered, "presenced reconnects by itself");
+    assert!(
+        republish_until_committed(&mut p, &etag, "two"),
+        "presenced reconnects by itself"
+    );
     assert!(w.expect_notify().body_str().contains(">two<"));
     assert_eq!(server.wait_log("database available again", 1), 1);
     drop(server);

@@ -56,25 +56,6 @@ fn subscribe(
     (ok, notify, req)
 }
 
-/// The in-dialog SUBSCRIBE that follows `initial` with the given Expires.
-fn resubscribe(
-    ua: &impl Ua,
-    initial: &RequestBuilder,
-    ok: &SipMsg,
-    cseq: u32,
-    expires: u32,
-) -> Vec<u8> {
-    let mut r = ua.new_request("SUBSCRIBE", initial.uri.as_str());
-    r.from = initial.from.clone();
-    r.to = ok.header("To").unwrap().to_string();
-    r.call_id = initial.call_id.clone();
-    r.cseq = cseq;
-    r.header("Event: presence")
-        .header(&format!("Contact: <sip:watcher@{}>", ua.local_addr()))
-        .header(&format!("Expires: {expires}"))
-        .build()
-}
-
 fn publish(
     ua: &mut impl Ua,
     aor: &str,
@@ -150,7 +131,7 @@ fn refresh_and_unsubscribe_in_the_dialog() -> TestResult {
     let server = server();
     let mut w = UdpUa::new(server.udp);
     let (ok, _, initial) = subscribe(&mut w, ALICE, Some(300));
-    w.send(&resubscribe(&w, &initial, &ok, 2, 600));
+    w.send(&in_dialog_subscribe(&w, &initial, &ok, 2, 600));
     assert_eq!(w.expect_status(200).header("Expires"), Some("600"));
     let n = w.expect_notify();
     assert!(n
@@ -158,7 +139,7 @@ fn refresh_and_unsubscribe_in_the_dialog() -> TestResult {
         .unwrap()
         .starts_with("active"));
     assert_eq!(n.header("CSeq"), Some("2 NOTIFY"));
-    w.send(&resubscribe(&w, &initial, &ok, 3, 0));
+    w.send(&in_dialog_subscribe(&w, &initial, &ok, 3, 0));
     w.expect_status(200);
     let n = w.expect_notify();
     assert_eq!(
@@ -167,7 +148,7 @@ fn refresh_and_unsubscribe_in_the_dialog() -> TestResult {
     );
     assert_eq!(n.header("CSeq"), Some("3 NOTIFY"));
     // The dialog is gone.
-    w.send(&resubscribe(&w, &initial, &ok, 4, 600));
+    w.send(&in_dialog_subscribe(&w, &initial, &ok, 4, 600));
     w.expect_status(481);
     Ok(())
 }
@@ -524,7 +505,7 @@ fn a_notify_that_is_never_answered_ends_its_subscription() -> TestResult {
     assert_eq!(first.header("CSeq"), again.header("CSeq"));
     let deadline = Instant::now() + Duration::from_secs(6);
     while Instant::now() < deadline && w.recv(Duration::from_millis(500)).is_some() {}
-    w.send(&resubscribe(&w, &req, &ok, 2, 300));
+    w.send(&in_dialog_subscribe(&w, &req, &ok, 2, 300));
     w.expect_status(481);
     Ok(())
 }
@@ -539,7 +520,7 @@ fn a_notify_rejected_with_481_ends_its_subscription() -> TestResult {
     let n = w.expect_request("NOTIFY");
     w.send(&answer(&n, 481));
     std::thread::sleep(Duration::from_millis(200));
-    w.send(&resubscribe(&w, &req, &ok, 2, 300));
+    w.send(&in_dialog_subscribe(&w, &req, &ok, 2, 300));
     w.expect_status(481);
     Ok(())
 }
@@ -738,7 +719,7 @@ fn a_notify_answered_408_ends_the_subscription_unless_configured_to_keep_it() ->
         let n = w.expect_request("NOTIFY");
         w.send(&answer(&n, 408));
         std::thread::sleep(Duration::from_millis(200));
-        w.send(&resubscribe(&w, &req, &ok, 2, 600));
+        w.send(&in_dialog_subscribe(&w, &req, &ok, 2, 600));
         w.expect_status(if keep { 200 } else { 481 });
     }
     Ok(())
@@ -763,7 +744,7 @@ fn subscriptions_work_with_tcp_on_its_own_io_thread() -> TestResult {
     );
     assert!(w.expect_notify().body_str().contains(">io<"));
     // The un-SUBSCRIBE follows the 200 at once: the dialog is registered before the 200 leaves.
-    w.send(&resubscribe(&w, &initial, &ok, 2, 0));
+    w.send(&in_dialog_subscribe(&w, &initial, &ok, 2, 0));
     w.expect_response(200);
     assert_eq!(
         w.expect_notify().header("Subscription-State"),

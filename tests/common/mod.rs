@@ -605,3 +605,22 @@ impl Ua for TcpUa {
         "TCP"
     }
 }
+
+/// The in-dialog SUBSCRIBE that follows `initial` (answered by `ok`) with this CSeq and Expires.
+pub fn in_dialog_subscribe(
+    ua: &impl Ua,
+    initial: &RequestBuilder,
+    ok: &SipMsg,
+    cseq: u32,
+    expires: u32,
+) -> Vec<u8> {
+    let mut r = ua.new_request("SUBSCRIBE", initial.uri.as_str());
+    r.from = initial.from.clone();
+    r.to = ok.header("To").unwrap().to_string();
+    r.call_id = initial.call_id.clone();
+    r.cseq = cseq;
+    r.header("Event: presence")
+        .header(&format!("Contact: <sip:watcher@{}>", ua.local_addr()))
+        .header(&format!("Expires: {expires}"))
+        .build()
+}
