@@ -49,6 +49,21 @@ fn watched_publication(server: &TestServer) -> (UdpUa, UdpUa, String) {
     (w, p, etag)
 }
 
+/// Three new publications for bob while the store cannot commit: each must get 503.
+fn new_publications_refused(p: &mut UdpUa) -> Vec<SipMsg> {
+    (0..3)
+        .map(|i| {
+            p.send(
+                &p.request("PUBLISH", BOB)
+                    .header("Event: presence")
+                    .body("application/pidf+xml", &pidf(BOB, "open", &format!("x{i}")))
+                    .build(),
+            );
+            p.expect_status(503)
+        })
+        .collect()
+}
+
 /// Modifies the publication `etag` until the server commits it (bounded by WAIT).
 fn republish_until_committed(p: &mut UdpUa, etag: &str, note: &str) -> bool {
     let deadline = Instant::now() + WAIT;
@@ -292,34 +307,35 @@ fn a_locked_sqlite_database_gets_503_and_notifies_continue_and_it_recovers() -> 
     let db = dir.path().join("presenced.db");
     let config = format!(
         "[sip]\nlisten = [\"udp:127.0.0.1:0\", \"tcp:127.0.0.1:0\"]\nt1_ms = 50\nt2_ms = 400\n\
+         [presence]\nmin_expires = 1\n\
          [store]\nurl = \"sqlite://{}\"\nretry_after_s = 7\nsqlite_busy_timeout_ms = 100\n\
          [log]\nlevel = \"debug\"\n",
         db.display()
     );
     let server = TestServer::start_config(tempfile::tempdir()?, &config);
     let (mut w, mut p, etag) = watched_publication(&server);
+    let mut short = UdpUa::new(server.udp);
+    short.send(&subscribe_request(&short, ALICE, 2).build());
+    short.expect_status(200);
+    short.expect_notify();
 
     // Another process holds the write lock: the database cannot commit.
     let mut locker = diesel::SqliteConnection::establish(db.to_str().unwrap())?;
     diesel::sql_query("BEGIN EXCLUSIVE").execute(&mut locker)?;
-    for i in 0..3 {
-        p.send(
-            &p.request("PUBLISH", BOB)
-                .header("Event: presence")
-                .body("application/pidf+xml", &pidf(BOB, "open", &format!("x{i}")))
-                .build(),
-        );
-        let r = p.expect_status(503);
+    for r in new_publications_refused(&mut p) {
         assert_eq!(r.header("Retry-After"), Some("7"));
     }
     let mut w2 = UdpUa::new(server.udp);
     w2.send(&subscribe_request(&w2, ALICE, 300).build());
     w2.expect_status(503);
-    // What it holds it keeps serving: a refresh of an existing publication is a change (503),
-    // but NOTIFYs to existing watchers go on: the first watcher gets nothing new but nothing
-    // is lost, and OPTIONS is answered.
+    // What does not change state is still served.
     p.send(&p.request("OPTIONS", "sip:example.org").build());
     p.expect_status(200);
+    // NOTIFYs never wait for the store: the short subscription's expiry is told on time.
+    assert_eq!(
+        short.expect_notify().header("Subscription-State"),
+        Some("terminated;reason=timeout")
+    );
     assert_eq!(
         server.wait_log("cannot commit", 1),
         1,
@@ -363,14 +379,7 @@ fn postgres_going_away_gets_503_and_presenced_recovers_by_itself() -> TestResult
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{db}'"
     ))
     .execute(&mut admin)?;
-    for i in 0..3 {
-        p.send(
-            &p.request("PUBLISH", BOB)
-                .header("Event: presence")
-                .body("application/pidf+xml", &pidf(BOB, "open", &format!("x{i}")))
-                .build(),
-        );
-        let r = p.expect_status(503);
+    for r in new_publications_refused(&mut p) {
         assert!(r.header("Retry-After").is_some());
     }
     p.send(&p.request("OPTIONS", "sip:example.org").build());
