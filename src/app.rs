@@ -124,6 +124,7 @@ async fn start_presence(
             expires: (p.default_expires, p.min_expires, p.max_expires),
             keep_on_408: p.keep_subscription_on_408,
             retry_after: settings.store.retry_after_s,
+            deflate_min_bytes: p.deflate_min_bytes,
         },
     };
     let registry = Registry::new(config, dispatcher.clone(), store.clone()).start();

@@ -45,6 +45,8 @@ pub struct Settings {
     pub registrar: RegistrarSettings,
     /// `[store]`: persistence (used by the persistence layer).
     pub store: StoreSettings,
+    /// `[rls]`: resource list subscriptions (RFC 4662, RFC 5367).
+    pub rls: RlsSettings,
     /// `[log]`: logging.
     pub log: LogSettings,
 }
@@ -137,6 +139,9 @@ pub struct PresenceSettings {
     pub max_body_bytes: usize,
     /// Deepest XML nesting accepted in a PIDF body; deeper gets 400.
     pub max_xml_depth: usize,
+    /// NOTIFY bodies of at least this many bytes go out deflated when the SUBSCRIBE's
+    /// Accept-Encoding allows deflate; 0 never deflates.
+    pub deflate_min_bytes: usize,
 }
 
 impl Default for PresenceSettings {
@@ -152,6 +157,7 @@ impl Default for PresenceSettings {
             keep_subscription_on_408: false,
             max_body_bytes: 65536,
             max_xml_depth: 32,
+            deflate_min_bytes: 1024,
         }
     }
 }
@@ -212,6 +218,63 @@ impl Default for StoreSettings {
             retry_after_s: 5,
             sqlite_busy_timeout_ms: 5000,
             sqlite_fsync_every_commit: false,
+        }
+    }
+}
+
+/// How list NOTIFYs are written for liblinphone, whose parser differs from RFC 4662.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LinphoneCompat {
+    /// RFC forms for every watcher.
+    Off,
+    /// liblinphone's forms for every watcher.
+    On,
+    /// liblinphone's forms for watchers that look like liblinphone, RFC forms for the rest.
+    Auto,
+}
+
+/// `[rls]` section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RlsSettings {
+    /// Most resources in one list; a larger request-contained list gets 413.
+    pub max_resources: usize,
+    /// List NOTIFYs after the first coalesce member changes for this long, ms.
+    pub min_notify_interval_ms: u64,
+    /// Largest list NOTIFY body before content coding, bytes; larger state is spread over
+    /// several NOTIFYs.
+    pub max_notify_bytes: usize,
+    /// Largest request-contained list after inflating, bytes.
+    pub max_list_body_bytes: usize,
+    /// Largest inflated/deflated size ratio accepted for a request-contained list.
+    pub max_inflate_ratio: usize,
+    /// SQL giving the members of a server-known list: `:to` is the list URI, `:from` the
+    /// subscriber's AOR; returns columns `uri` and `name` (NULL allowed). Empty disables
+    /// server-known lists.
+    pub list_query: String,
+    /// Database the list query runs on; empty means the store's.
+    pub list_db_url: String,
+    /// `off`, `on` or `auto`: write list NOTIFYs the way liblinphone needs.
+    pub linphone_compat: LinphoneCompat,
+}
+
+/// The shipped query, on the shipped `resource_list_members` table.
+pub const DEFAULT_LIST_QUERY: &str = "SELECT member_uri AS uri, display_name AS name \
+     FROM resource_list_members WHERE list_uri = :to AND (owner = :from OR owner = '*') \
+     ORDER BY position, member_uri";
+
+impl Default for RlsSettings {
+    fn default() -> Self {
+        Self {
+            max_resources: 1000,
+            min_notify_interval_ms: 1000,
+            max_notify_bytes: 60_000,
+            max_list_body_bytes: 1 << 20,
+            max_inflate_ratio: 100,
+            list_query: DEFAULT_LIST_QUERY.into(),
+            list_db_url: String::new(),
+            linphone_compat: LinphoneCompat::Auto,
         }
     }
 }
@@ -379,6 +442,22 @@ impl Settings {
         }
         if let Err(e) = crate::store::Backend::from_url(&self.store.url) {
             return Err(invalid("store.url", &e.to_string()));
+        }
+        let l = &self.rls;
+        if l.max_resources == 0 || l.max_list_body_bytes == 0 || l.max_inflate_ratio == 0 {
+            return Err(invalid("rls.max_resources", "limits must be positive"));
+        }
+        // Room for the RLMI of one resource and one PIDF part at least.
+        if l.max_notify_bytes < 4096 {
+            return Err(invalid("rls.max_notify_bytes", "must be at least 4096"));
+        }
+        if !l.list_db_url.is_empty() {
+            if let Err(e) = crate::store::Backend::from_url(&l.list_db_url) {
+                return Err(invalid("rls.list_db_url", &e.to_string()));
+            }
+        }
+        if let Err(e) = crate::store::ListQuery::parse(&l.list_query) {
+            return Err(invalid("rls.list_query", &e.to_string()));
         }
         Ok(())
     }

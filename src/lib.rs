@@ -28,6 +28,7 @@ pub mod app;
 pub mod config;
 pub mod presence;
 pub mod registrar;
+pub mod rls;
 pub mod sip;
 pub mod store;
 

@@ -8,9 +8,13 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use super::aor::Aor;
+
 /// The aggregated document as sent in NOTIFY bodies.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PresenceDocument {
+    /// The presentity it describes.
+    pub aor: Aor,
     /// Increments with every change of the presentity's state.
     pub version: u64,
     /// `application/pidf+xml` body.

@@ -164,12 +164,13 @@ impl Presentity {
         store: Recipient<Persist>,
     ) -> Self {
         let mut p = Self {
-            aor,
+            aor: aor.clone(),
             settings,
             publications: HashMap::new(),
             bindings: Vec::new(),
             watchers: HashMap::new(),
             current: Arc::new(PresenceDocument {
+                aor: aor.clone(),
                 version: 0,
                 body: Bytes::new(),
             }),
@@ -221,6 +222,7 @@ impl Presentity {
             },
         );
         PresenceDocument {
+            aor: self.aor.clone(),
             version,
             body: Bytes::from(pidf::serialize(&doc)),
         }

@@ -21,11 +21,13 @@ use super::aor::Aor;
 use super::document::PIDF_CONTENT_TYPE;
 use super::pidf::{self, PidfError};
 use super::presentity::{
-    AddWatcher, BindingTuple, Presentity, PresentitySettings, Publish, RestorePublication,
-    SetBindings, Stop,
+    AddWatcher, BindingTuple, PresenceChanged, Presentity, PresentitySettings, Publish,
+    RemoveWatcher, RestorePublication, SetBindings, Stop,
 };
 use super::publication::{self, PublishKind, PublishLimits};
-use super::watcher::{SubscriptionDialog, Watcher, WatcherInit, WatcherSettings};
+use super::watcher::{
+    new_watcher_id, PresentityView, SubscriptionDialog, Watcher, WatcherInit, WatcherSettings,
+};
 use super::xml::{XmlError, XmlLimits};
 use crate::sip::dispatcher::{IncomingRequest, Reply};
 use crate::sip::headers::{accepts_media, parse_weighted_list, NameAddr};
@@ -63,6 +65,29 @@ pub struct BindingsChanged {
     pub bindings: Vec<BindingTuple>,
 }
 
+/// Attach a watcher that is not the registry's own (a list subscription) to the presentities
+/// of `aors`; each sends it its current document at once.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct AttachWatcher {
+    /// The watcher's id (`new_watcher_id`).
+    pub id: u64,
+    /// The presentities to watch.
+    pub aors: Vec<Aor>,
+    /// Where their documents go.
+    pub recipient: Recipient<PresenceChanged>,
+}
+
+/// Detach a watcher attached with `AttachWatcher` from the presentities of `aors`.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct DetachWatcher {
+    /// The watcher's id.
+    pub id: u64,
+    /// The presentities it no longer watches.
+    pub aors: Vec<Aor>,
+}
+
 /// A presentity holds nothing any more.
 #[derive(Message, Debug)]
 #[rtype(result = "()")]
@@ -82,7 +107,6 @@ struct Entry {
 pub struct Registry {
     config: PresenceConfig,
     presentities: HashMap<Aor, Entry>,
-    next_watcher_id: u64,
     /// The dispatcher, handed to watchers.
     dispatcher: Addr<Dispatcher>,
     /// The store's group committer: subscriptions and publications are saved before 2xx.
@@ -101,7 +125,6 @@ impl Registry {
         Self {
             config,
             presentities: HashMap::new(),
-            next_watcher_id: 1,
             dispatcher,
             store,
             restore_ms: 0,
@@ -129,76 +152,10 @@ impl Registry {
         msg: IncomingRequest,
         ctx: &mut Context<Self>,
     ) -> ResponseActFuture<Self, Result<Reply, Reject>> {
-        match self.check_subscribe(&msg) {
+        match subscription_dialog(&msg, &self.config, &[PIDF_CONTENT_TYPE]) {
             Ok(dialog_parts) => self.accept_subscribe(dialog_parts, ctx),
             Err(e) => Box::pin(fut::ready(Err(e))),
         }
-    }
-
-    /// RFC 6665 §4.2.1.1 checks of an initial SUBSCRIBE, building its dialog.
-    fn check_subscribe(&self, msg: &IncomingRequest) -> Result<SubscriptionDialog, Reject> {
-        let req = &msg.request;
-        // RFC 6665 §4.2.1.1 / RFC 3856 §6.1: only the presence package is served here.
-        let event = match req.event() {
-            Some(Ok(e)) if e.is("presence") => e,
-            Some(Ok(_)) | None => return Err(Reject::new(489).header("Allow-Events", "presence")),
-            Some(Err(_)) => return Err(Reject::with_reason(400, "Malformed Event")),
-        };
-        // No Accept means application/pidf+xml (RFC 3856 §6.6); real clients send none.
-        let accept: Vec<_> = req.headers.get_all("Accept").collect();
-        if !accept.is_empty() {
-            let list = parse_weighted_list(&accept.join(","), "Accept")
-                .map_err(|_| Reject::with_reason(400, "Malformed Accept"))?;
-            if !accepts_media(&list, PIDF_CONTENT_TYPE) {
-                return Err(Reject::new(406).header("Accept", PIDF_CONTENT_TYPE));
-            }
-        }
-        let expires = subscription_expires(req.expires(), &self.config)?;
-        let contact = req
-            .headers
-            .list("Contact")
-            .next()
-            .ok_or_else(|| Reject::with_reason(400, "Missing Contact"))
-            .and_then(|c| {
-                NameAddr::parse(c, "Contact")
-                    .map_err(|_| Reject::with_reason(400, "Malformed Contact"))
-            })?;
-        let aor = Aor::from_uri(&req.uri).ok_or_else(|| Reject::new(404))?;
-        let route_set = req
-            .headers
-            .list("Record-Route")
-            .map(|r| {
-                NameAddr::parse(r, "Record-Route")
-                    .map_err(|_| Reject::with_reason(400, "Malformed Record-Route"))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let from = req.header_from().map_err(|_| Reject::new(400))?;
-        let to = req.header_to().map_err(|_| Reject::new(400))?;
-        let cseq = req.cseq().map_err(|_| Reject::new(400))?;
-        let call_id = req.call_id().map_err(|_| Reject::new(400))?.to_owned();
-
-        let dialog = SubscriptionDialog {
-            aor,
-            event_id: event.id.clone(),
-            call_id,
-            local_tag: new_tag(),
-            remote_tag: from.tag().unwrap_or_default().to_owned(),
-            local_uri: NameAddr {
-                params: Default::default(),
-                ..to
-            },
-            remote_uri: NameAddr {
-                params: Default::default(),
-                ..from
-            },
-            remote_target: contact.uri,
-            route_set,
-            remote_cseq: cseq.seq,
-            expires,
-            source: msg.source,
-            accept: (!accept.is_empty()).then(|| accept.join(", ")),
-        };
-        Ok(dialog)
     }
 
     /// Stores an accepted subscription, then starts its watcher and answers 200.
@@ -240,8 +197,7 @@ impl Registry {
         recovered_mark: Option<i64>,
         ctx: &mut Context<Self>,
     ) -> Reply {
-        let id = self.next_watcher_id;
-        self.next_watcher_id += 1;
+        let id = new_watcher_id();
         let aor = dialog.aor.clone();
         let expires = dialog.expires;
         let source = dialog.source;
@@ -251,16 +207,17 @@ impl Registry {
             id,
             dialog,
             settings: self.config.watcher.clone(),
-            presentity: presentity.clone(),
             dispatcher: self.dispatcher.clone(),
             store: self.store.clone(),
         };
+        let view = PresentityView::new(presentity.clone());
         let watcher = match recovered_mark {
-            Some(mark) => Watcher::recovered(init, mark),
-            None => Watcher::new(init),
+            Some(mark) => Watcher::recovered(init, view, mark),
+            None => Watcher::new(init, view),
         };
-        let watcher_ctx = Context::<Watcher>::new();
+        let watcher_ctx = Context::<Watcher<PresentityView>>::new();
         let dialog = watcher.dialog_registration(&watcher_ctx.address());
+        let headers = watcher.response_headers(&source, expires);
         let watcher = watcher_ctx.run(watcher);
         presentity.do_send(AddWatcher {
             id,
@@ -277,10 +234,7 @@ impl Registry {
         Reply {
             status: 200,
             to_tag: Some(local_tag),
-            headers: vec![
-                ("Contact".into(), super::watcher::local_contact(&source)),
-                ("Expires".into(), expires.to_string()),
-            ],
+            headers: headers.into_iter().map(|(n, v)| (n.into(), v)).collect(),
             body: None,
             on_sent: Some(watcher.recipient()),
             dialog,
@@ -349,6 +303,83 @@ impl Registry {
     }
 }
 
+/// RFC 6665 §4.2.1.1 checks of an initial SUBSCRIBE, building its dialog. `types` are the
+/// body types its NOTIFYs will carry; an Accept header must admit every one of them.
+pub fn subscription_dialog(
+    msg: &IncomingRequest,
+    config: &PresenceConfig,
+    types: &[&str],
+) -> Result<SubscriptionDialog, Reject> {
+    let req = &msg.request;
+    // RFC 6665 §4.2.1.1 / RFC 3856 §6.1: only the presence package is served here.
+    let event = match req.event() {
+        Some(Ok(e)) if e.is("presence") => e,
+        Some(Ok(_)) | None => return Err(Reject::new(489).header("Allow-Events", "presence")),
+        Some(Err(_)) => return Err(Reject::with_reason(400, "Malformed Event")),
+    };
+    // No Accept means application/pidf+xml (RFC 3856 §6.6); real clients send none.
+    let accept: Vec<_> = req.headers.get_all("Accept").collect();
+    if !accept.is_empty() {
+        let list = parse_weighted_list(&accept.join(","), "Accept")
+            .map_err(|_| Reject::with_reason(400, "Malformed Accept"))?;
+        if let Some(missing) = types.iter().find(|t| !accepts_media(&list, t)) {
+            return Err(Reject::new(406).header("Accept", (*missing).to_owned()));
+        }
+    }
+    let accept_encoding: Vec<_> = req.headers.get_all("Accept-Encoding").collect();
+    if !accept_encoding.is_empty()
+        && parse_weighted_list(&accept_encoding.join(","), "Accept-Encoding").is_err()
+    {
+        return Err(Reject::with_reason(400, "Malformed Accept-Encoding"));
+    }
+    let expires = subscription_expires(req.expires(), config)?;
+    let contact = req
+        .headers
+        .list("Contact")
+        .next()
+        .ok_or_else(|| Reject::with_reason(400, "Missing Contact"))
+        .and_then(|c| {
+            NameAddr::parse(c, "Contact").map_err(|_| Reject::with_reason(400, "Malformed Contact"))
+        })?;
+    let aor = Aor::from_uri(&req.uri).ok_or_else(|| Reject::new(404))?;
+    let route_set = req
+        .headers
+        .list("Record-Route")
+        .map(|r| {
+            NameAddr::parse(r, "Record-Route")
+                .map_err(|_| Reject::with_reason(400, "Malformed Record-Route"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let from = req.header_from().map_err(|_| Reject::new(400))?;
+    let to = req.header_to().map_err(|_| Reject::new(400))?;
+    let cseq = req.cseq().map_err(|_| Reject::new(400))?;
+    let call_id = req.call_id().map_err(|_| Reject::new(400))?.to_owned();
+
+    let dialog = SubscriptionDialog {
+        aor,
+        event_id: event.id.clone(),
+        call_id,
+        local_tag: new_tag(),
+        remote_tag: from.tag().unwrap_or_default().to_owned(),
+        local_uri: NameAddr {
+            params: Default::default(),
+            ..to
+        },
+        remote_uri: NameAddr {
+            params: Default::default(),
+            ..from
+        },
+        remote_target: contact.uri,
+        route_set,
+        remote_cseq: cseq.seq,
+        expires,
+        source: msg.source,
+        accept: (!accept.is_empty()).then(|| accept.join(", ")),
+        accept_encoding: (!accept_encoding.is_empty()).then(|| accept_encoding.join(", ")),
+    };
+    Ok(dialog)
+}
+
 /// RFC 6665 §4.2.1.1 expiry rules for a SUBSCRIBE.
 pub fn subscription_expires(
     header: Option<Result<u32, crate::sip::headers::HeaderError>>,
@@ -403,6 +434,31 @@ impl Handler<BindingsChanged> for Registry {
         self.presentity(&msg.aor, ctx).do_send(SetBindings {
             bindings: msg.bindings,
         });
+    }
+}
+
+impl Handler<AttachWatcher> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, msg: AttachWatcher, ctx: &mut Self::Context) {
+        for aor in msg.aors {
+            self.presentity(&aor, ctx).do_send(AddWatcher {
+                id: msg.id,
+                recipient: msg.recipient.clone(),
+            });
+        }
+    }
+}
+
+impl Handler<DetachWatcher> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, msg: DetachWatcher, _ctx: &mut Self::Context) {
+        for aor in &msg.aors {
+            if let Some(entry) = self.presentities.get(aor) {
+                entry.addr.do_send(RemoveWatcher { id: msg.id });
+            }
+        }
     }
 }
 

@@ -1,34 +1,45 @@
-//! `Watcher`: one actor per presence subscription (dialog plus Event `id`).
+//! `Watcher<V>`: one actor per presence subscription (dialog plus Event `id`).
 //!
 //! Owns: the subscription's dialog (Call-ID, tags, route set, remote target, local and remote
 //! CSeq), its expiry and state, and its NOTIFYs: built here, sent as client transactions
-//! through the dispatcher, one at a time. Changes that arrive while a NOTIFY is outstanding are
-//! coalesced: the next NOTIFY carries the latest document. Created by the `Registry` for an
-//! accepted SUBSCRIBE; receives in-dialog SUBSCRIBEs through the dispatcher's dialog table.
-//! Stops after its final NOTIFY (expiry, unsubscribe), or when a NOTIFY gets 481, times out,
-//! or fails; unregisters from the dispatcher and its presentity in `stopping()`.
+//! through the dispatcher, one at a time, deflated when the SUBSCRIBE allowed it. What a NOTIFY
+//! carries comes from its [`NotifyView`]: one presentity's document ([`PresentityView`], a
+//! plain subscription) or a resource list (`rls::ListView`, a list subscription). Changes that
+//! arrive while a NOTIFY is outstanding are coalesced: the next NOTIFY carries the latest state.
+//! Created by the `Registry` (plain) or `rls::ListServer` (lists) for an accepted SUBSCRIBE;
+//! receives in-dialog SUBSCRIBEs through the dispatcher's dialog table. Stops after its final
+//! NOTIFY (expiry, unsubscribe), or when a NOTIFY gets 481, times out, or fails; unregisters
+//! from the dispatcher and detaches its view from the presentities in `stopping()`.
 //!
 //! ```text
-//!            200 sent + document ──► NOTIFY(active) ──► [in flight] ──2xx──► idle
+//!     200 sent + view due ──► NOTIFY(active) ──► [in flight] ──2xx──► idle
 //!   change while in flight: remember ─┘        481 / Timer F / error ──► stop
-//!   refresh ──► 200, NOTIFY        unsubscribe or expiry ──► NOTIFY(terminated) ──► stop
+//!   view due later (throttled list) ──► timer ──► NOTIFY
+//!   refresh ──► 200, NOTIFY (full state)   unsubscribe or expiry ──► NOTIFY(terminated) ──► stop
 //! ```
 
+use std::future::Future;
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
+use bytes::Bytes;
 use log::{debug, info};
 
 use super::aor::Aor;
 use super::document::{SharedDocument, PIDF_CONTENT_TYPE};
 use super::presentity::{PresenceChanged, Presentity, RemoveWatcher};
+use crate::sip::content_coding::deflate;
 use crate::sip::dialog::DialogId;
 use crate::sip::dispatcher::{
     usage_key, ClientOutcome, ClientResult, IncomingRequest, RegisterDialog, Reply, ResponseSent,
     SendRequest, UnregisterDialog,
 };
-use crate::sip::headers::{EventReason, NameAddr, SubState, SubscriptionState};
+use crate::sip::headers::{
+    accepts_coding, parse_weighted_list, EventReason, NameAddr, SubState, SubscriptionState,
+};
 use crate::sip::message::{HeaderAccess, Headers, Method, Request};
 use crate::sip::transport::{Source, Target, Transport};
 use crate::sip::uri::{Host, Uri};
@@ -45,6 +56,135 @@ pub struct WatcherSettings {
     pub keep_on_408: bool,
     /// Retry-After of a 503 when the store cannot commit, seconds.
     pub retry_after: u32,
+    /// NOTIFY bodies at least this large are deflated when the SUBSCRIBE's Accept-Encoding
+    /// allows it; 0 never deflates.
+    pub deflate_min_bytes: usize,
+}
+
+/// A fresh watcher id, unique in this process (presentities key their recipients by it).
+pub fn new_watcher_id() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// When a view has something to notify.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Due {
+    /// Nothing to send.
+    Nothing,
+    /// Send now.
+    Now,
+    /// Send at this instant (throttling).
+    At(Instant),
+}
+
+/// What one NOTIFY carries.
+#[derive(Debug, Clone)]
+pub struct NotifyContent {
+    /// Its Content-Type.
+    pub content_type: String,
+    /// The body, before any content coding.
+    pub body: Bytes,
+}
+
+/// The future of a view's part of an in-dialog SUBSCRIBE.
+pub type UpdateFuture<U> = Pin<Box<dyn Future<Output = Result<U, Reject>>>>;
+
+/// What a subscription notifies: a presentity's document or a resource list. The watcher owns
+/// the dialog and sends; the view decides when and what.
+pub trait NotifyView: Unpin + Sized + 'static {
+    /// What an in-dialog SUBSCRIBE changes in the view beyond the dialog (a list's members).
+    type Update: Unpin + 'static;
+
+    /// A watched presentity's document changed.
+    fn changed(&mut self, doc: SharedDocument);
+    /// Whether a NOTIFY is due; `full_state` when the watcher owes one (first NOTIFY, refresh,
+    /// final NOTIFY).
+    fn due(&self, full_state: bool, now: Instant) -> Due;
+    /// The content of the NOTIFY about to go, whose RLMI `version` (if any) is given.
+    fn next(&mut self, full_state: bool, version: u32, now: Instant) -> NotifyContent;
+    /// Checks what an in-dialog SUBSCRIBE asks of the view (may look things up).
+    fn check_update(&self, request: &Request) -> UpdateFuture<Self::Update>;
+    /// Writes the view's part of the stored row, as it will be after `update`.
+    fn fill_row(&self, update: Option<&Self::Update>, row: &mut SubscriptionRow);
+    /// Applies a committed update; `watcher` is this subscription's inbox.
+    fn apply_update(
+        &mut self,
+        update: Self::Update,
+        watcher_id: u64,
+        watcher: Recipient<PresenceChanged>,
+    );
+    /// The subscription ends: stop receiving documents.
+    fn detach(&mut self, watcher_id: u64);
+    /// The value of the NOTIFY's Event header (without `id`).
+    fn event_package(&self) -> &'static str {
+        "presence"
+    }
+    /// Headers added to every NOTIFY and to the 200 of a refresh.
+    fn extra_headers(&self) -> &'static [(&'static str, &'static str)] {
+        &[]
+    }
+}
+
+/// The view of a plain subscription: one presentity's document.
+pub struct PresentityView {
+    /// The presentity; it holds this watcher's `Recipient` until `RemoveWatcher`.
+    presentity: Addr<Presentity>,
+    document: Option<SharedDocument>,
+    /// A document arrived since the last NOTIFY.
+    dirty: bool,
+}
+
+impl PresentityView {
+    /// The view of `presentity` (the registry has sent it `AddWatcher`).
+    pub fn new(presentity: Addr<Presentity>) -> Self {
+        Self {
+            presentity,
+            document: None,
+            dirty: false,
+        }
+    }
+}
+
+impl NotifyView for PresentityView {
+    type Update = ();
+
+    fn changed(&mut self, doc: SharedDocument) {
+        self.document = Some(doc);
+        self.dirty = true;
+    }
+
+    fn due(&self, full_state: bool, _now: Instant) -> Due {
+        match &self.document {
+            Some(_) if full_state || self.dirty => Due::Now,
+            _ => Due::Nothing,
+        }
+    }
+
+    fn next(&mut self, _full_state: bool, _version: u32, _now: Instant) -> NotifyContent {
+        self.dirty = false;
+        NotifyContent {
+            content_type: PIDF_CONTENT_TYPE.to_owned(),
+            body: self
+                .document
+                .as_ref()
+                .map(|d| d.body.clone())
+                .unwrap_or_default(),
+        }
+    }
+
+    fn check_update(&self, _request: &Request) -> UpdateFuture<()> {
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn fill_row(&self, _update: Option<&()>, _row: &mut SubscriptionRow) {}
+
+    fn apply_update(&mut self, _: (), _: u64, _: Recipient<PresenceChanged>) {}
+
+    fn detach(&mut self, watcher_id: u64) {
+        // do_send: one message per ended subscription.
+        self.presentity.do_send(RemoveWatcher { id: watcher_id });
+    }
 }
 
 /// The persistable state of a subscription dialog: everything a watcher needs that is not
@@ -77,6 +217,8 @@ pub struct SubscriptionDialog {
     pub source: Source,
     /// The SUBSCRIBE's Accept header, if any.
     pub accept: Option<String>,
+    /// The SUBSCRIBE's Accept-Encoding header, if any.
+    pub accept_encoding: Option<String>,
 }
 
 /// Everything a watcher starts with.
@@ -87,8 +229,6 @@ pub struct WatcherInit {
     pub dialog: SubscriptionDialog,
     /// Settings.
     pub settings: WatcherSettings,
-    /// The presentity, told when the watcher ends.
-    pub presentity: Addr<Presentity>,
     /// The dispatcher: NOTIFYs and the dialog table.
     pub dispatcher: Addr<Dispatcher>,
     /// The store: the dialog is saved before each 2xx.
@@ -108,22 +248,27 @@ pub fn local_contact(source: &Source) -> String {
 }
 
 /// The watcher actor.
-pub struct Watcher {
+pub struct Watcher<V: NotifyView> {
     init: WatcherInit,
+    /// What the NOTIFYs carry.
+    view: V,
     dialog: DialogId,
     usage: String,
     local_cseq: u32,
-    expires_at: std::time::Instant,
+    expires_at: Instant,
     expiry_timer: Option<SpawnHandle>,
-    document: Option<SharedDocument>,
+    /// Wakes `pump` when a throttled view becomes due.
+    throttle_timer: Option<SpawnHandle>,
     /// The 200 to the SUBSCRIBE has gone out; NOTIFYs may follow.
     confirmed: bool,
     in_flight: bool,
-    /// A change (or refresh) arrived while a NOTIFY was in flight.
-    dirty: bool,
+    /// Full state is owed: first NOTIFY, refresh, final NOTIFY.
+    full_state_due: bool,
     /// Set once the subscription is ending: the final NOTIFY carries this reason.
     terminating: Option<EventReason>,
     final_sent: bool,
+    /// The SUBSCRIBE's Accept-Encoding admits deflate.
+    deflate: bool,
     /// The stored row's id.
     row_id: String,
     /// Committed NOTIFY CSeq high-water mark: every CSeq sent is below it, and the store knows.
@@ -193,11 +338,12 @@ impl SubscriptionDialog {
                 connection: None,
             },
             accept: row.accept.clone(),
+            accept_encoding: row.accept_encoding.clone(),
         })
     }
 
     /// The row for this dialog with the given expiry (Unix seconds) and CSeq mark.
-    fn to_row(&self, row_id: &str, expires_at: i64, cseq_mark: u32) -> SubscriptionRow {
+    pub fn to_row(&self, row_id: &str, expires_at: i64, cseq_mark: u32) -> SubscriptionRow {
         SubscriptionRow {
             id: row_id.to_owned(),
             aor: self.aor.to_string(),
@@ -218,11 +364,16 @@ impl SubscriptionDialog {
             remote_cseq: i64::from(self.remote_cseq),
             notify_cseq_mark: i64::from(cseq_mark),
             state: "active".into(),
-            document_version: 0,
+            // RLMI versions are NOTIFY CSeqs minus one, so they too stay below the mark.
+            document_version: i64::from(cseq_mark) - 1,
             expires_at,
             transport: self.source.transport.as_str().into(),
             local_addr: self.source.local.to_string(),
             peer_addr: self.source.peer.to_string(),
+            accept_encoding: self.accept_encoding.clone(),
+            list_source: None,
+            list_members: None,
+            linphone_compat: false,
         }
     }
 
@@ -242,9 +393,9 @@ impl SubscriptionDialog {
     }
 }
 
-impl Watcher {
+impl<V: NotifyView> Watcher<V> {
     /// A watcher for an accepted SUBSCRIBE.
-    pub fn new(init: WatcherInit) -> Self {
+    pub fn new(init: WatcherInit, view: V) -> Self {
         let dialog = DialogId {
             call_id: init.dialog.call_id.clone(),
             local_tag: init.dialog.local_tag.clone(),
@@ -253,21 +404,29 @@ impl Watcher {
         let usage = usage_key("presence", init.dialog.event_id.as_deref());
         let row_id = subscription_id(&dialog, &usage);
         let terminating = (init.dialog.expires == 0).then_some(EventReason::Timeout);
-        let expires_at =
-            std::time::Instant::now() + Duration::from_secs(u64::from(init.dialog.expires));
+        let expires_at = Instant::now() + Duration::from_secs(u64::from(init.dialog.expires));
+        let deflate = init.settings.deflate_min_bytes > 0
+            && init
+                .dialog
+                .accept_encoding
+                .as_deref()
+                .and_then(|v| parse_weighted_list(v, "Accept-Encoding").ok())
+                .is_some_and(|list| accepts_coding(&list, "deflate"));
         Self {
             init,
+            view,
             dialog,
             usage,
             local_cseq: 0,
             expires_at,
             expiry_timer: None,
-            document: None,
+            throttle_timer: None,
             confirmed: false,
             in_flight: false,
-            dirty: false,
+            full_state_due: true,
             terminating,
             final_sent: false,
+            deflate,
             row_id,
             cseq_mark: CSEQ_MARK_STEP as u32,
             mark_pending: false,
@@ -277,8 +436,8 @@ impl Watcher {
     /// A watcher recovered from the store after a restart: its 200 went out long ago, and its
     /// next NOTIFY uses a CSeq above every CSeq sent before (the stored mark was moved up by
     /// `CSEQ_MARK_STEP` when it was loaded).
-    pub fn recovered(init: WatcherInit, stored_mark: i64) -> Self {
-        let mut w = Self::new(init);
+    pub fn recovered(init: WatcherInit, view: V, stored_mark: i64) -> Self {
+        let mut w = Self::new(init, view);
         let previous_mark = (stored_mark - CSEQ_MARK_STEP).max(1);
         w.local_cseq = u32::try_from(previous_mark - 1).unwrap_or(u32::MAX - 1);
         w.cseq_mark = u32::try_from(stored_mark).unwrap_or(u32::MAX);
@@ -286,16 +445,16 @@ impl Watcher {
         w
     }
 
-    /// The current row.
-    fn row(&self) -> SubscriptionRow {
-        let left = self
-            .expires_at
-            .saturating_duration_since(std::time::Instant::now());
-        self.init.dialog.to_row(
+    /// The current row, as it will be after `update`.
+    fn row(&self, update: Option<&V::Update>) -> SubscriptionRow {
+        let left = self.expires_at.saturating_duration_since(Instant::now());
+        let mut row = self.init.dialog.to_row(
             &self.row_id,
             unix_now() + left.as_secs() as i64,
             self.cseq_mark,
-        )
+        );
+        self.view.fill_row(update, &mut row);
+        row
     }
 
     /// Raises the stored CSeq mark ahead of need. Returns false when the next NOTIFY must wait
@@ -330,13 +489,26 @@ impl Watcher {
         })
     }
 
+    /// Headers of the 200 to a SUBSCRIBE that created or refreshed this subscription.
+    pub fn response_headers(&self, source: &Source, expires: u32) -> Vec<(String, String)> {
+        let mut headers = vec![
+            ("Contact".to_owned(), local_contact(source)),
+            ("Expires".to_owned(), expires.to_string()),
+        ];
+        headers.extend(
+            self.view
+                .extra_headers()
+                .iter()
+                .map(|(n, v)| ((*n).to_owned(), (*v).to_owned())),
+        );
+        headers
+    }
+
     fn arm_expiry(&mut self, ctx: &mut Context<Self>) {
         if let Some(h) = self.expiry_timer.take() {
             ctx.cancel_future(h);
         }
-        let after = self
-            .expires_at
-            .saturating_duration_since(std::time::Instant::now());
+        let after = self.expires_at.saturating_duration_since(Instant::now());
         self.expiry_timer = Some(ctx.run_later(after, |act, ctx| {
             debug!(
                 "watcher {}: subscription to {} expired",
@@ -350,7 +522,7 @@ impl Watcher {
         if self.terminating.is_none() {
             self.terminating = Some(reason);
         }
-        self.dirty = true;
+        self.full_state_due = true;
         self.pump(ctx);
     }
 
@@ -359,17 +531,29 @@ impl Watcher {
         if !self.confirmed || self.in_flight || self.final_sent {
             return;
         }
-        let Some(doc) = self.document.clone() else {
-            return;
-        };
-        if !self.dirty {
-            return;
+        let now = Instant::now();
+        match self.view.due(self.full_state_due, now) {
+            Due::Nothing => return,
+            Due::At(at) => {
+                if self.throttle_timer.is_none() {
+                    let after = at.saturating_duration_since(now);
+                    self.throttle_timer = Some(ctx.run_later(after, |act, ctx| {
+                        act.throttle_timer = None;
+                        act.pump(ctx);
+                    }));
+                }
+                return;
+            }
+            Due::Now => {}
         }
         // A fetch has no stored row, so no mark to respect.
         if self.init.dialog.expires != 0 && !self.cseq_allowed(ctx) {
             return;
         }
-        self.dirty = false;
+        if let Some(h) = self.throttle_timer.take() {
+            ctx.cancel_future(h);
+        }
+        let full_state = std::mem::take(&mut self.full_state_due);
         let state = match &self.terminating {
             Some(reason) => {
                 self.final_sent = true;
@@ -384,7 +568,7 @@ impl Watcher {
                 state: SubState::Active,
                 expires: Some(
                     self.expires_at
-                        .saturating_duration_since(std::time::Instant::now())
+                        .saturating_duration_since(now)
                         .as_secs()
                         .max(1) as u32,
                 ),
@@ -393,7 +577,9 @@ impl Watcher {
             },
         };
         self.local_cseq += 1;
-        let request = self.notify(&state, &doc);
+        // RFC 4662 §5.2: the first RLMI version is 0, and it goes up by one per NOTIFY.
+        let content = self.view.next(full_state, self.local_cseq - 1, now);
+        let request = self.notify(&state, content);
         self.in_flight = true;
         self.init.dispatcher.do_send(SendRequest {
             request,
@@ -403,7 +589,7 @@ impl Watcher {
         });
     }
 
-    fn notify(&self, state: &SubscriptionState, doc: &SharedDocument) -> Request {
+    fn notify(&self, state: &SubscriptionState, content: NotifyContent) -> Request {
         let i = &self.init;
         let mut h = Headers::default();
         for route in &i.dialog.route_set {
@@ -421,20 +607,31 @@ impl Watcher {
         h.push("Call-ID", i.dialog.call_id.clone());
         h.push("CSeq", format!("{} NOTIFY", self.local_cseq));
         h.push("Contact", local_contact(&i.dialog.source));
+        let package = self.view.event_package();
         h.push(
             "Event",
             match &i.dialog.event_id {
-                Some(id) => format!("presence;id={id}"),
-                None => "presence".to_owned(),
+                Some(id) => format!("{package};id={id}"),
+                None => package.to_owned(),
             },
         );
         h.push("Subscription-State", state.to_string());
-        h.push("Content-Type", PIDF_CONTENT_TYPE);
+        for (name, value) in self.view.extra_headers() {
+            h.push(*name, *value);
+        }
+        h.push("Content-Type", content.content_type);
+        // RFC 3261 §20.12: the body is deflated only for a SUBSCRIBE that accepted it.
+        let body = if self.deflate && content.body.len() >= i.settings.deflate_min_bytes {
+            h.push("Content-Encoding", "deflate");
+            Bytes::from(deflate(&content.body))
+        } else {
+            content.body
+        };
         Request {
             method: Method::Notify,
             uri: i.dialog.remote_target.clone(),
             headers: h,
-            body: doc.body.clone(),
+            body,
         }
     }
 
@@ -505,12 +702,12 @@ impl Watcher {
         })
     }
 
-    /// The stored form of the subscription after `refresh`.
-    fn refreshed_change(&self, refresh: &Refresh) -> Change {
+    /// The stored form of the subscription after `refresh` and the view's `update`.
+    fn refreshed_change(&self, refresh: &Refresh, update: &V::Update) -> Change {
         if refresh.granted == 0 {
             return Change::SubscriptionRemoved(self.row_id.clone());
         }
-        let mut row = self.row();
+        let mut row = self.row(Some(update));
         row.remote_cseq = i64::from(refresh.cseq);
         row.expires_at = unix_now() + i64::from(refresh.granted);
         if let Some(t) = &refresh.target {
@@ -523,6 +720,7 @@ impl Watcher {
     fn apply_refresh(
         &mut self,
         refresh: Refresh,
+        update: V::Update,
         source: &Source,
         ctx: &mut Context<Self>,
     ) -> Reply {
@@ -530,7 +728,8 @@ impl Watcher {
         if let Some(t) = refresh.target {
             self.init.dialog.remote_target = t;
         }
-        self.dirty = true;
+        // RFC 6665 §4.2.1.2: a refresh is answered with full state.
+        self.full_state_due = true;
         if refresh.granted == 0 {
             if let Some(h) = self.expiry_timer.take() {
                 ctx.cancel_future(h);
@@ -541,8 +740,9 @@ impl Watcher {
                 self.init.id, self.init.dialog.aor
             );
         } else {
-            self.expires_at =
-                std::time::Instant::now() + Duration::from_secs(u64::from(refresh.granted));
+            self.view
+                .apply_update(update, self.init.id, ctx.address().recipient());
+            self.expires_at = Instant::now() + Duration::from_secs(u64::from(refresh.granted));
             self.arm_expiry(ctx);
         }
         // The NOTIFY follows once the 200 is sent.
@@ -550,10 +750,11 @@ impl Watcher {
         Reply {
             status: 200,
             to_tag: None,
-            headers: vec![
-                ("Contact".into(), local_contact(source)),
-                ("Expires".into(), refresh.granted.to_string()),
-            ],
+            headers: self
+                .response_headers(source, refresh.granted)
+                .into_iter()
+                .map(|(n, v)| (n.into(), v))
+                .collect(),
             body: None,
             on_sent: Some(ctx.address().recipient()),
             dialog: None,
@@ -569,7 +770,7 @@ struct Refresh {
     target: Option<Uri>,
 }
 
-impl Actor for Watcher {
+impl<V: NotifyView> Actor for Watcher<V> {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
@@ -577,7 +778,6 @@ impl Actor for Watcher {
         if self.terminating.is_none() {
             self.arm_expiry(ctx);
         }
-        self.dirty = true;
     }
 
     fn stopping(&mut self, _ctx: &mut Self::Context) -> Running {
@@ -594,25 +794,22 @@ impl Actor for Watcher {
             id: self.dialog.clone(),
             usage: self.usage.clone(),
         });
-        self.init
-            .presentity
-            .do_send(RemoveWatcher { id: self.init.id });
+        self.view.detach(self.init.id);
         debug!("watcher {}: ended", self.init.id);
         Running::Stop
     }
 }
 
-impl Handler<PresenceChanged> for Watcher {
+impl<V: NotifyView> Handler<PresenceChanged> for Watcher<V> {
     type Result = ();
 
     fn handle(&mut self, msg: PresenceChanged, ctx: &mut Self::Context) {
-        self.document = Some(msg.0);
-        self.dirty = true;
+        self.view.changed(msg.0);
         self.pump(ctx);
     }
 }
 
-impl Handler<ResponseSent> for Watcher {
+impl<V: NotifyView> Handler<ResponseSent> for Watcher<V> {
     type Result = ();
 
     fn handle(&mut self, _msg: ResponseSent, ctx: &mut Self::Context) {
@@ -621,7 +818,7 @@ impl Handler<ResponseSent> for Watcher {
     }
 }
 
-impl Handler<IncomingRequest> for Watcher {
+impl<V: NotifyView> Handler<IncomingRequest> for Watcher<V> {
     type Result = ResponseActFuture<Self, Result<Reply, Reject>>;
 
     fn handle(&mut self, msg: IncomingRequest, _ctx: &mut Self::Context) -> Self::Result {
@@ -634,25 +831,30 @@ impl Handler<IncomingRequest> for Watcher {
             Ok(r) => r,
             Err(e) => return Box::pin(fut::ready(Err(e))),
         };
-        // The 200 goes out only once the refreshed (or removed) dialog is committed.
-        let persist = self
-            .init
-            .store
-            .send(Persist(vec![self.refreshed_change(&refresh)]));
+        let update = self.view.check_update(&msg.request);
         let source = msg.source;
-        Box::pin(
-            persist
-                .into_actor(self)
-                .map(move |res, act, ctx| match res {
-                    Ok(Ok(())) => Ok(act.apply_refresh(refresh, &source, ctx)),
-                    _ => Err(Reject::new(503)
-                        .header("Retry-After", act.init.settings.retry_after.to_string())),
-                }),
-        )
+        let retry_after = self.init.settings.retry_after;
+        Box::pin(update.into_actor(self).then(move |update, act, _ctx| {
+            let update = match update {
+                Ok(u) => u,
+                Err(e) => return futures_util::future::Either::Left(fut::ready(Err(e))),
+            };
+            // The 200 goes out only once the refreshed (or removed) dialog is committed.
+            let persist = act
+                .init
+                .store
+                .send(Persist(vec![act.refreshed_change(&refresh, &update)]));
+            futures_util::future::Either::Right(persist.into_actor(act).map(
+                move |res, act, ctx| match res {
+                    Ok(Ok(())) => Ok(act.apply_refresh(refresh, update, &source, ctx)),
+                    _ => Err(Reject::new(503).header("Retry-After", retry_after.to_string())),
+                },
+            ))
+        }))
     }
 }
 
-impl Handler<ClientOutcome> for Watcher {
+impl<V: NotifyView> Handler<ClientOutcome> for Watcher<V> {
     type Result = ();
 
     fn handle(&mut self, msg: ClientOutcome, ctx: &mut Self::Context) {

@@ -29,6 +29,7 @@
 //! SIP-If-Match, Allow-Events, Min-Expires, Supported, Require, Accept, Accept-Encoding,
 //! Content-Encoding, Via, From/To/Contact/Route) live in `headers`.
 
+pub mod content_coding;
 pub mod dialog;
 pub mod dispatcher;
 pub mod headers;

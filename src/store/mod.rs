@@ -9,6 +9,7 @@
 //! Must not: hold SIP or presence logic.
 
 pub mod committer;
+pub mod lists;
 pub mod models;
 pub mod schema;
 pub mod worker;
@@ -21,6 +22,7 @@ use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 use log::info;
 
 pub use committer::{Committer, Persist, StoreUnavailable};
+pub use lists::{ListMemberRow, ListQuery, ListResolver, ResolveList};
 pub use models::{BindingRow, PublicationRow, SubscriptionRow};
 pub use worker::{LoadSnapshot, Snapshot, StoreWorker};
 
@@ -142,6 +144,24 @@ pub fn open_any(url: &str, sqlite: SqliteOptions) -> Result<Option<AnyConnection
 
 /// Opens the database named by `url` and applies pending migrations.
 pub fn open(url: &str, sqlite: SqliteOptions) -> Result<AnyConnection, StoreError> {
+    let mut conn = connect(url, sqlite)?;
+    match &mut conn {
+        AnyConnection::Sqlite(c) => {
+            c.run_pending_migrations(SQLITE_MIGRATIONS)
+                .map_err(|e| StoreError::Migration(e.to_string()))?;
+        }
+        AnyConnection::Postgresql(c) => {
+            c.run_pending_migrations(POSTGRES_MIGRATIONS)
+                .map_err(|e| StoreError::Migration(e.to_string()))?;
+        }
+    }
+    info!("store: {} ready", redact(url));
+    Ok(conn)
+}
+
+/// Opens the database named by `url` without touching its schema (a users database the
+/// list query reads, or the store once migrated).
+pub fn connect(url: &str, sqlite: SqliteOptions) -> Result<AnyConnection, StoreError> {
     let open_err = |source| StoreError::Open {
         url: redact(url),
         source,
@@ -174,18 +194,11 @@ pub fn open(url: &str, sqlite: SqliteOptions) -> Result<AnyConnection, StoreErro
                         .execute(&mut conn)
                 })
                 .map_err(StoreError::Query)?;
-            conn.run_pending_migrations(SQLITE_MIGRATIONS)
-                .map_err(|e| StoreError::Migration(e.to_string()))?;
-            info!("store: SQLite {} ready", path.display());
             Ok(AnyConnection::Sqlite(conn))
         }
-        Backend::Postgres(pg) => {
-            let mut conn = PgConnection::establish(&pg).map_err(open_err)?;
-            conn.run_pending_migrations(POSTGRES_MIGRATIONS)
-                .map_err(|e| StoreError::Migration(e.to_string()))?;
-            info!("store: PostgreSQL {} ready", redact(&pg));
-            Ok(AnyConnection::Postgresql(conn))
-        }
+        Backend::Postgres(pg) => Ok(AnyConnection::Postgresql(
+            PgConnection::establish(&pg).map_err(open_err)?,
+        )),
         Backend::Memory => Err(StoreError::UnknownScheme(
             "memory:// has no database to open".into(),
         )),

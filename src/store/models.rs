@@ -46,6 +46,14 @@ pub struct SubscriptionRow {
     pub local_addr: String,
     /// The peer's address.
     pub peer_addr: String,
+    /// The SUBSCRIBE's Accept-Encoding.
+    pub accept_encoding: Option<String>,
+    /// For a list subscription: `request` (RFC 5367) or `server` (`rls.list_query`).
+    pub list_source: Option<String>,
+    /// For a list subscription: one `uri<TAB>display name` per line.
+    pub list_members: Option<String>,
+    /// NOTIFYs use the forms liblinphone needs (`rls.linphone_compat`).
+    pub linphone_compat: bool,
 }
 
 /// A publication (RFC 3903) as stored.

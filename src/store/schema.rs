@@ -1,4 +1,4 @@
-// The shape `diesel print-schema` writes for migrations/*/…_presence_state (both backends give
+// The shape `diesel print-schema` writes for migrations/*/ (both backends give
 // the same diesel types). Keep it in step with the migrations.
 
 diesel::table! {
@@ -44,7 +44,26 @@ diesel::table! {
         transport -> Text,
         local_addr -> Text,
         peer_addr -> Text,
+        accept_encoding -> Nullable<Text>,
+        list_source -> Nullable<Text>,
+        list_members -> Nullable<Text>,
+        linphone_compat -> Bool,
     }
 }
 
-diesel::allow_tables_to_appear_in_same_query!(bindings, publications, subscriptions);
+diesel::table! {
+    resource_list_members (list_uri, owner, member_uri) {
+        list_uri -> Text,
+        owner -> Text,
+        member_uri -> Text,
+        display_name -> Nullable<Text>,
+        position -> Integer,
+    }
+}
+
+diesel::allow_tables_to_appear_in_same_query!(
+    bindings,
+    publications,
+    resource_list_members,
+    subscriptions
+);

@@ -1,0 +1,12 @@
+//! Resource lists (RFC 4662): list subscriptions, request-contained lists (RFC 5367) and
+//! server-known lists.
+//!
+//! Owns: the list model and its loaders (`resource_lists`, the store's `ListResolver`), the
+//! `ListServer` that accepts list SUBSCRIBEs, one `Watcher<ListView>` actor per list
+//! subscription, and pure RLMI (`rlmi`) and multipart (`multipart`) building.
+//! Must not: reach into presentity internals; members are watched through the registry like
+//! any watcher.
+
+pub mod multipart;
+pub mod resource_lists;
+pub mod rlmi;
