@@ -23,13 +23,18 @@ use crate::presence::xml::XmlLimits;
 use crate::presence::{PresenceConfig, Registry};
 use crate::registrar::bindings::RestoreBindings;
 use crate::registrar::{Registrar, RegistrarConfig};
+use crate::rls::list::ListLimits;
+use crate::rls::list_server::{ListServer, RestoreListSubscriptions};
+use crate::rls::list_view::ListSettings;
+use crate::rls::resource_lists::RESOURCE_LISTS_CONTENT_TYPE;
 use crate::sip::dispatcher::RegisterRoute;
 use crate::sip::transport::tcp_connection::ConnectionSettings;
 use crate::sip::transport::{TcpTransport, Transports, UdpTransport};
 use crate::sip::Method;
 use crate::sip::{Dispatcher, DispatcherSettings};
 use crate::store::{
-    self, AnyConnection, Committer, LoadSnapshot, Persist, Snapshot, StoreError, StoreWorker,
+    self, AnyConnection, Committer, ListQuery, ListResolver, LoadSnapshot, Persist, Snapshot,
+    StoreError, StoreWorker,
 };
 
 /// Why the server could not start.
@@ -100,7 +105,7 @@ async fn start_presence(
     dispatcher: &Addr<Dispatcher>,
     store: Recipient<Persist>,
     snapshot: Snapshot,
-) {
+) -> Result<(), StartError> {
     let p = &settings.presence;
     let config = PresenceConfig {
         subscribe_default: p.default_expires,
@@ -127,7 +132,7 @@ async fn start_presence(
             deflate_min_bytes: p.deflate_min_bytes,
         },
     };
-    let registry = Registry::new(config, dispatcher.clone(), store.clone()).start();
+    let registry = Registry::new(config.clone(), dispatcher.clone(), store.clone()).start();
     let r = &settings.registrar;
     let registrar = Registrar::new(
         RegistrarConfig {
@@ -138,24 +143,54 @@ async fn start_presence(
             retry_after: settings.store.retry_after_s,
         },
         registry.clone(),
-        store,
+        store.clone(),
     )
     .start();
     // Recovery order: bindings (their tuples reach the presentities first), publications,
     // then subscriptions, so every recovered watcher's first NOTIFY carries the current state.
     // Waiting for the registrar also means its BindingsChanged are queued before the rest.
+    let l = &settings.rls;
+    let lists = ListServer::new(
+        config,
+        ListSettings {
+            min_notify_interval: std::time::Duration::from_millis(l.min_notify_interval_ms),
+            max_notify_bytes: l.max_notify_bytes,
+            limits: ListLimits {
+                max_resources: l.max_resources,
+                max_body_bytes: l.max_list_body_bytes,
+                max_inflate_ratio: l.max_inflate_ratio,
+            },
+            retry_after: settings.store.retry_after_s,
+        },
+        l.linphone_compat,
+        registry.clone(),
+        dispatcher.clone(),
+        store.clone(),
+        start_list_resolver(settings)?,
+    )
+    .start();
     let _ = registrar.send(RestoreBindings(snapshot.bindings)).await;
     registry.do_send(RestorePublications(snapshot.publications));
-    registry.do_send(RestoreSubscriptions(snapshot.subscriptions));
-    let presence_route = |method| RegisterRoute {
-        method,
+    let (list_rows, plain_rows) = snapshot
+        .subscriptions
+        .into_iter()
+        .partition(|row| row.list_source.is_some());
+    registry.do_send(RestoreSubscriptions(plain_rows));
+    lists.do_send(RestoreListSubscriptions(list_rows));
+    dispatcher.do_send(RegisterRoute {
+        method: Method::Subscribe,
+        handler: lists.recipient(),
+        events: vec!["presence".into()],
+        accept: vec![PIDF_CONTENT_TYPE.into(), RESOURCE_LISTS_CONTENT_TYPE.into()],
+        option_tags: vec!["eventlist".into(), "recipient-list-subscribe".into()],
+    });
+    dispatcher.do_send(RegisterRoute {
+        method: Method::Publish,
         handler: registry.clone().recipient(),
         events: vec!["presence".into()],
         accept: vec![PIDF_CONTENT_TYPE.into()],
         option_tags: Vec::new(),
-    };
-    dispatcher.do_send(presence_route(Method::Subscribe));
-    dispatcher.do_send(presence_route(Method::Publish));
+    });
     dispatcher.do_send(RegisterRoute {
         method: Method::Register,
         handler: registrar.recipient(),
@@ -163,6 +198,36 @@ async fn start_presence(
         accept: Vec::new(),
         option_tags: Vec::new(),
     });
+    Ok(())
+}
+
+/// Starts the actor running `rls.list_query`, on `rls.list_db_url` or else the store's
+/// database; none when the query is empty or there is no database to run it on.
+fn start_list_resolver(settings: &Settings) -> Result<Option<Addr<ListResolver>>, StartError> {
+    let l = &settings.rls;
+    let Some(query) =
+        ListQuery::parse(&l.list_query).map_err(|e| crate::config::ConfigError::Invalid {
+            key: "rls.list_query".into(),
+            problem: e.to_string(),
+        })?
+    else {
+        info!("rls: server-known lists off (rls.list_query is empty)");
+        return Ok(None);
+    };
+    let url = if l.list_db_url.is_empty() {
+        settings.store.url.clone()
+    } else {
+        l.list_db_url.clone()
+    };
+    if matches!(store::Backend::from_url(&url)?, store::Backend::Memory) {
+        info!("rls: server-known lists off (no database: set rls.list_db_url)");
+        return Ok(None);
+    }
+    let sqlite = settings.store.sqlite();
+    let max = l.max_resources;
+    Ok(Some(SyncArbiter::start(1, move || {
+        ListResolver::new(url.clone(), sqlite, query.clone(), max)
+    })))
 }
 
 /// Opens the database and applies migrations (before any socket is served); `None` for
@@ -264,7 +329,7 @@ pub async fn run(
         transports.set_tcp(tcp.start());
     }
 
-    start_presence(&settings, &dispatcher, committer.recipient(), snapshot).await;
+    start_presence(&settings, &dispatcher, committer.recipient(), snapshot).await?;
 
     let dispatcher_settings = DispatcherSettings {
         domains: settings.sip.domains.clone(),

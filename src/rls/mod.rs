@@ -7,6 +7,9 @@
 //! Must not: reach into presentity internals; members are watched through the registry like
 //! any watcher.
 
+pub mod list;
+pub mod list_server;
+pub mod list_view;
 pub mod multipart;
 pub mod resource_lists;
 pub mod rlmi;

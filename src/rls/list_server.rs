@@ -1,0 +1,344 @@
+//! `ListServer`: the entry point of initial SUBSCRIBEs, deciding between a list subscription
+//! (RFC 4662) and a plain one.
+//!
+//! Owns: recognising lists — a request-contained list (RFC 5367) or a URI the server knows as
+//! a list (`rls.list_query`) — the `eventlist` negotiation (421 without it), storing a new list
+//! subscription before its 200, starting one `Watcher<ListView>` per list subscription, and
+//! restoring stored list subscriptions at start-up. Everything that is not a list goes to the
+//! `Registry` unchanged. Created by `app`; lives as long as the system.
+//! Must not: send NOTIFYs (watchers do) or touch presentities (the registry does).
+//!
+//! ```text
+//!  SUBSCRIBE ─► recipient-list? ─yes─► eventlist? ─no─► 421
+//!      │ no                      └─yes─► read list ─► store ─► Watcher<ListView> ─► 200
+//!      └─► list query finds a list? ─yes─► (same, server-known list)
+//!                                  └─no──► Registry
+//! ```
+
+use std::sync::Arc;
+
+use actix::prelude::*;
+use log::{info, warn};
+
+use super::list::{self, ListSource, Member};
+use super::list_view::{ListSettings, ListView, ServerLookup};
+use super::rlmi::RLMI_CONTENT_TYPE;
+use crate::config::LinphoneCompat;
+use crate::presence::aor::Aor;
+use crate::presence::document::PIDF_CONTENT_TYPE;
+use crate::presence::registry::{subscription_dialog, PresenceConfig, Registry};
+use crate::presence::watcher::{new_watcher_id, SubscriptionDialog, Watcher, WatcherInit};
+use crate::sip::dispatcher::{IncomingRequest, Reply};
+use crate::sip::headers::{parse_token_list, Via};
+use crate::sip::message::{HeaderAccess, Method, Request};
+use crate::sip::{Dispatcher, Reject};
+use crate::store::{Change, ListResolver, Persist, ResolveList, SubscriptionRow};
+
+/// Stored list subscriptions, loaded at start-up (CSeq marks already moved up).
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct RestoreListSubscriptions(pub Vec<SubscriptionRow>);
+
+/// The list server actor.
+pub struct ListServer {
+    presence: PresenceConfig,
+    settings: Arc<ListSettings>,
+    compat: LinphoneCompat,
+    /// Plain subscriptions, and the presentities list members are watched at.
+    registry: Addr<Registry>,
+    /// Handed to watchers: NOTIFYs and the dialog table.
+    dispatcher: Addr<Dispatcher>,
+    /// The store's group committer.
+    store: Recipient<Persist>,
+    /// Runs `rls.list_query`; none when server-known lists are off.
+    resolver: Option<Addr<ListResolver>>,
+}
+
+/// A list subscription about to be created.
+struct NewList {
+    dialog: SubscriptionDialog,
+    source: ListSource,
+    members: Vec<Member>,
+    linphone: bool,
+    subscriber: String,
+}
+
+impl ListServer {
+    /// A list server in front of `registry`.
+    pub fn new(
+        presence: PresenceConfig,
+        settings: ListSettings,
+        compat: LinphoneCompat,
+        registry: Addr<Registry>,
+        dispatcher: Addr<Dispatcher>,
+        store: Recipient<Persist>,
+        resolver: Option<Addr<ListResolver>>,
+    ) -> Self {
+        Self {
+            presence,
+            settings: Arc::new(settings),
+            compat,
+            registry,
+            dispatcher,
+            store,
+            resolver,
+        }
+    }
+
+    /// Hands a request to the registry unchanged.
+    fn forward(&self, msg: IncomingRequest) -> ResponseActFuture<Self, Result<Reply, Reject>> {
+        let sent = self.registry.send(msg);
+        Box::pin(fut::wrap_future(async move {
+            sent.await.unwrap_or_else(|_| Err(Reject::new(500)))
+        }))
+    }
+
+    fn unavailable(&self) -> Reject {
+        Reject::new(503).header("Retry-After", self.presence.watcher.retry_after.to_string())
+    }
+
+    /// The checks every list SUBSCRIBE passes, giving its dialog.
+    fn list_dialog(&self, msg: &IncomingRequest) -> Result<SubscriptionDialog, Reject> {
+        // RFC 4662 §4.2 / §5.1: a list is only served to a subscriber that supports eventlist.
+        if !supports_eventlist(&msg.request) {
+            return Err(Reject::new(421).header("Require", "eventlist"));
+        }
+        subscription_dialog(
+            msg,
+            &self.presence,
+            &["multipart/related", RLMI_CONTENT_TYPE, PIDF_CONTENT_TYPE],
+        )
+    }
+
+    fn linphone(&self, req: &Request) -> bool {
+        match self.compat {
+            LinphoneCompat::On => true,
+            LinphoneCompat::Off => false,
+            LinphoneCompat::Auto => looks_like_linphone(req),
+        }
+    }
+
+    fn view(&self, new: &NewList) -> ListView {
+        ListView::new(
+            new.dialog.aor.to_string(),
+            new.source,
+            new.members.clone(),
+            new.linphone,
+            self.settings.clone(),
+            self.registry.clone(),
+            self.lookup(new.source, &new.subscriber),
+        )
+    }
+
+    fn lookup(&self, source: ListSource, subscriber: &str) -> Option<ServerLookup> {
+        match source {
+            ListSource::Server => self.resolver.clone().map(|resolver| ServerLookup {
+                resolver,
+                subscriber: subscriber.to_owned(),
+            }),
+            ListSource::Request => None,
+        }
+    }
+
+    /// Stores the new list subscription, then starts it and answers 200.
+    fn accept(&mut self, new: NewList) -> ResponseActFuture<Self, Result<Reply, Reject>> {
+        if new.dialog.expires == 0 {
+            // A fetch: one NOTIFY, nothing stored.
+            return Box::pin(fut::ready(Ok(self.start(new, None))));
+        }
+        let mut row = new.dialog.initial_row();
+        row.list_source = Some(new.source.as_str().to_owned());
+        row.list_members = Some(list::to_text(&new.members));
+        row.linphone_compat = new.linphone;
+        let persist = self
+            .store
+            .send(Persist(vec![Change::SubscriptionCreated(Box::new(row))]));
+        Box::pin(persist.into_actor(self).map(move |res, act, _| match res {
+            Ok(Ok(())) => Ok(act.start(new, None)),
+            _ => Err(act.unavailable()),
+        }))
+    }
+
+    /// Starts the watcher of a new (or recovered, with its stored CSeq mark) list
+    /// subscription; returns the 200 for a new one.
+    fn start(&mut self, new: NewList, recovered_mark: Option<i64>) -> Reply {
+        let id = new_watcher_id();
+        let mut view = self.view(&new);
+        let source = new.dialog.source;
+        let expires = new.dialog.expires;
+        let local_tag = new.dialog.local_tag.clone();
+        let aor = new.dialog.aor.clone();
+        let members = new.members.len();
+        let init = WatcherInit {
+            id,
+            dialog: new.dialog,
+            settings: self.presence.watcher.clone(),
+            dispatcher: self.dispatcher.clone(),
+            store: self.store.clone(),
+        };
+        let ctx = Context::<Watcher<ListView>>::new();
+        view.attach(id, ctx.address().recipient());
+        let watcher = match recovered_mark {
+            Some(mark) => Watcher::recovered(init, view, mark),
+            None => Watcher::new(init, view),
+        };
+        let dialog = watcher.dialog_registration(&ctx.address());
+        let headers = watcher.response_headers(&source, expires);
+        let addr = ctx.run(watcher);
+        if recovered_mark.is_some() {
+            if let Some(d) = dialog {
+                self.dispatcher.do_send(d);
+            }
+            return Reply::default();
+        }
+        info!("list {aor}: watcher {id} subscribed to {members} resources for {expires} s");
+        Reply {
+            status: 200,
+            to_tag: Some(local_tag),
+            headers: headers.into_iter().map(|(n, v)| (n.into(), v)).collect(),
+            body: None,
+            on_sent: Some(addr.recipient()),
+            dialog,
+        }
+    }
+
+    fn subscribe(
+        &mut self,
+        msg: IncomingRequest,
+        _ctx: &mut Context<Self>,
+    ) -> ResponseActFuture<Self, Result<Reply, Reject>> {
+        let req = msg.request.clone();
+        let subscriber = req
+            .header_from()
+            .ok()
+            .and_then(|f| Aor::from_uri(&f.uri))
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        if list::is_request_list(&req) {
+            let new = self.list_dialog(&msg).and_then(|dialog| {
+                let members = list::request_list(&req, &self.settings.limits)?
+                    .ok_or_else(|| Reject::with_reason(400, "Missing Resource List"))?;
+                Ok(NewList {
+                    dialog,
+                    source: ListSource::Request,
+                    members,
+                    linphone: self.linphone(&req),
+                    subscriber,
+                })
+            });
+            return match new {
+                Ok(new) => self.accept(new),
+                Err(e) => Box::pin(fut::ready(Err(e))),
+            };
+        }
+        let (Some(resolver), Some(list_uri)) = (self.resolver.clone(), Aor::from_uri(&req.uri))
+        else {
+            return self.forward(msg);
+        };
+        let lookup = resolver.send(ResolveList {
+            list_uri: list_uri.to_string(),
+            subscriber: subscriber.clone(),
+        });
+        Box::pin(lookup.into_actor(self).then(move |rows, act, _| {
+            let rows = match rows {
+                Ok(Ok(rows)) => rows,
+                Ok(Err(e)) => {
+                    warn!("list lookup of {list_uri} failed: {e}");
+                    return ready_err(act.unavailable());
+                }
+                Err(_) => return ready_err(act.unavailable()),
+            };
+            if rows.is_empty() {
+                return act.forward(msg);
+            }
+            match act.list_dialog(&msg) {
+                Ok(dialog) => act.accept(NewList {
+                    dialog,
+                    source: ListSource::Server,
+                    members: list::server_list(rows),
+                    linphone: act.linphone(&msg.request),
+                    subscriber,
+                }),
+                Err(e) => ready_err(e),
+            }
+        }))
+    }
+}
+
+/// A rejection as an actor future.
+fn ready_err(reject: Reject) -> ResponseActFuture<ListServer, Result<Reply, Reject>> {
+    Box::pin(fut::ready(Err(reject)))
+}
+
+/// Whether the SUBSCRIBE's Supported lists `eventlist`.
+fn supports_eventlist(req: &Request) -> bool {
+    req.headers
+        .list("Supported")
+        .filter_map(|v| parse_token_list(v, "Supported").ok())
+        .flatten()
+        .any(|t| t.eq_ignore_ascii_case("eventlist"))
+}
+
+/// liblinphone (belle-sip) says `User-Agent: Unknown` unless the application sets one, so
+/// besides the User-Agent the subscriber's own Via is looked at: belle-sip writes its branches
+/// `z9hG4bK.` with a dot, a form no other common stack uses. The subscriber's Via is the
+/// bottom one (proxies add theirs on top).
+pub fn looks_like_linphone(req: &Request) -> bool {
+    let ua = req
+        .headers
+        .get("User-Agent")
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    if ua.contains("linphone") || ua.contains("belle-sip") {
+        return true;
+    }
+    req.headers
+        .list("Via")
+        .last()
+        .and_then(|v| Via::parse(v).ok())
+        .and_then(|v| v.branch().map(|b| b.starts_with("z9hG4bK.")))
+        .unwrap_or(false)
+}
+
+impl Actor for ListServer {
+    type Context = Context<Self>;
+}
+
+impl Handler<IncomingRequest> for ListServer {
+    type Result = ResponseActFuture<Self, Result<Reply, Reject>>;
+
+    fn handle(&mut self, msg: IncomingRequest, ctx: &mut Self::Context) -> Self::Result {
+        match msg.request.method {
+            Method::Subscribe => self.subscribe(msg, ctx),
+            _ => self.forward(msg),
+        }
+    }
+}
+
+impl Handler<RestoreListSubscriptions> for ListServer {
+    type Result = ();
+
+    fn handle(&mut self, msg: RestoreListSubscriptions, _ctx: &mut Self::Context) {
+        let count = msg.0.len();
+        for row in msg.0 {
+            let source = row.list_source.as_deref().and_then(ListSource::parse);
+            let (Some(source), Ok(dialog)) = (source, SubscriptionDialog::from_row(&row)) else {
+                warn!("stored list subscription {} is invalid, dropped", row.id);
+                continue;
+            };
+            let new = NewList {
+                subscriber: Aor::from_uri(&dialog.remote_uri.uri)
+                    .map(|a| a.to_string())
+                    .unwrap_or_default(),
+                dialog,
+                source,
+                members: list::from_text(row.list_members.as_deref().unwrap_or("")),
+                linphone: row.linphone_compat,
+            };
+            let _ = self.start(new, Some(row.notify_cseq_mark));
+        }
+        if count > 0 {
+            info!("{count} list subscriptions restored");
+        }
+    }
+}

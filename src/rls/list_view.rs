@@ -1,0 +1,418 @@
+//! `ListView`: what a list subscription (RFC 4662) notifies — the state of every member of a
+//! resource list, as `multipart/related` bodies with an RLMI root.
+//!
+//! Owns: the list's members and their latest documents, which members changed since the last
+//! NOTIFY, throttling (`rls.min_notify_interval_ms`), spreading a state larger than
+//! `rls.max_notify_bytes` over several NOTIFYs, and the body forms (RFC or liblinphone).
+//! The `Watcher<ListView>` actor around it owns the dialog and sends. Members are watched
+//! through the registry (`AttachWatcher`/`DetachWatcher`), like any watcher.
+//! Must not: reach into presentities, or send SIP itself.
+//!
+//! ```text
+//!  attach ──► wait for every member's first document ──► full state (fullState="true")
+//!  member changes ──► remember ──► interval elapsed ──► partial (only the changed resources)
+//!  state above max_notify_bytes ──► first NOTIFY ──► rest in the NOTIFYs right after it
+//!  refresh / list replaced ──► full state again
+//! ```
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use bytes::Bytes;
+
+use super::list::{self, ListLimits, ListSource, Member};
+use super::multipart::{self, Part, PartIdStyle};
+use super::rlmi::{self, Instance, InstanceState, Resource, RLMI_CONTENT_TYPE};
+use crate::presence::aor::Aor;
+use crate::presence::document::{SharedDocument, PIDF_CONTENT_TYPE};
+use crate::presence::presentity::PresenceChanged;
+use crate::presence::registry::{AttachWatcher, DetachWatcher, Registry};
+use crate::presence::watcher::{Due, NotifyContent, NotifyView, UpdateFuture};
+use crate::sip::message::Request;
+use crate::sip::Reject;
+use crate::store::{ListResolver, ResolveList, SubscriptionRow};
+
+/// Settings shared by every list subscription.
+#[derive(Debug, Clone)]
+pub struct ListSettings {
+    /// Partial NOTIFYs are at least this far apart.
+    pub min_notify_interval: Duration,
+    /// Largest body before content coding.
+    pub max_notify_bytes: usize,
+    /// Limits on request-contained lists.
+    pub limits: ListLimits,
+    /// Retry-After of a 503 when a server-known list cannot be looked up, seconds.
+    pub retry_after: u32,
+}
+
+/// What an in-dialog SUBSCRIBE does to the list.
+#[derive(Debug)]
+pub enum ListUpdate {
+    /// The list stays as it is.
+    Keep,
+    /// The list is replaced by these members.
+    Replace(Vec<Member>),
+}
+
+/// Who a list is looked up for, and where (server-known lists only).
+#[derive(Clone)]
+pub struct ServerLookup {
+    /// The resolver running `rls.list_query`.
+    pub resolver: Addr<ListResolver>,
+    /// The subscriber's AOR (`:from`).
+    pub subscriber: String,
+}
+
+/// The view of one list subscription.
+pub struct ListView {
+    list_uri: String,
+    source: ListSource,
+    members: Vec<Member>,
+    /// Latest document of each watched member.
+    docs: HashMap<Aor, SharedDocument>,
+    /// Members whose first document has not arrived yet.
+    awaiting: HashSet<Aor>,
+    /// Members changed since the last NOTIFY.
+    changed: HashSet<Aor>,
+    /// Indices of members still to be sent in the NOTIFYs right after this one.
+    spill: VecDeque<usize>,
+    last_sent: Option<Instant>,
+    /// Per member, a stable RLMI instance id.
+    instance_ids: HashMap<Aor, String>,
+    style: PartIdStyle,
+    linphone: bool,
+    settings: Arc<ListSettings>,
+    /// The registry, holding the presentities this view is attached to.
+    registry: Addr<Registry>,
+    /// For server-known lists: looked up again on refresh.
+    lookup: Option<ServerLookup>,
+}
+
+impl ListView {
+    /// A view of `members` (not yet attached: `attach` does that).
+    pub fn new(
+        list_uri: String,
+        source: ListSource,
+        members: Vec<Member>,
+        linphone: bool,
+        settings: Arc<ListSettings>,
+        registry: Addr<Registry>,
+        lookup: Option<ServerLookup>,
+    ) -> Self {
+        Self {
+            list_uri,
+            source,
+            members,
+            docs: HashMap::new(),
+            awaiting: HashSet::new(),
+            changed: HashSet::new(),
+            spill: VecDeque::new(),
+            last_sent: None,
+            instance_ids: HashMap::new(),
+            style: if linphone {
+                PartIdStyle::Linphone
+            } else {
+                PartIdStyle::Rfc
+            },
+            linphone,
+            settings,
+            registry,
+            lookup,
+        }
+    }
+
+    /// The watched members' AORs, without duplicates.
+    fn watched(members: &[Member]) -> Vec<Aor> {
+        let mut seen = HashSet::new();
+        members
+            .iter()
+            .filter_map(|m| m.aor.clone())
+            .filter(|a| seen.insert(a.clone()))
+            .collect()
+    }
+
+    /// Attaches the view to its members' presentities; they answer with their documents.
+    pub fn attach(&mut self, watcher_id: u64, watcher: Recipient<PresenceChanged>) {
+        let aors = Self::watched(&self.members);
+        self.awaiting.extend(aors.iter().cloned());
+        // do_send: one message per list subscription (or list change).
+        self.registry.do_send(AttachWatcher {
+            id: watcher_id,
+            aors,
+            recipient: watcher,
+        });
+    }
+
+    fn instance_id(&mut self, aor: &Aor) -> String {
+        let next = self.instance_ids.len();
+        self.instance_ids
+            .entry(aor.clone())
+            .or_insert_with(|| format!("i{next}"))
+            .clone()
+    }
+
+    /// The RLMI resource of member `i`, and its PIDF part if its state is known.
+    fn resource(&mut self, i: usize, host: &str) -> Option<(Resource, Option<Part>)> {
+        let member = self.members.get(i)?.clone();
+        let Some(aor) = &member.aor else {
+            // Non-SIP URIs, <external> and <entry-ref> are never fetched: said so here.
+            return Some((
+                Resource {
+                    uri: member.uri,
+                    name: member.name,
+                    instances: vec![Instance {
+                        id: "x".into(),
+                        state: InstanceState::Terminated {
+                            reason: "noresource".into(),
+                        },
+                        cid: None,
+                    }],
+                },
+                None,
+            ));
+        };
+        let id = self.instance_id(aor);
+        let (state, part) = match self.docs.get(aor) {
+            Some(doc) => {
+                let cid = multipart::new_content_id(host);
+                (
+                    (InstanceState::Active, Some(cid.clone())),
+                    Some(Part {
+                        content_id: cid,
+                        content_type: PIDF_CONTENT_TYPE.into(),
+                        body: doc.body.clone(),
+                    }),
+                )
+            }
+            None => ((InstanceState::Pending, None), None),
+        };
+        Some((
+            Resource {
+                uri: aor.to_string(),
+                name: member.name,
+                instances: vec![Instance {
+                    id,
+                    state: state.0,
+                    cid: state.1,
+                }],
+            },
+            part,
+        ))
+    }
+
+    /// Builds one body from the front of `spill`, as many resources as fit (at least one).
+    fn build(&mut self, full_state: bool, version: u32) -> NotifyContent {
+        let host = self
+            .list_uri
+            .rsplit_once('@')
+            .map(|(_, h)| h.to_owned())
+            .unwrap_or_else(|| "presenced".into());
+        let boundary = multipart::new_boundary();
+        let root_cid = multipart::new_content_id(&host);
+        let root_type = format!("{RLMI_CONTENT_TYPE};charset=\"UTF-8\"");
+        let empty_root = Part {
+            content_id: root_cid.clone(),
+            content_type: root_type.clone(),
+            body: Bytes::new(),
+        };
+        let mut size = multipart::encode_part(&boundary, &empty_root, self.style).len()
+            + multipart::closing(&boundary).len()
+            + rlmi::document_overhead(&self.list_uri, version, full_state);
+        let mut fragments = Vec::new();
+        let mut parts = Vec::new();
+        while let Some(&i) = self.spill.front() {
+            let Some((resource, part)) = self.resource(i, &host) else {
+                self.spill.pop_front();
+                continue;
+            };
+            let fragment = rlmi::resource_xml(&resource);
+            let cost = fragment.len()
+                + part.as_ref().map_or(0, |p| {
+                    multipart::encode_part(&boundary, p, self.style).len()
+                });
+            // At least one resource per NOTIFY, however large, so the list always progresses.
+            if !fragments.is_empty() && size + cost > self.settings.max_notify_bytes {
+                break;
+            }
+            size += cost;
+            fragments.push(fragment);
+            parts.extend(part);
+            self.spill.pop_front();
+        }
+        let document = rlmi::document(&self.list_uri, version, full_state, &fragments);
+        let root = Part {
+            body: Bytes::from(document),
+            ..empty_root
+        };
+        NotifyContent {
+            content_type: multipart::content_type(&boundary, &root_type, &root_cid),
+            body: multipart::body(&boundary, &root, &parts, self.style),
+        }
+    }
+
+    fn replace(
+        &mut self,
+        members: Vec<Member>,
+        watcher_id: u64,
+        watcher: Recipient<PresenceChanged>,
+    ) {
+        let old: HashSet<Aor> = Self::watched(&self.members).into_iter().collect();
+        let new: HashSet<Aor> = Self::watched(&members).into_iter().collect();
+        let added: Vec<Aor> = new.difference(&old).cloned().collect();
+        let removed: Vec<Aor> = old.difference(&new).cloned().collect();
+        for aor in &removed {
+            self.docs.remove(aor);
+            self.awaiting.remove(aor);
+            self.changed.remove(aor);
+        }
+        self.members = members;
+        self.spill.clear();
+        if !removed.is_empty() {
+            // do_send: one message per list change.
+            self.registry.do_send(DetachWatcher {
+                id: watcher_id,
+                aors: removed,
+            });
+        }
+        if !added.is_empty() {
+            self.awaiting.extend(added.iter().cloned());
+            self.registry.do_send(AttachWatcher {
+                id: watcher_id,
+                aors: added,
+                recipient: watcher,
+            });
+        }
+    }
+}
+
+impl NotifyView for ListView {
+    type Update = ListUpdate;
+
+    fn changed(&mut self, doc: SharedDocument) {
+        let aor = doc.aor.clone();
+        // A document from a member removed meanwhile is dropped.
+        if !self.awaiting.remove(&aor) && !self.docs.contains_key(&aor) {
+            return;
+        }
+        self.docs.insert(aor.clone(), doc);
+        self.changed.insert(aor);
+    }
+
+    fn due(&self, full_state: bool, now: Instant) -> Due {
+        if !self.awaiting.is_empty() {
+            return Due::Nothing;
+        }
+        if full_state || !self.spill.is_empty() {
+            return Due::Now;
+        }
+        if self.changed.is_empty() {
+            return Due::Nothing;
+        }
+        match self.last_sent {
+            // RFC 4662 §5.3 leaves the rate to the server: partial NOTIFYs are throttled.
+            Some(last) if now < last + self.settings.min_notify_interval => {
+                Due::At(last + self.settings.min_notify_interval)
+            }
+            _ => Due::Now,
+        }
+    }
+
+    fn next(&mut self, full_state: bool, version: u32, now: Instant) -> NotifyContent {
+        if full_state {
+            self.changed.clear();
+            self.spill = (0..self.members.len()).collect();
+        } else if self.spill.is_empty() {
+            let changed = std::mem::take(&mut self.changed);
+            self.spill = self
+                .members
+                .iter()
+                .enumerate()
+                .filter(|(_, m)| m.aor.as_ref().is_some_and(|a| changed.contains(a)))
+                .map(|(i, _)| i)
+                .collect();
+        }
+        self.last_sent = Some(now);
+        self.build(full_state, version)
+    }
+
+    fn check_update(&self, request: &Request) -> UpdateFuture<ListUpdate> {
+        match (self.source, &self.lookup) {
+            (ListSource::Request, _) => {
+                let update = list::request_list(request, &self.settings.limits)
+                    .map(|m| m.map_or(ListUpdate::Keep, ListUpdate::Replace));
+                Box::pin(std::future::ready(update))
+            }
+            (ListSource::Server, Some(lookup)) => {
+                let lookup = lookup.clone();
+                let list_uri = self.list_uri.clone();
+                let retry_after = self.settings.retry_after.to_string();
+                Box::pin(async move {
+                    let rows = lookup
+                        .resolver
+                        .send(ResolveList {
+                            list_uri,
+                            subscriber: lookup.subscriber,
+                        })
+                        .await;
+                    match rows {
+                        // The list as it is now; a list that vanished keeps its last members
+                        // until the subscription ends.
+                        Ok(Ok(rows)) if !rows.is_empty() => {
+                            Ok(ListUpdate::Replace(list::server_list(rows)))
+                        }
+                        Ok(Ok(_)) => Ok(ListUpdate::Keep),
+                        _ => Err(Reject::new(503).header("Retry-After", retry_after)),
+                    }
+                })
+            }
+            (ListSource::Server, None) => Box::pin(std::future::ready(Ok(ListUpdate::Keep))),
+        }
+    }
+
+    fn fill_row(&self, update: Option<&ListUpdate>, row: &mut SubscriptionRow) {
+        let members = match update {
+            Some(ListUpdate::Replace(m)) => m,
+            _ => &self.members,
+        };
+        row.list_source = Some(self.source.as_str().to_owned());
+        row.list_members = Some(list::to_text(members));
+        row.linphone_compat = self.linphone;
+    }
+
+    fn apply_update(
+        &mut self,
+        update: ListUpdate,
+        watcher_id: u64,
+        watcher: Recipient<PresenceChanged>,
+    ) {
+        if let ListUpdate::Replace(members) = update {
+            if members != self.members {
+                self.replace(members, watcher_id, watcher);
+            }
+        }
+    }
+
+    fn detach(&mut self, watcher_id: u64) {
+        // do_send: one message per ended subscription.
+        self.registry.do_send(DetachWatcher {
+            id: watcher_id,
+            aors: Self::watched(&self.members),
+        });
+    }
+
+    fn event_package(&self) -> &'static str {
+        // liblinphone drops list NOTIFYs whose Event is not exactly `Presence`.
+        if self.linphone {
+            "Presence"
+        } else {
+            "presence"
+        }
+    }
+
+    fn extra_headers(&self) -> &'static [(&'static str, &'static str)] {
+        // RFC 4662 §5.1: list NOTIFYs (and the 200) carry Require: eventlist.
+        &[("Require", "eventlist")]
+    }
+}
