@@ -181,3 +181,59 @@ fn fanout_scenario_delivers_the_final_state_to_every_watcher_over_udp_and_tcp() 
     }
     Ok(())
 }
+
+#[test]
+fn list_scenario_delivers_the_last_members_final_state_to_every_list_over_udp_and_tcp(
+) -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let (members, lists) = (3, 4);
+    csvs(members, 1, dir.path());
+    let scenario = dir.path().join("list_watch.xml");
+    let status = Command::new("bash")
+        .arg(sipp_dir().join("gen_list_watch.sh"))
+        .args([members.to_string(), "example.org".into()])
+        .arg(&scenario)
+        .status()?;
+    assert!(status.success());
+    for transport in ["u1", "t1"] {
+        let server = TestServer::start();
+        let addr = if transport == "u1" {
+            server.udp
+        } else {
+            server.tcp
+        };
+        let inf = dir.path().join("presentities.csv");
+        let watchers = spawn(sipp(
+            addr,
+            transport,
+            scenario.to_str().unwrap(),
+            &inf,
+            lists,
+            dir.path(),
+        ));
+        let publishers = spawn(sipp(
+            addr,
+            transport,
+            "fanout_publish.xml",
+            &inf,
+            members,
+            dir.path(),
+        ));
+        let published = publishers.wait_with_output();
+        let out = watchers.wait_with_output()?;
+        assert_success(
+            &format!("list publishers over {transport}"),
+            published?,
+            dir.path(),
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert_success(&format!("list watchers over {transport}"), out, dir.path());
+        let successful = stdout
+            .lines()
+            .find(|l| l.contains("Successful call"))
+            .and_then(|l| l.rsplit('|').next())
+            .and_then(|v| v.trim().parse::<u32>().ok());
+        assert_eq!(successful, Some(lists), "every list saw the final state");
+    }
+    Ok(())
+}
