@@ -18,6 +18,9 @@
 //! - [`sip`]: the SIP layer (façade over rsip, transports, transactions, dispatcher).
 //! - [`presence`]: presentities, watchers, PUBLISH, PIDF and aggregation.
 //! - [`registrar`]: REGISTER bindings, fed to presentities as messages.
+//! - [`rls`]: resource list subscriptions (RFC 4662): request-contained (RFC 5367) and
+//!   server-known lists, one `Watcher<ListView>` per list subscription.
+//! - [`store`]: persistence (diesel; SQLite or PostgreSQL), group commits, list lookups.
 //! - [`app`]: start-up and shutdown order.
 //!
 //! # Glossary (RFC terms, used exactly)

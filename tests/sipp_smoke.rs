@@ -183,8 +183,8 @@ fn fanout_scenario_delivers_the_final_state_to_every_watcher_over_udp_and_tcp() 
 }
 
 #[test]
-fn list_scenario_delivers_the_last_members_final_state_to_every_list_over_udp_and_tcp(
-) -> TestResult {
+fn list_scenario_delivers_the_last_members_final_state_to_every_list_over_udp_and_tcp() -> TestResult
+{
     let dir = tempfile::tempdir()?;
     let (members, lists) = (3, 4);
     csvs(members, 1, dir.path());
