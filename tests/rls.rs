@@ -663,3 +663,43 @@ fn list_subscriptions_survive_kill_9_with_full_state_and_a_higher_version() -> T
     }
     Ok(())
 }
+
+#[test]
+fn a_users_database_of_its_own_serves_lists_through_a_custom_query() -> TestResult {
+    use diesel::{Connection, RunQueryDsl};
+    let users = tempfile::tempdir()?;
+    let users_db = users.path().join("users.db");
+    let mut c = diesel::SqliteConnection::establish(users_db.to_str().unwrap())?;
+    for sql in [
+        "CREATE TABLE users (id INTEGER PRIMARY KEY, sip_uri TEXT NOT NULL)",
+        "CREATE TABLE friends (user_id INTEGER NOT NULL, sip_uri TEXT NOT NULL, label TEXT)",
+        "INSERT INTO users VALUES (1, 'sip:tester@example.org')",
+        "INSERT INTO friends VALUES (1, 'sip:pal@example.org', 'Pal'), (1, 'sip:bud@example.org', NULL)",
+    ] {
+        diesel::sql_query(sql).execute(&mut c)?;
+    }
+    let query = "SELECT f.sip_uri AS uri, f.label AS name FROM friends f JOIN users u ON u.id = f.user_id \
+                 WHERE u.sip_uri = :from AND :to = 'sip:buddies@example.org' ORDER BY f.sip_uri DESC";
+    let server = TestServer::start_with(
+        "",
+        &rls_config(&format!(
+            "list_db_url = \"sqlite://{}\"\nlist_query = \"{query}\"",
+            users_db.display()
+        )),
+    );
+    let mut ua = UdpUa::new(server.udp);
+    let req = ua
+        .new_request("SUBSCRIBE", "sip:buddies@example.org")
+        .header("Event: presence")
+        .header("Supported: eventlist")
+        .header(&format!("Contact: <sip:watcher@{}>", ua.local()));
+    ua.send(&req.build());
+    ua.expect_status(200);
+    let n = expect_list_notify(&mut ua);
+    assert_eq!(
+        n.resources(),
+        ["sip:pal@example.org", "sip:bud@example.org"]
+    );
+    assert!(n.rlmi().contains("<name>Pal</name>"));
+    Ok(())
+}
