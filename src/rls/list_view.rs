@@ -134,6 +134,9 @@ impl ListView {
     }
 
     /// Attaches the view to its members' presentities; they answer with their documents.
+    // DEVIATION: members in domains this server does not serve are watched at the local
+    // presentity of their AOR too (RFC 4662 §4.4 would have the RLS subscribe to them with a
+    // back-end SUBSCRIBE); a later issue adds back-end subscriptions.
     pub fn attach(&mut self, watcher_id: u64, watcher: Recipient<PresenceChanged>) {
         let aors = Self::watched(&self.members);
         self.awaiting.extend(aors.iter().cloned());
