@@ -254,7 +254,7 @@ mod tests {
 
     const LIST: &str = r#"<?xml version="1.0"?><resource-lists xmlns="urn:ietf:params:xml:ns:resource-lists"><list>
 <entry uri="sip:alice@example.org"><display-name>Alice</display-name></entry>
-<entry uri="sips:ALICE@Example.org"/><entry uri="tel:+15551234"/><entry uri="sip:carol@example.org"/></list></resource-lists>"#;
+<entry uri="sips:alice@Example.org;transport=tcp"/><entry uri="tel:+15551234"/><entry uri="sip:carol@example.org"/></list></resource-lists>"#;
 
     #[test]
     fn a_plain_list_reads_with_duplicates_collapsed_by_aor_and_tel_kept_as_not_served() {
