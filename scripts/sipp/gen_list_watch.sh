@@ -14,7 +14,12 @@ domain=${2:-example.org}
 out=${3:-list_watch.xml}
 last=$((m - 1))
 entries=$(awk -v m="$m" -v d="$domain" 'BEGIN { for (i = 0; i < m; i++) printf "        <entry uri=\"sip:user%d@%s\"/>\n", i, d }')
-answer='  <send>
+# A 200 to the last request received; $1: optional next="label".
+answer() {
+  local attr=""
+  if [ -n "${1:-}" ]; then attr=" next=\"$1\""; fi
+  cat <<ANSWER
+  <send$attr>
     <![CDATA[
       SIP/2.0 200 OK
       [last_Via:]
@@ -25,7 +30,9 @@ answer='  <send>
       Content-Length: 0
 
     ]]>
-  </send>'
+  </send>
+ANSWER
+}
 cat > "$out" <<EOF
 <?xml version="1.0" encoding="ISO-8859-1" ?>
 <!DOCTYPE scenario SYSTEM "sipp.dtd">
@@ -70,7 +77,7 @@ $entries
       <ereg regexp="final user$last&lt;" search_in="body" assign_to="final"/>
     </action>
   </recv>
-$answer
+$(answer)
   <recv response="200" rtd="true" next="unsubscribe" test="final">
     <action>
       <ereg regexp=";tag=([^;>]+)" search_in="hdr" header="To:" check_it="true" assign_to="junk,totag"/>
@@ -84,20 +91,9 @@ $answer
       <ereg regexp="final user$last&lt;" search_in="body" assign_to="final"/>
     </action>
   </recv>
-  <send next="loop">
-    <![CDATA[
-      SIP/2.0 200 OK
-      [last_Via:]
-      [last_From:]
-      [last_To:]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Content-Length: 0
-
-    ]]>
-  </send>
+$(answer loop)
   <label id="answer_final"/>
-$answer
+$(answer)
 
   <label id="unsubscribe"/>
   <send retrans="500">
@@ -120,25 +116,14 @@ $answer
   <label id="unsub_wait"/>
   <recv response="200" optional="true" next="unsub_ok" rtd="true"/>
   <recv request="NOTIFY" crlf="true"/>
-  <send next="unsub_wait">
-    <![CDATA[
-      SIP/2.0 200 OK
-      [last_Via:]
-      [last_From:]
-      [last_To:]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Content-Length: 0
-
-    ]]>
-  </send>
+$(answer unsub_wait)
   <label id="unsub_ok"/>
   <recv request="NOTIFY" crlf="true">
     <action>
       <ereg regexp="terminated" search_in="hdr" header="Subscription-State:" check_it="true" assign_to="ended"/>
     </action>
   </recv>
-$answer
+$(answer)
 
   <Reference variables="junk,ended,req,mp"/>
   <ResponseTimeRepartition value="1, 2, 5, 10, 20, 50, 100"/>
