@@ -454,16 +454,8 @@ fn in_dialog_list_subscribe(
     expires: u32,
     list: Option<&[String]>,
 ) -> Vec<u8> {
-    let mut r = ua.new_request("SUBSCRIBE", initial.uri.as_str());
-    r.from = initial.from.clone();
-    r.to = ok.header("To").unwrap().to_string();
-    r.call_id = initial.call_id.clone();
-    r.cseq = cseq;
-    r = r
-        .header("Event: presence")
-        .header("Supported: eventlist")
-        .header(&format!("Contact: <sip:watcher@{}>", ua.local_addr()))
-        .header(&format!("Expires: {expires}"));
+    let mut r =
+        in_dialog_subscribe_request(ua, initial, ok, cseq, expires).header("Supported: eventlist");
     if let Some(uris) = list {
         r = r
             .header("Content-Disposition: recipient-list")

@@ -126,6 +126,48 @@ fn register_scenario_passes_over_udp_and_tcp() -> TestResult {
     run_single("register.xml")
 }
 
+/// Runs a watcher scenario and fanout_publish.xml at once against `target` (server, transport,
+/// work folder); both must succeed. Returns the watchers' successful calls.
+fn watchers_with_publishers(
+    target: (std::net::SocketAddr, &str, &Path),
+    watch_scenario: &str,
+    watch_inf: &Path,
+    watch_calls: u32,
+    publish_inf: &Path,
+    publish_calls: u32,
+) -> Result<Option<u32>, Box<dyn std::error::Error>> {
+    let (addr, transport, dir) = target;
+    // Order does not matter: a watcher that subscribes after the final change sees it in its
+    // first NOTIFY.
+    let watchers = spawn(sipp(
+        addr,
+        transport,
+        watch_scenario,
+        watch_inf,
+        watch_calls,
+        dir,
+    ));
+    let publishers = spawn(sipp(
+        addr,
+        transport,
+        "fanout_publish.xml",
+        publish_inf,
+        publish_calls,
+        dir,
+    ));
+    // Both are waited for before either is judged, so no sipp outlives the test.
+    let published = publishers.wait_with_output();
+    let out = watchers.wait_with_output()?;
+    assert_success(&format!("publishers over {transport}"), published?, dir);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_success(&format!("{watch_scenario} over {transport}"), out, dir);
+    Ok(stdout
+        .lines()
+        .find(|l| l.contains("Successful call"))
+        .and_then(|l| l.rsplit('|').next())
+        .and_then(|v| v.trim().parse::<u32>().ok()))
+}
+
 #[test]
 fn fanout_scenario_delivers_the_final_state_to_every_watcher_over_udp_and_tcp() -> TestResult {
     let dir = tempfile::tempdir()?;
@@ -140,43 +182,14 @@ fn fanout_scenario_delivers_the_final_state_to_every_watcher_over_udp_and_tcp() 
         } else {
             server.tcp
         };
-        // Order does not matter: a watcher that subscribes after the final change sees it in
-        // its first NOTIFY.
-        let watchers = spawn(sipp(
-            addr,
-            transport,
+        let successful = watchers_with_publishers(
+            (addr, transport, dir.path()),
             "fanout_watch.xml",
             &dir.path().join("watchers.csv"),
             n * w,
-            dir.path(),
-        ));
-        let publishers = spawn(sipp(
-            addr,
-            transport,
-            "fanout_publish.xml",
             &dir.path().join("presentities.csv"),
             n,
-            dir.path(),
-        ));
-        // Both are waited for before either is judged, so no sipp outlives the test.
-        let published = publishers.wait_with_output();
-        let out = watchers.wait_with_output()?;
-        assert_success(
-            &format!("fan-out publishers over {transport}"),
-            published?,
-            dir.path(),
-        );
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert_success(
-            &format!("fan-out watchers over {transport}"),
-            out,
-            dir.path(),
-        );
-        let successful = stdout
-            .lines()
-            .find(|l| l.contains("Successful call"))
-            .and_then(|l| l.rsplit('|').next())
-            .and_then(|v| v.trim().parse::<u32>().ok());
+        )?;
         assert_eq!(successful, Some(n * w), "every watcher saw the final state");
     }
     Ok(())
@@ -203,36 +216,14 @@ fn list_scenario_delivers_the_last_members_final_state_to_every_list_over_udp_an
             server.tcp
         };
         let inf = dir.path().join("presentities.csv");
-        let watchers = spawn(sipp(
-            addr,
-            transport,
+        let successful = watchers_with_publishers(
+            (addr, transport, dir.path()),
             scenario.to_str().unwrap(),
             &inf,
             lists,
-            dir.path(),
-        ));
-        let publishers = spawn(sipp(
-            addr,
-            transport,
-            "fanout_publish.xml",
             &inf,
             members,
-            dir.path(),
-        ));
-        let published = publishers.wait_with_output();
-        let out = watchers.wait_with_output()?;
-        assert_success(
-            &format!("list publishers over {transport}"),
-            published?,
-            dir.path(),
-        );
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert_success(&format!("list watchers over {transport}"), out, dir.path());
-        let successful = stdout
-            .lines()
-            .find(|l| l.contains("Successful call"))
-            .and_then(|l| l.rsplit('|').next())
-            .and_then(|v| v.trim().parse::<u32>().ok());
+        )?;
         assert_eq!(successful, Some(lists), "every list saw the final state");
     }
     Ok(())

@@ -614,6 +614,17 @@ pub fn in_dialog_subscribe(
     cseq: u32,
     expires: u32,
 ) -> Vec<u8> {
+    in_dialog_subscribe_request(ua, initial, ok, cseq, expires).build()
+}
+
+/// The builder of `in_dialog_subscribe`, for tests that add headers or a body.
+pub fn in_dialog_subscribe_request(
+    ua: &impl Ua,
+    initial: &RequestBuilder,
+    ok: &SipMsg,
+    cseq: u32,
+    expires: u32,
+) -> RequestBuilder {
     let mut r = ua.new_request("SUBSCRIBE", initial.uri.as_str());
     r.from = initial.from.clone();
     r.to = ok.header("To").unwrap().to_string();
@@ -622,5 +633,4 @@ pub fn in_dialog_subscribe(
     r.header("Event: presence")
         .header(&format!("Contact: <sip:watcher@{}>", ua.local_addr()))
         .header(&format!("Expires: {expires}"))
-        .build()
 }
