@@ -161,6 +161,7 @@ async fn start_presence(
                 max_inflate_ratio: l.max_inflate_ratio,
             },
             retry_after: settings.store.retry_after_s,
+            lookup_without_eventlist: l.lookup_without_eventlist,
         },
         l.linphone_compat,
         registry.clone(),

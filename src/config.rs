@@ -255,6 +255,9 @@ pub struct RlsSettings {
     pub list_query: String,
     /// Database the list query runs on; empty means the store's.
     pub list_db_url: String,
+    /// Run the list query for initial SUBSCRIBEs without `Supported: eventlist` too (a list
+    /// URI then gets 421); off, they are plain subscriptions with no lookup.
+    pub lookup_without_eventlist: bool,
     /// `off`, `on` or `auto`: write list NOTIFYs the way liblinphone needs.
     pub linphone_compat: LinphoneCompat,
 }
@@ -274,6 +277,7 @@ impl Default for RlsSettings {
             max_inflate_ratio: 100,
             list_query: DEFAULT_LIST_QUERY.into(),
             list_db_url: String::new(),
+            lookup_without_eventlist: false,
             linphone_compat: LinphoneCompat::Auto,
         }
     }

@@ -580,9 +580,16 @@ fn a_server_known_list_gives_each_subscriber_their_own_members() -> TestResult {
                 .header("Event: presence")
                 .header(&format!("Contact: <sip:watcher@{}>", ua.local()))
         };
+        // Without eventlist there is no lookup (rls.lookup_without_eventlist is off): the list
+        // URI is subscribed to as a presentity.
         ua.send(&req(&ua).build());
-        let r = ua.expect_status(421);
-        assert_eq!(r.header("Require"), Some("eventlist"), "{backend}");
+        ua.expect_status(200);
+        let n = ua.expect_notify();
+        assert_eq!(
+            n.header("Content-Type"),
+            Some("application/pidf+xml"),
+            "{backend}"
+        );
         ua.send(&req(&ua).header("Supported: eventlist").build());
         ua.expect_status(200);
         let n = expect_list_notify(&mut ua);
@@ -610,6 +617,31 @@ fn a_server_known_list_gives_each_subscriber_their_own_members() -> TestResult {
             Some("application/pidf+xml"),
             "{backend}"
         );
+    }
+    Ok(())
+}
+
+#[test]
+fn with_lookup_without_eventlist_a_server_known_list_needs_eventlist() -> TestResult {
+    let scratch = tempfile::tempdir()?;
+    let url = format!("sqlite://{}/presenced.db", scratch.path().display());
+    let dir = tempfile::tempdir()?;
+    let server = TestServer::start_config(
+        dir,
+        &config_with_store(&url, "", &rls_config("lookup_without_eventlist = true")),
+    );
+    insert_members(&url, &[(LIST, "*", "sip:everyone@example.org", None)]);
+    let mut ua = UdpUa::new(server.udp);
+    for (uri, status) in [(LIST, 421), ("sip:everyone@example.org", 200)] {
+        let req = ua
+            .new_request("SUBSCRIBE", uri)
+            .header("Event: presence")
+            .header(&format!("Contact: <sip:watcher@{}>", ua.local()));
+        ua.send(&req.build());
+        let r = ua.expect_status(status);
+        if status == 421 {
+            assert_eq!(r.header("Require"), Some("eventlist"));
+        }
     }
     Ok(())
 }

@@ -11,8 +11,9 @@
 //! ```text
 //!  SUBSCRIBE ─► recipient-list? ─yes─► eventlist? ─no─► 421
 //!      │ no                      └─yes─► read list ─► store ─► Watcher<ListView> ─► 200
-//!      └─► list query finds a list? ─yes─► (same, server-known list)
-//!                                  └─no──► Registry
+//!      └─► eventlist (or rls.lookup_without_eventlist)? ─no─► Registry
+//!              └─yes─► list query finds a list? ─yes─► (same, server-known list)
+//!                                            └─no──► Registry
 //! ```
 
 use std::sync::Arc;
@@ -230,6 +231,12 @@ impl ListServer {
                 Ok(new) => self.accept(new),
                 Err(e) => Box::pin(fut::ready(Err(e))),
             };
+        }
+        // Without eventlist the SUBSCRIBE cannot take a list: unless told to, do not spend a
+        // query finding out that its URI is one (the OpenSIPS and Kamailio rls modules do the
+        // same).
+        if !self.settings.lookup_without_eventlist && !supports_eventlist(&req) {
+            return self.forward(msg);
         }
         let (Some(resolver), Some(list_uri)) = (self.resolver.clone(), Aor::from_uri(&req.uri))
         else {

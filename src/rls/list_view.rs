@@ -45,6 +45,8 @@ pub struct ListSettings {
     pub limits: ListLimits,
     /// Retry-After of a 503 when a server-known list cannot be looked up, seconds.
     pub retry_after: u32,
+    /// Look up initial SUBSCRIBEs without `Supported: eventlist` as well (`ListServer`).
+    pub lookup_without_eventlist: bool,
 }
 
 /// What an in-dialog SUBSCRIBE does to the list.
