@@ -8,11 +8,14 @@
 //! each once it is committed). Messages are domain-shaped (`Change`, `LoadSnapshot`).
 //! Must not: hold SIP or presence logic.
 
+pub mod batch;
 pub mod committer;
 pub mod lists;
 pub mod models;
 pub mod schema;
 pub mod worker;
+mod write_postgres;
+mod write_sqlite;
 
 use std::path::PathBuf;
 
@@ -21,21 +24,11 @@ use diesel::{Connection, PgConnection, SqliteConnection};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 use log::info;
 
+pub use batch::Batch;
 pub use committer::{Committer, Persist, StoreUnavailable};
 pub use lists::{ListMemberRow, ListQuery, ListResolver, ResolveList};
 pub use models::{BindingRow, PublicationRow, SubscriptionRow};
 pub use worker::{LoadSnapshot, Snapshot, StoreWorker};
-
-/// Runs the same diesel expression on whichever backend `conn` is: for statements (multi-row
-/// inserts, `IN` lists) that diesel's multi-backend connection does not offer.
-macro_rules! with_backend {
-    ($conn:expr, $c:ident => $body:expr) => {
-        match $conn {
-            AnyConnection::Sqlite($c) => $body,
-            AnyConnection::Postgresql($c) => $body,
-        }
-    };
-}
 
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
@@ -196,9 +189,18 @@ pub fn connect(url: &str, sqlite: SqliteOptions) -> Result<AnyConnection, StoreE
                 .map_err(StoreError::Query)?;
             Ok(AnyConnection::Sqlite(conn))
         }
-        Backend::Postgres(pg) => Ok(AnyConnection::Postgresql(
-            PgConnection::establish(&pg).map_err(open_err)?,
-        )),
+        Backend::Postgres(pg) => {
+            let mut conn = PgConnection::establish(&pg).map_err(open_err)?;
+            // diesel prepares its statements once per connection. PostgreSQL switches a
+            // prepared statement to a generic plan after five runs, and the plan it picks while
+            // a table is still small (a fresh database, after a restart) is a sequential scan:
+            // `DELETE … WHERE etag = ANY($1)` then reads the whole table, dead rows included,
+            // on every batch. Custom plans see the real table and use the primary key.
+            diesel::sql_query("SET plan_cache_mode = force_custom_plan")
+                .execute(&mut conn)
+                .map_err(StoreError::Query)?;
+            Ok(AnyConnection::Postgresql(conn))
+        }
         Backend::Memory => Err(StoreError::UnknownScheme(
             "memory:// has no database to open".into(),
         )),
@@ -239,122 +241,16 @@ pub enum Change {
     },
 }
 
-/// Applies changes in order, inside the caller's transaction.
-pub fn apply(conn: &mut AnyConnection, changes: &[Change]) -> QueryResult<()> {
-    use schema::{bindings, subscriptions};
-    // Publications: every delete of the batch in one statement, every insert in another. Safe
-    // in any order: an entity-tag is new when inserted, and a client can name it (to refresh,
-    // modify or remove) only after the 2xx that follows its commit, so no batch both inserts
-    // and deletes one.
-    // New subscriptions likewise: their ids are new, and nothing can name them before the 2xx.
-    let mut doomed: Vec<&str> = Vec::new();
-    let mut fresh: Vec<&PublicationRow> = Vec::new();
-    let mut created: Vec<&SubscriptionRow> = Vec::new();
-    for change in changes {
-        match change {
-            Change::SubscriptionCreated(row) => created.push(row),
-            Change::PublicationSaved { row, replaces } => {
-                doomed.extend(replaces.as_deref());
-                fresh.push(row);
-            }
-            Change::PublicationRemoved(etag) => doomed.push(etag),
-            _ => {}
-        }
+/// Commits `changes` atomically: folded into one write per row (`Batch`), then one SQLite
+/// transaction, or one PostgreSQL statement (its own transaction, one round trip).
+pub fn commit(conn: &mut AnyConnection, changes: &[Change]) -> QueryResult<()> {
+    let batch = Batch::of(changes);
+    if batch.is_empty() {
+        return Ok(());
     }
-    delete_publications(conn, &doomed)?;
-    insert_publications(conn, fresh)?;
-    for chunk in created.chunks(ROWS_PER_STATEMENT / 4) {
-        with_backend!(conn, c => diesel::insert_into(subscriptions::table).values(chunk.to_vec()).execute(c))?;
-    }
-    // The rest in order, consecutive changes of one kind in one statement where they can be:
-    // a round trip per statement is what PostgreSQL costs.
-    let mut rest = changes;
-    while let Some(first) = rest.first() {
-        let run = rest
-            .iter()
-            .take_while(|c| std::mem::discriminant(*c) == std::mem::discriminant(first))
-            .count();
-        let (now, later) = rest.split_at(run);
-        rest = later;
-        match first {
-            Change::PublicationSaved { .. }
-            | Change::PublicationRemoved(_)
-            | Change::SubscriptionCreated(_) => {}
-            Change::SubscriptionRemoved(_) => {
-                let ids: Vec<&str> = now
-                    .iter()
-                    .filter_map(|c| match c {
-                        Change::SubscriptionRemoved(id) => Some(id.as_str()),
-                        _ => None,
-                    })
-                    .collect();
-                for chunk in ids.chunks(ROWS_PER_STATEMENT) {
-                    with_backend!(conn, c => diesel::delete(subscriptions::table.filter(subscriptions::id.eq_any(chunk))).execute(c))?;
-                }
-            }
-            _ => {
-                for change in now {
-                    match change {
-                        Change::SubscriptionSaved(row) => upsert_subscription(conn, row)?,
-                        Change::NotifyCSeqMark { id, mark } => {
-                            diesel::update(subscriptions::table.find(id))
-                                .set(subscriptions::notify_cseq_mark.eq(mark))
-                                .execute(conn)?;
-                        }
-                        Change::BindingsReplaced { aor, rows } => {
-                            diesel::delete(bindings::table.filter(bindings::aor.eq(aor)))
-                                .execute(conn)?;
-                            if !rows.is_empty() {
-                                with_backend!(conn, c => diesel::insert_into(bindings::table).values(rows).execute(c))?;
-                            }
-                        }
-                        // Handled above.
-                        Change::SubscriptionCreated(_)
-                        | Change::PublicationSaved { .. }
-                        | Change::PublicationRemoved(_)
-                        | Change::SubscriptionRemoved(_) => {}
-                    }
-                }
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Rows per statement: well under SQLite's limit on bound variables (32,766).
-const ROWS_PER_STATEMENT: usize = 500;
-
-fn delete_publications(conn: &mut AnyConnection, etags: &[&str]) -> QueryResult<()> {
-    use schema::publications;
-    for chunk in etags.chunks(ROWS_PER_STATEMENT) {
-        with_backend!(conn, c => diesel::delete(publications::table.filter(publications::etag.eq_any(chunk))).execute(c))?;
-    }
-    Ok(())
-}
-
-fn insert_publications(conn: &mut AnyConnection, rows: Vec<&PublicationRow>) -> QueryResult<()> {
-    use schema::publications;
-    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-        with_backend!(conn, c => diesel::insert_into(publications::table).values(chunk.to_vec()).execute(c))?;
-    }
-    Ok(())
-}
-
-/// One statement per backend: SQLite `REPLACE`, PostgreSQL `ON CONFLICT … DO UPDATE`.
-fn upsert_subscription(conn: &mut AnyConnection, row: &SubscriptionRow) -> QueryResult<()> {
-    use schema::subscriptions;
     match conn {
-        AnyConnection::Sqlite(c) => diesel::replace_into(subscriptions::table)
-            .values(row)
-            .execute(c)
-            .map(drop),
-        AnyConnection::Postgresql(c) => diesel::insert_into(subscriptions::table)
-            .values(row)
-            .on_conflict(subscriptions::id)
-            .do_update()
-            .set(row)
-            .execute(c)
-            .map(drop),
+        AnyConnection::Sqlite(c) => c.transaction(|c| write_sqlite::write(c, &batch)),
+        AnyConnection::Postgresql(c) => write_postgres::write(c, &batch),
     }
 }
 
@@ -421,9 +317,8 @@ mod migration_tests {
         };
         run(conn);
         // The tables are usable after the round trip.
-        conn.transaction(|c| {
-            apply(
-                c,
+        commit(
+                conn,
                 &[Change::BindingsReplaced {
                     aor: "sip:a@b".into(),
                     rows: vec![BindingRow {
@@ -436,7 +331,6 @@ mod migration_tests {
                     }],
                 }],
             )
-        })
         .unwrap();
     }
 
@@ -451,45 +345,147 @@ mod migration_tests {
         }
     }
 
+    /// A fresh store on SQLite, and on PostgreSQL (its own schema) when a server is given.
+    fn stores(dir: &std::path::Path, name: &str) -> Vec<AnyConnection> {
+        let mut conns = vec![open(
+            &format!("sqlite://{}/{name}.db", dir.display()),
+            SqliteOptions::default(),
+        )
+        .unwrap()];
+        if let Ok(base) = std::env::var("PRESENCED_TEST_PG_URL") {
+            let mut admin = PgConnection::establish(&base).unwrap();
+            let schema = format!("{name}_{}_{}", std::process::id(), unix_now());
+            diesel::sql_query(format!("CREATE SCHEMA {schema}"))
+                .execute(&mut admin)
+                .unwrap();
+            let sep = if base.contains('?') { '&' } else { '?' };
+            let url = format!("{base}{sep}options=-c%20search_path%3D{schema}");
+            conns.push(open(&url, SqliteOptions::default()).unwrap());
+        }
+        conns
+    }
+
+    fn sorted<T: Ord>(mut v: Vec<T>) -> Vec<T> {
+        v.sort();
+        v
+    }
+
     #[test]
-    fn a_batch_of_mixed_changes_is_applied_in_order_with_runs_coalesced() {
-        use schema::publications;
+    fn batches_of_every_kind_of_change_end_in_the_same_rows_on_both_backends() {
+        use schema::{bindings, publications, subscriptions};
         let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}/batch.db", dir.path().display());
-        let mut conn = open(&url, SqliteOptions::default()).unwrap();
-        let saved = |etag: &str, replaces: Option<&str>| Change::PublicationSaved {
-            row: publication(etag),
-            replaces: replaces.map(str::to_owned),
-        };
-        apply(
-            &mut conn,
-            &[saved("x", None), saved("y", None), saved("z", None)],
-        )
-        .unwrap();
-        apply(
-            &mut conn,
-            &[
-                saved("a", None),
-                saved("b", Some("x")),
-                Change::PublicationRemoved("y".into()),
-                Change::PublicationRemoved("nothing".into()),
-                saved("c", Some("z")),
-            ],
-        )
-        .unwrap();
-        // More rows than one statement takes.
-        let many: Vec<Change> = (0..1200).map(|i| saved(&format!("m{i}"), None)).collect();
-        apply(&mut conn, &many).unwrap();
-        let removed: Vec<Change> = (0..1200)
-            .map(|i| Change::PublicationRemoved(format!("m{i}")))
-            .collect();
-        apply(&mut conn, &removed).unwrap();
-        let mut etags: Vec<String> = publications::table
-            .select(publications::etag)
-            .load(&mut conn)
+        for mut conn in stores(dir.path(), "batch") {
+            let saved = |etag: &str, replaces: Option<&str>| Change::PublicationSaved {
+                row: publication(etag),
+                replaces: replaces.map(str::to_owned),
+            };
+            let sub = |id: &str, mark: i64, cseq: i64| {
+                let mut row = batch::tests::subscription(id, mark);
+                row.remote_cseq = cseq;
+                Box::new(row)
+            };
+            let binding = |aor: &str, contact: &str, cseq: i64| BindingRow {
+                aor: aor.into(),
+                contact: contact.into(),
+                q_value: Some(0.5),
+                expires_at: 1,
+                call_id: "c".into(),
+                cseq,
+            };
+            commit(
+                &mut conn,
+                &[
+                    saved("x", None),
+                    saved("y", None),
+                    saved("z", None),
+                    Change::SubscriptionCreated(sub("s1", 1000, 1)),
+                    Change::SubscriptionCreated(sub("s2", 1000, 1)),
+                    Change::SubscriptionCreated(sub("s3", 1000, 1)),
+                    Change::BindingsReplaced {
+                        aor: "sip:a@b".into(),
+                        rows: vec![binding("sip:a@b", "sip:1", 1), binding("sip:a@b", "sip:2", 1)],
+                    },
+                ],
+            )
             .unwrap();
-        etags.sort();
-        assert_eq!(etags, vec!["a", "b", "c"]);
+            commit(
+                &mut conn,
+                &[
+                    saved("a", None),
+                    saved("b", Some("x")),
+                    Change::PublicationRemoved("y".into()),
+                    Change::PublicationRemoved("nothing".into()),
+                    saved("c", Some("z")),
+                    // A mark raise, then a refresh written from the older mark.
+                    Change::NotifyCSeqMark {
+                        id: "s1".into(),
+                        mark: 2000,
+                    },
+                    Change::SubscriptionRemoved("s2".into()),
+                    Change::NotifyCSeqMark {
+                        id: "s3".into(),
+                        mark: 3000,
+                    },
+                    Change::BindingsReplaced {
+                        aor: "sip:a@b".into(),
+                        rows: vec![binding("sip:a@b", "sip:2", 2), binding("sip:a@b", "sip:3", 2)],
+                    },
+                ],
+            )
+            .unwrap();
+            // Across batches too, a refresh does not lower a committed mark.
+            commit(
+                &mut conn,
+                &[
+                    Change::SubscriptionSaved(sub("s1", 1000, 2)),
+                    Change::NotifyCSeqMark {
+                        id: "s3".into(),
+                        mark: 2500,
+                    },
+                ],
+            )
+            .unwrap();
+            // More rows than one SQLite statement takes.
+            let many: Vec<Change> = (0..1200)
+                .map(|i| saved(&format!("m{i}"), None))
+                .chain((0..600).map(|i| Change::SubscriptionCreated(sub(&format!("n{i}"), 1, 1))))
+                .collect();
+            commit(&mut conn, &many).unwrap();
+            let removed: Vec<Change> = (0..1200)
+                .map(|i| Change::PublicationRemoved(format!("m{i}")))
+                .chain((0..600).map(|i| Change::SubscriptionRemoved(format!("n{i}"))))
+                .collect();
+            commit(&mut conn, &removed).unwrap();
+            let etags: Vec<String> = publications::table
+                .select(publications::etag)
+                .load(&mut conn)
+                .unwrap();
+            assert_eq!(sorted(etags), ["a", "b", "c"]);
+            let subs: Vec<(String, i64, i64, i64)> = subscriptions::table
+                .select((
+                    subscriptions::id,
+                    subscriptions::notify_cseq_mark,
+                    subscriptions::document_version,
+                    subscriptions::remote_cseq,
+                ))
+                .load(&mut conn)
+                .unwrap();
+            assert_eq!(
+                sorted(subs),
+                [
+                    ("s1".to_owned(), 2000, 1999, 2),
+                    ("s3".to_owned(), 3000, 2999, 1)
+                ]
+            );
+            let binds: Vec<(String, i64)> = bindings::table
+                .select((bindings::contact, bindings::cseq))
+                .load(&mut conn)
+                .unwrap();
+            assert_eq!(
+                sorted(binds),
+                [("sip:2".to_owned(), 2), ("sip:3".to_owned(), 2)]
+            );
+        }
     }
 
     #[test]

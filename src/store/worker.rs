@@ -1,7 +1,7 @@
 //! `StoreWorker`: the actor that owns the database connection, on a `SyncArbiter` (blocking
 //! work never runs on the async threads).
 //!
-//! Owns: the connection, reopened after a failure. Runs each `ApplyBatch` as one transaction
+//! Owns: the connection, reopened after a failure. Commits each `ApplyBatch` atomically
 //! and `LoadSnapshot` at start-up. Created by `app`; stops with the system.
 //! Must not: decide what to store (callers send `Change`s) or answer SIP.
 
@@ -11,7 +11,7 @@ use log::debug;
 
 use super::models::{BindingRow, PublicationRow, SubscriptionRow};
 use super::schema::{bindings, publications, subscriptions};
-use super::{apply, open, AnyConnection, Change, SqliteOptions, StoreError};
+use super::{commit, open, AnyConnection, Change, SqliteOptions, StoreError};
 
 /// Every recovered subscription's NOTIFY CSeq mark moves up by this much when it is loaded, so
 /// a recovered watcher can send at once (see `watcher`).
@@ -84,8 +84,7 @@ impl Handler<ApplyBatch> for StoreWorker {
 
     fn handle(&mut self, msg: ApplyBatch, _ctx: &mut Self::Context) -> Self::Result {
         self.with_conn(|conn| {
-            conn.transaction(|c| apply(c, &msg.0))
-                .map_err(StoreError::Query)
+            commit(conn, &msg.0).map_err(StoreError::Query)
         })
     }
 }

@@ -1,0 +1,264 @@
+//! Writes a `Batch` to PostgreSQL as one statement: a `WITH` of one data-modifying part per
+//! kind of row, each taking its rows as arrays (`UNNEST`, `= ANY`).
+//!
+//! One statement is one round trip and, outside an explicit transaction, its own atomic
+//! transaction: no `BEGIN`/`COMMIT` round trips, and the statement text does not grow with
+//! the batch. The parts of one statement all see the same snapshot and run in no set order,
+//! which is safe because `Batch` writes each row at most once: the parts touch disjoint rows
+//! (a binding's delete spares exactly the contacts its upsert writes).
+//!
+//! Owns: the PostgreSQL statement of a group commit. Must not: decide what a batch holds
+//! (`batch`) or open connections (`worker`).
+
+use diesel::pg::Pg;
+use diesel::prelude::*;
+use diesel::query_builder::BoxedSqlQuery;
+use diesel::sql_types::{Array, BigInt, Binary, Bool, Double, Nullable, Text};
+use diesel::PgConnection;
+
+use super::batch::Batch;
+use super::models::SubscriptionRow;
+
+/// The columns of `subscriptions` in the order `SubscriptionRow` binds them, with their
+/// array types.
+const SUBSCRIPTION_COLUMNS: [(&str, &str); 23] = [
+    ("id", "text[]"),
+    ("aor", "text[]"),
+    ("call_id", "text[]"),
+    ("local_tag", "text[]"),
+    ("remote_tag", "text[]"),
+    ("event_id", "text[]"),
+    ("accept", "text[]"),
+    ("local_uri", "text[]"),
+    ("remote_uri", "text[]"),
+    ("remote_target", "text[]"),
+    ("route_set", "text[]"),
+    ("remote_cseq", "int8[]"),
+    ("notify_cseq_mark", "int8[]"),
+    ("state", "text[]"),
+    ("document_version", "int8[]"),
+    ("expires_at", "int8[]"),
+    ("transport", "text[]"),
+    ("local_addr", "text[]"),
+    ("peer_addr", "text[]"),
+    ("accept_encoding", "text[]"),
+    ("list_source", "text[]"),
+    ("list_members", "text[]"),
+    ("linphone_compat", "bool[]"),
+];
+
+/// A statement being built: its `WITH` parts and their bound arrays.
+struct Statement<'a> {
+    parts: Vec<String>,
+    binds: usize,
+    query: BoxedSqlQuery<'a, Pg, diesel::query_builder::SqlQuery>,
+}
+
+impl<'a> Statement<'a> {
+    fn new() -> Self {
+        Self {
+            parts: Vec::new(),
+            binds: 0,
+            query: diesel::sql_query("").into_boxed(),
+        }
+    }
+
+    /// Binds one array, giving its placeholder.
+    fn bind<T, V>(&mut self, values: V) -> String
+    where
+        Pg: diesel::sql_types::HasSqlType<T>,
+        V: diesel::serialize::ToSql<T, Pg> + Send + 'a,
+        T: Send + 'a,
+    {
+        let query = std::mem::replace(&mut self.query, diesel::sql_query("").into_boxed());
+        self.query = query.bind::<T, V>(values);
+        self.binds += 1;
+        format!("${}", self.binds)
+    }
+
+    fn text(&mut self, values: Vec<&'a str>) -> String {
+        self.bind::<Array<Text>, _>(values)
+    }
+
+    fn opt_text(&mut self, values: Vec<Option<&'a str>>) -> String {
+        self.bind::<Array<Nullable<Text>>, _>(values)
+    }
+
+    fn bigint(&mut self, values: Vec<i64>) -> String {
+        self.bind::<Array<BigInt>, _>(values)
+    }
+
+    fn part(&mut self, name: &str, sql: String) {
+        self.parts.push(format!("{name} AS ({sql})"));
+    }
+}
+
+/// Writes `batch` in one statement (its own transaction).
+pub(super) fn write(c: &mut PgConnection, batch: &Batch<'_>) -> QueryResult<()> {
+    let mut st = Statement::new();
+    if !batch.publications_gone.is_empty() {
+        let etags = st.text(batch.publications_gone.clone());
+        st.part(
+            "publications_gone",
+            format!("DELETE FROM publications WHERE etag = ANY({etags})"),
+        );
+    }
+    if !batch.publications_new.is_empty() {
+        let rows = &batch.publications_new;
+        let cols = [
+            st.text(rows.iter().map(|r| r.etag.as_str()).collect()),
+            st.text(rows.iter().map(|r| r.aor.as_str()).collect()),
+            st.bind::<Array<Binary>, Vec<&[u8]>>(rows.iter().map(|r| r.body.as_slice()).collect()),
+            st.text(rows.iter().map(|r| r.content_type.as_str()).collect()),
+            st.bigint(rows.iter().map(|r| r.expires_at).collect()),
+            st.bigint(rows.iter().map(|r| r.seq).collect()),
+        ];
+        st.part(
+            "publications_new",
+            format!(
+                "INSERT INTO publications (etag, aor, body, content_type, expires_at, seq) \
+                 SELECT * FROM UNNEST({}::text[], {}::text[], {}::bytea[], {}::text[], {}::int8[], {}::int8[])",
+                cols[0], cols[1], cols[2], cols[3], cols[4], cols[5]
+            ),
+        );
+    }
+    let gone = batch.subscriptions_gone();
+    if !gone.is_empty() {
+        let ids = st.text(gone);
+        st.part(
+            "subscriptions_gone",
+            format!("DELETE FROM subscriptions WHERE id = ANY({ids})"),
+        );
+    }
+    let put = batch.subscriptions_put();
+    if !put.is_empty() {
+        let sql = upsert_subscriptions(&mut st, &put);
+        st.part("subscriptions_put", sql);
+    }
+    let marks = batch.marks();
+    if !marks.is_empty() {
+        let ids = st.text(marks.iter().map(|(id, _)| *id).collect());
+        let values = st.bigint(marks.iter().map(|(_, m)| *m).collect());
+        st.part(
+            "subscriptions_mark",
+            format!(
+                "UPDATE subscriptions s SET notify_cseq_mark = m.mark, document_version = m.mark - 1 \
+                 FROM UNNEST({ids}::text[], {values}::int8[]) AS m(id, mark) \
+                 WHERE s.id = m.id AND s.notify_cseq_mark < m.mark"
+            ),
+        );
+    }
+    if !batch.bindings.is_empty() {
+        let aors = st.text(batch.bindings.iter().map(|(aor, _)| *aor).collect());
+        let rows: Vec<_> = batch.bindings.iter().flat_map(|(_, r)| r.iter()).collect();
+        let cols = [
+            st.text(rows.iter().map(|r| r.aor.as_str()).collect()),
+            st.text(rows.iter().map(|r| r.contact.as_str()).collect()),
+            st.bind::<Array<Nullable<Double>>, Vec<Option<f64>>>(rows.iter().map(|r| r.q_value).collect()),
+            st.bigint(rows.iter().map(|r| r.expires_at).collect()),
+            st.text(rows.iter().map(|r| r.call_id.as_str()).collect()),
+            st.bigint(rows.iter().map(|r| r.cseq).collect()),
+        ];
+        st.part(
+            "bindings_gone",
+            format!(
+                "DELETE FROM bindings b WHERE b.aor = ANY({aors}) AND NOT EXISTS \
+                 (SELECT 1 FROM UNNEST({}::text[], {}::text[]) AS n(aor, contact) \
+                 WHERE n.aor = b.aor AND n.contact = b.contact)",
+                cols[0], cols[1]
+            ),
+        );
+        st.part(
+            "bindings_put",
+            format!(
+                "INSERT INTO bindings (aor, contact, q_value, expires_at, call_id, cseq) \
+                 SELECT * FROM UNNEST({}::text[], {}::text[], {}::float8[], {}::int8[], {}::text[], {}::int8[]) \
+                 ON CONFLICT (aor, contact) DO UPDATE SET q_value = EXCLUDED.q_value, \
+                 expires_at = EXCLUDED.expires_at, call_id = EXCLUDED.call_id, cseq = EXCLUDED.cseq",
+                cols[0], cols[1], cols[2], cols[3], cols[4], cols[5]
+            ),
+        );
+    }
+    if st.parts.is_empty() {
+        return Ok(());
+    }
+    let sql = format!("WITH {} SELECT 1", st.parts.join(", "));
+    st.query.sql(sql).execute(c).map(drop)
+}
+
+/// The upsert part for whole subscriptions: a stored row keeps its higher CSeq mark.
+fn upsert_subscriptions<'a>(st: &mut Statement<'a>, rows: &[&'a SubscriptionRow]) -> String {
+    let text = |f: fn(&SubscriptionRow) -> &str| rows.iter().map(|r| f(r)).collect::<Vec<_>>();
+    let opt = |f: fn(&SubscriptionRow) -> Option<&str>| rows.iter().map(|r| f(r)).collect();
+    let int = |f: fn(&SubscriptionRow) -> i64| rows.iter().map(|r| f(r)).collect();
+    // In SUBSCRIPTION_COLUMNS order.
+    let params = [
+        st.text(text(|r| &r.id)),
+        st.text(text(|r| &r.aor)),
+        st.text(text(|r| &r.call_id)),
+        st.text(text(|r| &r.local_tag)),
+        st.text(text(|r| &r.remote_tag)),
+        st.opt_text(opt(|r| r.event_id.as_deref())),
+        st.opt_text(opt(|r| r.accept.as_deref())),
+        st.text(text(|r| &r.local_uri)),
+        st.text(text(|r| &r.remote_uri)),
+        st.text(text(|r| &r.remote_target)),
+        st.text(text(|r| &r.route_set)),
+        st.bigint(int(|r| r.remote_cseq)),
+        st.bigint(int(|r| r.notify_cseq_mark)),
+        st.text(text(|r| &r.state)),
+        st.bigint(int(|r| r.document_version)),
+        st.bigint(int(|r| r.expires_at)),
+        st.text(text(|r| &r.transport)),
+        st.text(text(|r| &r.local_addr)),
+        st.text(text(|r| &r.peer_addr)),
+        st.opt_text(opt(|r| r.accept_encoding.as_deref())),
+        st.opt_text(opt(|r| r.list_source.as_deref())),
+        st.opt_text(opt(|r| r.list_members.as_deref())),
+        st.bind::<Array<Bool>, Vec<bool>>(rows.iter().map(|r| r.linphone_compat).collect()),
+    ];
+    let names: Vec<&str> = SUBSCRIPTION_COLUMNS.iter().map(|(n, _)| *n).collect();
+    let arrays: Vec<String> = params
+        .iter()
+        .zip(SUBSCRIPTION_COLUMNS)
+        .map(|(p, (_, ty))| format!("{p}::{ty}"))
+        .collect();
+    let set: Vec<String> = names
+        .iter()
+        .skip(1)
+        .map(|n| match *n {
+            "notify_cseq_mark" | "document_version" => {
+                format!("{n} = GREATEST(subscriptions.{n}, EXCLUDED.{n})")
+            }
+            _ => format!("{n} = EXCLUDED.{n}"),
+        })
+        .collect();
+    format!(
+        "INSERT INTO subscriptions ({}) SELECT * FROM UNNEST({}) ON CONFLICT (id) DO UPDATE SET {}",
+        names.join(", "),
+        arrays.join(", "),
+        set.join(", ")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_column_list_is_the_tables() {
+        use super::super::schema::subscriptions;
+        let select = diesel::debug_query::<Pg, _>(
+            &subscriptions::table.select(subscriptions::all_columns),
+        )
+        .to_string();
+        let names: Vec<String> = SUBSCRIPTION_COLUMNS
+            .iter()
+            .map(|(n, _)| format!("\"subscriptions\".\"{n}\""))
+            .collect();
+        assert!(
+            select.starts_with(&format!("SELECT {} FROM", names.join(", "))),
+            "{select}"
+        );
+    }
+}
