@@ -31,6 +31,7 @@ use crate::sip::dispatcher::RegisterRoute;
 use crate::sip::transport::tcp_connection::ConnectionSettings;
 use crate::sip::transport::{TcpTransport, Transports, UdpTransport};
 use crate::sip::Method;
+use crate::sip::dispatcher::Ready;
 use crate::sip::{Dispatcher, DispatcherSettings};
 use crate::store::{
     self, AnyConnection, Committer, ListQuery, ListResolver, LoadSnapshot, Persist, Snapshot,
@@ -105,7 +106,7 @@ async fn start_presence(
     dispatcher: &Addr<Dispatcher>,
     store: Recipient<Persist>,
     snapshot: Snapshot,
-) -> Result<(), StartError> {
+) -> Result<tokio::sync::oneshot::Receiver<()>, StartError> {
     let p = &settings.presence;
     let config = PresenceConfig {
         subscribe_default: p.default_expires,
@@ -172,12 +173,14 @@ async fn start_presence(
     .start();
     let _ = registrar.send(RestoreBindings(snapshot.bindings)).await;
     registry.do_send(RestorePublications(snapshot.publications));
-    let (list_rows, plain_rows) = snapshot
-        .subscriptions
-        .into_iter()
-        .partition(|row| row.list_source.is_some());
-    registry.do_send(RestoreSubscriptions(plain_rows));
-    lists.do_send(RestoreListSubscriptions(list_rows));
+    let (done, restored) = tokio::sync::oneshot::channel();
+    registry.do_send(RestoreSubscriptions {
+        rows: snapshot.subscriptions,
+        done,
+    });
+    let _ = lists
+        .send(RestoreListSubscriptions(snapshot.list_subscriptions))
+        .await;
     dispatcher.do_send(RegisterRoute {
         method: Method::Subscribe,
         handler: lists.recipient(),
@@ -199,7 +202,7 @@ async fn start_presence(
         accept: Vec::new(),
         option_tags: Vec::new(),
     });
-    Ok(())
+    Ok(restored)
 }
 
 /// Starts the actor running `rls.list_query`, on `rls.list_db_url` or else the store's
@@ -267,7 +270,7 @@ async fn start_store(
         .map_err(|_| StoreError::Gone)??;
     info!(
         "store: {} subscriptions, {} publications, {} bindings loaded in {} ms; {} expired during the downtime",
-        snapshot.subscriptions.len(),
+        snapshot.subscriptions.len() + snapshot.list_subscriptions.len(),
         snapshot.publications.len(),
         snapshot.bindings.len(),
         loading.elapsed().as_millis(),
@@ -330,7 +333,7 @@ pub async fn run(
         transports.set_tcp(tcp.start());
     }
 
-    start_presence(&settings, &dispatcher, committer.recipient(), snapshot).await?;
+    let restored = start_presence(&settings, &dispatcher, committer.recipient(), snapshot).await?;
 
     let dispatcher_settings = DispatcherSettings {
         domains: settings.sip.domains.clone(),
@@ -339,7 +342,13 @@ pub async fn run(
         t2: settings.sip.t2(),
         server_name: settings.sip.server_name.clone(),
     };
-    let _dispatcher = dispatcher_ctx.run(Dispatcher::new(dispatcher_settings, transports));
+    let dispatcher = dispatcher_ctx.run(Dispatcher::new(dispatcher_settings, transports));
+    // Requests wait in the dispatcher until every stored dialog is back (recovered NOTIFYs
+    // go out meanwhile): a refresh of a recovered dialog never gets 481.
+    actix::spawn(async move {
+        let _ = restored.await;
+        dispatcher.do_send(Ready);
+    });
     info!("presenced {} running", env!("CARGO_PKG_VERSION"));
 
     shutdown.await;

@@ -481,9 +481,15 @@ impl Handler<PresentityIdle> for Registry {
 pub struct RestorePublications(pub Vec<PublicationRow>);
 
 /// Subscriptions loaded from the store at start-up (their CSeq marks already moved up).
+/// Restored over several turns; `done` is told when the last is.
 #[derive(Message, Debug)]
 #[rtype(result = "()")]
-pub struct RestoreSubscriptions(pub Vec<SubscriptionRow>);
+pub struct RestoreSubscriptions {
+    /// The stored rows.
+    pub rows: Vec<SubscriptionRow>,
+    /// Told once every row is restored (every watcher's dialog registered).
+    pub done: tokio::sync::oneshot::Sender<()>,
+}
 
 impl Handler<RestorePublications> for Registry {
     type Result = ();
@@ -528,10 +534,26 @@ const RESTORE_CHUNK: usize = 2000;
 impl Handler<RestoreSubscriptions> for Registry {
     type Result = ();
 
-    fn handle(&mut self, mut msg: RestoreSubscriptions, ctx: &mut Self::Context) {
+    fn handle(&mut self, msg: RestoreSubscriptions, ctx: &mut Self::Context) {
+        self.handle(RestoreMore(msg.rows.into_iter(), msg.done), ctx);
+    }
+}
+
+/// The stored subscriptions not restored yet. An iterator, so handing the rest on costs
+/// nothing (splitting the vector would copy what remains at every turn).
+#[derive(Message)]
+#[rtype(result = "()")]
+struct RestoreMore(
+    std::vec::IntoIter<SubscriptionRow>,
+    tokio::sync::oneshot::Sender<()>,
+);
+
+impl Handler<RestoreMore> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, mut msg: RestoreMore, ctx: &mut Self::Context) {
         let started = std::time::Instant::now();
-        let rest = msg.0.split_off(msg.0.len().min(RESTORE_CHUNK));
-        for row in msg.0 {
+        for row in msg.0.by_ref().take(RESTORE_CHUNK) {
             match SubscriptionDialog::from_row(&row) {
                 Ok(dialog) => {
                     let _ = self.start_watcher(dialog, Some(row.notify_cseq_mark), ctx);
@@ -540,10 +562,11 @@ impl Handler<RestoreSubscriptions> for Registry {
             }
         }
         self.restore_ms += started.elapsed().as_millis();
-        if rest.is_empty() {
+        if msg.0.len() == 0 {
             info!("subscriptions restored in {} ms", self.restore_ms);
+            let _ = msg.1.send(());
         } else {
-            ctx.notify(RestoreSubscriptions(rest));
+            ctx.notify(msg);
         }
     }
 }

@@ -227,6 +227,10 @@ pub struct Dispatcher {
     accept: BTreeSet<String>,
     option_tags: BTreeSet<String>,
     dialogs: HashMap<(DialogId, String), Recipient<IncomingRequest>>,
+    /// Requests that arrived while stored dialogs were still being restored, answered once
+    /// `Ready` comes (so a refresh of a recovered dialog never meets a missing dialog);
+    /// `None` once ready.
+    held: Option<Vec<(Request, Source)>>,
     server_tx: ServerTransactions,
     client_tx: HashMap<ClientKey, ClientTx>,
     /// Timer E/F deadlines of client transactions, earliest first. Entries whose transaction
@@ -254,6 +258,7 @@ impl Dispatcher {
             client_timers: BinaryHeap::new(),
             next_fail_tag: 1,
             fail_tags: HashMap::new(),
+            held: Some(Vec::new()),
         }
     }
 
@@ -305,6 +310,27 @@ impl Dispatcher {
         }) {
             warn!("no transport to send a response to {}", target.addr);
         }
+    }
+
+    /// Keeps a request for `Ready`, or answers 503 when too many are waiting.
+    fn hold(&mut self, req: Request, source: Source) {
+        let Some(held) = self.held.as_mut() else {
+            return;
+        };
+        if held.len() < MAX_HELD_REQUESTS {
+            held.push((req, source));
+            return;
+        }
+        if held.len() == MAX_HELD_REQUESTS {
+            warn!("still restoring stored dialogs: answering 503 until done");
+        }
+        let target = match req.top_via() {
+            Ok(via) => Self::response_target(&source, &via),
+            Err(_) if source.transport.is_reliable() => Target::back_to(&source),
+            Err(_) => return,
+        };
+        let reject = Reject::new(503).header("Retry-After", "1");
+        self.send_reject(&req, None, target, reject);
     }
 
     fn send_reject(&mut self, req: &Request, key: Option<&ServerKey>, target: Target, r: Reject) {
@@ -748,11 +774,36 @@ impl Actor for Dispatcher {
     }
 }
 
+/// Requests held while restoring, at most; later ones get 503 (a UDP client retransmits, a
+/// TCP one retries after Retry-After).
+const MAX_HELD_REQUESTS: usize = 10_000;
+
+/// Every stored dialog is restored (its route registered, which this message follows in the
+/// mailbox): held requests are now handled, in order, and later ones at once.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct Ready;
+
+impl Handler<Ready> for Dispatcher {
+    type Result = ();
+
+    fn handle(&mut self, _msg: Ready, ctx: &mut Self::Context) {
+        let held = self.held.take().unwrap_or_default();
+        if !held.is_empty() {
+            info!("{} requests held during the restore are handled now", held.len());
+        }
+        for (req, source) in held {
+            self.handle_request(req, source, ctx);
+        }
+    }
+}
+
 impl Handler<Inbound> for Dispatcher {
     type Result = ();
 
     fn handle(&mut self, msg: Inbound, ctx: &mut Self::Context) {
         match msg.message {
+            SipMessage::Request(req) if self.held.is_some() => self.hold(req, msg.source),
             SipMessage::Request(req) => self.handle_request(req, msg.source, ctx),
             SipMessage::Response(resp) => self.handle_response(resp, msg.source, ctx),
         }

@@ -34,8 +34,10 @@ pub struct LoadSnapshot {
 /// The stored state at start-up.
 #[derive(Debug, Default)]
 pub struct Snapshot {
-    /// Live subscriptions (marks already moved up).
+    /// Live plain subscriptions (marks already moved up).
     pub subscriptions: Vec<SubscriptionRow>,
+    /// Live list subscriptions (marks already moved up).
+    pub list_subscriptions: Vec<SubscriptionRow>,
     /// Live publications, oldest modification first.
     pub publications: Vec<PublicationRow>,
     /// Live bindings.
@@ -112,9 +114,8 @@ impl Handler<LoadSnapshot> for StoreWorker {
                     )
                     .execute(c)?;
                 Ok(Snapshot {
-                    subscriptions: subscriptions::table
-                        .select(SubscriptionRow::as_select())
-                        .load(c)?,
+                    subscriptions: load_subscriptions(c, false)?,
+                    list_subscriptions: load_subscriptions(c, true)?,
                     publications: publications::table
                         .order(publications::seq.asc())
                         .select(PublicationRow::as_select())
@@ -126,4 +127,24 @@ impl Handler<LoadSnapshot> for StoreWorker {
             .map_err(StoreError::Query)
         })
     }
+}
+
+/// The stored plain (or list) subscriptions, into a vector sized once: 100,000 rows grown by
+/// doubling would be copied about twice over, into freshly faulted-in memory.
+fn load_subscriptions(c: &mut AnyConnection, lists: bool) -> QueryResult<Vec<SubscriptionRow>> {
+    use diesel::connection::DefaultLoadingMode;
+    let which = || {
+        subscriptions::table
+            .filter(subscriptions::list_source.is_not_null().eq(lists))
+            .into_boxed()
+    };
+    let count: i64 = which().count().get_result(c)?;
+    let mut rows = Vec::with_capacity(usize::try_from(count).unwrap_or(0));
+    for row in which()
+        .select(SubscriptionRow::as_select())
+        .load_iter::<SubscriptionRow, DefaultLoadingMode>(c)?
+    {
+        rows.push(row?);
+    }
+    Ok(rows)
 }
