@@ -403,3 +403,69 @@ fn postgres_going_away_gets_503_and_presenced_recovers_by_itself() -> TestResult
         diesel::sql_query(format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")).execute(&mut admin);
     Ok(())
 }
+
+/// Columns of `subscriptions`, for copying a stored dialog in SQL.
+const SUBSCRIPTION_COLUMNS: &str = "id, aor, call_id, local_tag, remote_tag, event_id, accept, \
+    local_uri, remote_uri, remote_target, route_set, remote_cseq, notify_cseq_mark, state, \
+    document_version, expires_at, transport, local_addr, peer_addr, accept_encoding, \
+    list_source, list_members, linphone_compat";
+
+#[test]
+fn a_refresh_arriving_while_stored_dialogs_are_restored_waits_and_gets_200() -> TestResult {
+    use diesel::{Connection, RunQueryDsl};
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("presenced.db");
+    let config = config_with_store(&format!("sqlite://{}", path.display()), "", SHORT);
+    let server = TestServer::start_config(tempfile::tempdir()?, &config);
+    let mut w = UdpUa::new(server.udp);
+    let sub = subscribe_request(&w, ALICE, 300);
+    w.send(&sub.build());
+    let ok = w.expect_status(200);
+    w.expect_notify();
+    let d = server.kill_hard();
+    // 30,000 more stored dialogs before this one, whose NOTIFYs go to a socket nobody reads:
+    // restoring them takes a while, and this dialog is restored last.
+    let sink = std::net::UdpSocket::bind("127.0.0.1:0")?;
+    let sink_uri = format!("sip:sink@{}", sink.local_addr()?);
+    let mut c = diesel::SqliteConnection::establish(&path.to_string_lossy())?;
+    let copies = SUBSCRIPTION_COLUMNS
+        .replacen("id,", "s.id || '-' || n.i,", 1)
+        .replace("call_id,", "s.call_id || '-' || n.i,")
+        .replace("remote_target,", &format!("'{sink_uri}',"));
+    for sql in [
+        "CREATE TEMP TABLE mine AS SELECT * FROM subscriptions".to_string(),
+        format!(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 30000) \
+             INSERT INTO subscriptions ({SUBSCRIPTION_COLUMNS}) SELECT {copies} FROM mine s, n"
+        ),
+        "DELETE FROM subscriptions WHERE id IN (SELECT id FROM mine)".into(),
+        format!(
+            "INSERT INTO subscriptions ({SUBSCRIPTION_COLUMNS}) SELECT {SUBSCRIPTION_COLUMNS} FROM mine"
+        ),
+    ] {
+        diesel::sql_query(sql).execute(&mut c)?;
+    }
+    drop(c);
+    let server = TestServer::start_config(d, &config);
+    w.server = server.udp;
+    w.send(&in_dialog_subscribe(&w, &sub, &ok, 2, 300));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut refreshed = None;
+    while refreshed.is_none() && Instant::now() < deadline {
+        let Some(m) = w.recv(Duration::from_secs(1)) else {
+            continue;
+        };
+        if m.is_request("NOTIFY") {
+            w.send(&answer(&m, 200));
+        } else if m.header("CSeq") == Some("2 SUBSCRIBE") {
+            refreshed = Some(m.status());
+        }
+    }
+    assert_eq!(refreshed, Some(200), "the refresh of the recovered dialog");
+    assert!(
+        server.log_count("subscriptions restored") == 1,
+        "{:?}",
+        server.log()
+    );
+    Ok(())
+}
