@@ -446,9 +446,23 @@ fn a_refresh_arriving_while_stored_dialogs_are_restored_waits_and_gets_200() -> 
         diesel::sql_query(sql).execute(&mut c)?;
     }
     drop(c);
-    let server = TestServer::start_config(d, &config);
-    w.server = server.udp;
-    w.send(&in_dialog_subscribe(&w, &sub, &ok, 2, 300));
+    // The refresh is sent from the moment the process starts (on a port fixed beforehand),
+    // not after it says it is running, so it arrives while the dialogs are being restored.
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")?.local_addr()?.port();
+    let fixed = config.replace("udp:127.0.0.1:0", &format!("udp:127.0.0.1:{port}"));
+    w.server = format!("127.0.0.1:{port}").parse()?;
+    let refresh = in_dialog_subscribe(&w, &sub, &ok, 2, 300);
+    let sock = w.sock.try_clone()?;
+    let to = w.server;
+    let sender = std::thread::spawn(move || {
+        // Copies of one request: the first that arrives is the transaction, later ones are
+        // its retransmissions.
+        for _ in 0..200 {
+            let _ = sock.send_to(&refresh, to);
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    });
+    let server = TestServer::start_config(d, &fixed);
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut refreshed = None;
     while refreshed.is_none() && Instant::now() < deadline {
@@ -461,6 +475,7 @@ fn a_refresh_arriving_while_stored_dialogs_are_restored_waits_and_gets_200() -> 
             refreshed = Some(m.status());
         }
     }
+    let _ = sender.join();
     assert_eq!(refreshed, Some(200), "the refresh of the recovered dialog");
     assert!(
         server.log_count("subscriptions restored") == 1,
