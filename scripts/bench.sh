@@ -117,7 +117,7 @@ sipp_step() {
 echo "# presenced benchmarks"
 echo
 echo "Measured $(date -u +%Y-%m-%d) on $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo) RAM ($(uname -m), $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1)), loopback only."
-echo "Command: \`scripts/bench.sh > BENCHMARKS.md\` (STEPS=\"$STEPS\", STEP_SECONDS=$STEP_SECONDS, LOAD_SECONDS=$LOAD_SECONDS)."
+echo "Command: \`${ONLY:+ONLY=\"$ONLY\" }${BENCH_PG_URL:+BENCH_PG_URL=… }scripts/bench.sh > BENCHMARKS.md\` (STEPS=\"$STEPS\", STEP_SECONDS=$STEP_SECONDS, LOAD_SECONDS=$LOAD_SECONDS, RUNS=${RUNS:-3}, DURABLE_WINDOWS=\"${DURABLE_WINDOWS:-32 128}\")."
 echo "Server and load generator share the machine's 2 cores; the server is one actix thread."
 # This VM's speed varies by ±25 % from one run to the next (shared host), so every
 # presenced-load figure is the median of RUNS runs, with the range beside it.
