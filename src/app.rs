@@ -27,11 +27,11 @@ use crate::rls::list::ListLimits;
 use crate::rls::list_server::{ListServer, RestoreListSubscriptions};
 use crate::rls::list_view::ListSettings;
 use crate::rls::resource_lists::RESOURCE_LISTS_CONTENT_TYPE;
+use crate::sip::dispatcher::Ready;
 use crate::sip::dispatcher::RegisterRoute;
 use crate::sip::transport::tcp_connection::ConnectionSettings;
 use crate::sip::transport::{TcpTransport, Transports, UdpTransport};
 use crate::sip::Method;
-use crate::sip::dispatcher::Ready;
 use crate::sip::{Dispatcher, DispatcherSettings};
 use crate::store::{
     self, AnyConnection, Committer, ListQuery, ListResolver, LoadSnapshot, Persist, Snapshot,

@@ -448,7 +448,9 @@ fn a_refresh_arriving_while_stored_dialogs_are_restored_waits_and_gets_200() -> 
     drop(c);
     // The refresh is sent from the moment the process starts (on a port fixed beforehand),
     // not after it says it is running, so it arrives while the dialogs are being restored.
-    let port = std::net::UdpSocket::bind("127.0.0.1:0")?.local_addr()?.port();
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
     let fixed = config.replace("udp:127.0.0.1:0", &format!("udp:127.0.0.1:{port}"));
     w.server = format!("127.0.0.1:{port}").parse()?;
     let refresh = in_dialog_subscribe(&w, &sub, &ok, 2, 300);

@@ -790,7 +790,10 @@ impl Handler<Ready> for Dispatcher {
     fn handle(&mut self, _msg: Ready, ctx: &mut Self::Context) {
         let held = self.held.take().unwrap_or_default();
         if !held.is_empty() {
-            info!("{} requests held during the restore are handled now", held.len());
+            info!(
+                "{} requests held during the restore are handled now",
+                held.len()
+            );
         }
         for (req, source) in held {
             self.handle_request(req, source, ctx);

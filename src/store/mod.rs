@@ -318,19 +318,19 @@ mod migration_tests {
         run(conn);
         // The tables are usable after the round trip.
         commit(
-                conn,
-                &[Change::BindingsReplaced {
+            conn,
+            &[Change::BindingsReplaced {
+                aor: "sip:a@b".into(),
+                rows: vec![BindingRow {
                     aor: "sip:a@b".into(),
-                    rows: vec![BindingRow {
-                        aor: "sip:a@b".into(),
-                        contact: "sip:a@1.2.3.4".into(),
-                        q_value: Some(0.5),
-                        expires_at: 1,
-                        call_id: "c".into(),
-                        cseq: 1,
-                    }],
+                    contact: "sip:a@1.2.3.4".into(),
+                    q_value: Some(0.5),
+                    expires_at: 1,
+                    call_id: "c".into(),
+                    cseq: 1,
                 }],
-            )
+            }],
+        )
         .unwrap();
     }
 
@@ -403,7 +403,10 @@ mod migration_tests {
                     Change::SubscriptionCreated(sub("s3", 1000, 1)),
                     Change::BindingsReplaced {
                         aor: "sip:a@b".into(),
-                        rows: vec![binding("sip:a@b", "sip:1", 1), binding("sip:a@b", "sip:2", 1)],
+                        rows: vec![
+                            binding("sip:a@b", "sip:1", 1),
+                            binding("sip:a@b", "sip:2", 1),
+                        ],
                     },
                 ],
             )
@@ -428,7 +431,10 @@ mod migration_tests {
                     },
                     Change::BindingsReplaced {
                         aor: "sip:a@b".into(),
-                        rows: vec![binding("sip:a@b", "sip:2", 2), binding("sip:a@b", "sip:3", 2)],
+                        rows: vec![
+                            binding("sip:a@b", "sip:2", 2),
+                            binding("sip:a@b", "sip:3", 2),
+                        ],
                     },
                 ],
             )

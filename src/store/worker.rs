@@ -85,9 +85,7 @@ impl Handler<ApplyBatch> for StoreWorker {
     type Result = Result<(), StoreError>;
 
     fn handle(&mut self, msg: ApplyBatch, _ctx: &mut Self::Context) -> Self::Result {
-        self.with_conn(|conn| {
-            commit(conn, &msg.0).map_err(StoreError::Query)
-        })
+        self.with_conn(|conn| commit(conn, &msg.0).map_err(StoreError::Query))
     }
 }
 

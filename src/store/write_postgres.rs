@@ -154,7 +154,9 @@ pub(super) fn write(c: &mut PgConnection, batch: &Batch<'_>) -> QueryResult<()> 
         let cols = [
             st.text(rows.iter().map(|r| r.aor.as_str()).collect()),
             st.text(rows.iter().map(|r| r.contact.as_str()).collect()),
-            st.bind::<Array<Nullable<Double>>, Vec<Option<f64>>>(rows.iter().map(|r| r.q_value).collect()),
+            st.bind::<Array<Nullable<Double>>, Vec<Option<f64>>>(
+                rows.iter().map(|r| r.q_value).collect(),
+            ),
             st.bigint(rows.iter().map(|r| r.expires_at).collect()),
             st.text(rows.iter().map(|r| r.call_id.as_str()).collect()),
             st.bigint(rows.iter().map(|r| r.cseq).collect()),
@@ -248,10 +250,9 @@ mod tests {
     #[test]
     fn the_column_list_is_the_tables() {
         use super::super::schema::subscriptions;
-        let select = diesel::debug_query::<Pg, _>(
-            &subscriptions::table.select(subscriptions::all_columns),
-        )
-        .to_string();
+        let select =
+            diesel::debug_query::<Pg, _>(&subscriptions::table.select(subscriptions::all_columns))
+                .to_string();
         let names: Vec<String> = SUBSCRIPTION_COLUMNS
             .iter()
             .map(|(n, _)| format!("\"subscriptions\".\"{n}\""))

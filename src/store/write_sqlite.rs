@@ -60,7 +60,11 @@ pub(super) fn write(c: &mut SqliteConnection, batch: &Batch<'_>) -> QueryResult<
     for chunk in aors.chunks(BINDS_PER_STATEMENT) {
         diesel::delete(bindings::table.filter(bindings::aor.eq_any(chunk))).execute(c)?;
     }
-    let rows: Vec<_> = batch.bindings.iter().flat_map(|(_, rows)| rows.iter()).collect();
+    let rows: Vec<_> = batch
+        .bindings
+        .iter()
+        .flat_map(|(_, rows)| rows.iter())
+        .collect();
     for chunk in rows.chunks(BINDS_PER_STATEMENT / 6) {
         diesel::insert_into(bindings::table)
             .values(chunk.to_vec())
