@@ -314,8 +314,8 @@ if section restart; then
 echo
 echo "## Restart: $HOLD_BIG stored subscriptions after kill -9"
 echo
-echo "| store | reload (load + restore CPU) | first recovered NOTIFY | every subscription NOTIFIED | target |"
-echo "|---|---|---|---|---|"
+echo "| store | state loaded (all but the plain subscriptions) | every dialog restored | first recovered NOTIFY | every subscription NOTIFIED | target |"
+echo "|---|---|---|---|---|---|"
 for st in sqlite ${BENCH_PG_URL:+postgres}; do
   if [ "$st" = postgres ]; then
     psql -q "$BENCH_PG_URL" -c "DROP SCHEMA IF EXISTS bench CASCADE; CREATE SCHEMA bench" >&2
@@ -334,12 +334,14 @@ for st in sqlite ${BENCH_PG_URL:+postgres}; do
   wait "$lp" || true
   out=$(tail -1 "$WORK/recover")
   loaded=$(sed -n 's/.*loaded in \([0-9]*\) ms.*/\1/p' "$WORK/server/log" | tail -1)
-  restored=$(sed -n 's/.*subscriptions restored in \([0-9]*\) ms.*/\1/p' "$WORK/server/log" | tail -1)
+  # The log's own time stamp of the line saying the last stored dialog is restored.
+  restored=$(sed -n 's/^\[\([^ ]*\) .*subscriptions restored (.*/\1/p' "$WORK/server/log" | tail -1)
+  restored=$(date -d "${restored:-@0}" +%s%3N)
   first=$(sed -n 's/.*first_unix_ms=\([0-9]*\).*/\1/p' <<< "$out")
   all=$(sed -n 's/.*all_unix_ms=\([0-9]*\).*/\1/p' <<< "$out")
   n=$(sed -n 's/.*recovered=\([0-9]*\).*/\1/p' <<< "$out")
-  awk -v st="$st" -v l="${loaded:-0}" -v r="${restored:-0}" -v f="$first" -v a="$all" -v t0="$t0" -v n="$n" -v k="$HOLD_BIG" \
-    'BEGIN { printf "| %s | %d ms (%d + %d) | %.2f s | %.2f s (%d of %d) | <= 2 s |\n", st, l + r, l, r, (f - t0) / 1000, (a - t0) / 1000, n, k }'
+  awk -v st="$st" -v l="${loaded:-0}" -v r="$restored" -v f="$first" -v a="$all" -v t0="$t0" -v n="$n" -v k="$HOLD_BIG" \
+    'BEGIN { printf "| %s | %d ms | %.2f s | %.2f s | %.2f s (%d of %d) | <= 2 s |\n", st, l, (r - t0) / 1000, (f - t0) / 1000, (a - t0) / 1000, n, k }'
   stop_server
 done
 echo

@@ -17,7 +17,7 @@ use crate::config::{ListenTransport, Settings};
 use crate::presence::document::PIDF_CONTENT_TYPE;
 use crate::presence::presentity::PresentitySettings;
 use crate::presence::publication::PublishLimits;
-use crate::presence::registry::{RestorePublications, RestoreSubscriptions};
+use crate::presence::registry::{prepare_recovered, RecoveredSubscription, RestorePublications};
 use crate::presence::watcher::WatcherSettings;
 use crate::presence::xml::XmlLimits;
 use crate::presence::{PresenceConfig, Registry};
@@ -35,7 +35,7 @@ use crate::sip::Method;
 use crate::sip::{Dispatcher, DispatcherSettings};
 use crate::store::{
     self, AnyConnection, Committer, ListQuery, ListResolver, LoadSnapshot, Persist, Snapshot,
-    StoreError, StoreWorker,
+    StoreError, StoreWorker, StreamSubscriptions, SubscriptionChunk,
 };
 
 /// Why the server could not start.
@@ -106,7 +106,8 @@ async fn start_presence(
     dispatcher: &Addr<Dispatcher>,
     store: Recipient<Persist>,
     snapshot: Snapshot,
-) -> Result<tokio::sync::oneshot::Receiver<()>, StartError> {
+    worker: Option<Addr<StoreWorker>>,
+) -> Result<Restoring, StartError> {
     let p = &settings.presence;
     let config = PresenceConfig {
         subscribe_default: p.default_expires,
@@ -133,7 +134,10 @@ async fn start_presence(
             deflate_min_bytes: p.deflate_min_bytes,
         },
     };
-    let registry = Registry::new(config.clone(), dispatcher.clone(), store.clone()).start();
+    let (done, restored) = tokio::sync::oneshot::channel();
+    let registry = Registry::new(config.clone(), dispatcher.clone(), store.clone())
+        .on_restored(done)
+        .start();
     let r = &settings.registrar;
     let registrar = Registrar::new(
         RegistrarConfig {
@@ -173,14 +177,24 @@ async fn start_presence(
     .start();
     let _ = registrar.send(RestoreBindings(snapshot.bindings)).await;
     registry.do_send(RestorePublications(snapshot.publications));
-    let (done, restored) = tokio::sync::oneshot::channel();
-    registry.do_send(RestoreSubscriptions {
-        rows: snapshot.subscriptions,
-        done,
-    });
     let _ = lists
         .send(RestoreListSubscriptions(snapshot.list_subscriptions))
         .await;
+    // The plain subscriptions come from the store's thread in chunks, read and parsed there
+    // while this thread restores the chunks before them.
+    let streaming = match worker {
+        Some(worker) => Some(worker.send(StreamSubscriptions {
+            prepare: prepare_recovered,
+            to: registry.clone().recipient(),
+        })),
+        None => {
+            registry.do_send(SubscriptionChunk {
+                items: Vec::new(),
+                last: true,
+            });
+            None
+        }
+    };
     dispatcher.do_send(RegisterRoute {
         method: Method::Subscribe,
         handler: lists.recipient(),
@@ -202,7 +216,18 @@ async fn start_presence(
         accept: Vec::new(),
         option_tags: Vec::new(),
     });
-    Ok(restored)
+    Ok(Restoring {
+        restored,
+        streaming,
+    })
+}
+
+/// The restore of the stored plain subscriptions, under way when the listeners open.
+struct Restoring {
+    /// Told once every stored subscription is restored.
+    restored: tokio::sync::oneshot::Receiver<()>,
+    /// The store's answer once it has read them all (none without a database).
+    streaming: Option<actix::dev::Request<StoreWorker, StreamSubscriptions<RecoveredSubscription>>>,
 }
 
 /// Starts the actor running `rls.list_query`, on `rls.list_db_url` or else the store's
@@ -243,23 +268,25 @@ pub fn open_store(settings: &Settings) -> Result<Option<AnyConnection>, StartErr
     )?)
 }
 
-/// Starts the store actors on `conn` and loads what survived the last run.
+/// Starts the store actors on `conn` and loads what survived the last run, but the plain
+/// subscriptions (`StreamSubscriptions` reads those).
 async fn start_store(
     settings: &Settings,
     conn: Option<AnyConnection>,
-) -> Result<(Addr<Committer>, Snapshot), StartError> {
+) -> Result<(Addr<Committer>, Option<Addr<StoreWorker>>, Snapshot), StartError> {
     let Some(conn) = conn else {
         warn!("store: memory:// — nothing is stored, nothing survives a restart");
-        return Ok((Committer::new(None).start(), Snapshot::default()));
+        return Ok((Committer::new(None).start(), None, Snapshot::default()));
     };
     let url = settings.store.url.clone();
     let sqlite = settings.store.sqlite();
     // The SyncArbiter's factory runs on its thread; the connection opened at start-up is
     // handed over once, later factories (a restarted worker) open their own.
     let slot = Arc::new(Mutex::new(Some(conn)));
+    let epoch = Arc::new(std::sync::atomic::AtomicI64::new(0));
     let worker = SyncArbiter::start(1, move || {
         let conn = slot.lock().ok().and_then(|mut s| s.take());
-        StoreWorker::new(url.clone(), sqlite, conn)
+        StoreWorker::new(url.clone(), sqlite, conn, epoch.clone())
     });
     let loading = std::time::Instant::now();
     let snapshot = worker
@@ -269,14 +296,18 @@ async fn start_store(
         .await
         .map_err(|_| StoreError::Gone)??;
     info!(
-        "store: {} subscriptions, {} publications, {} bindings loaded in {} ms; {} expired during the downtime",
-        snapshot.subscriptions.len() + snapshot.list_subscriptions.len(),
+        "store: {} list subscriptions, {} publications, {} bindings loaded in {} ms; {} expired during the downtime",
+        snapshot.list_subscriptions.len(),
         snapshot.publications.len(),
         snapshot.bindings.len(),
         loading.elapsed().as_millis(),
         snapshot.expired
     );
-    Ok((Committer::new(Some(worker)).start(), snapshot))
+    Ok((
+        Committer::new(Some(worker.clone())).start(),
+        Some(worker),
+        snapshot,
+    ))
 }
 
 /// Runs the server on `sockets` until `shutdown` completes. Must be called inside an actix
@@ -287,7 +318,7 @@ pub async fn run(
     sockets: BoundSockets,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), StartError> {
-    let (committer, snapshot) = start_store(&settings, store_conn).await?;
+    let (committer, worker, snapshot) = start_store(&settings, store_conn).await?;
     let dispatcher_ctx = Context::<Dispatcher>::new();
     let dispatcher = dispatcher_ctx.address();
     let mut transports = Transports::new();
@@ -333,7 +364,15 @@ pub async fn run(
         transports.set_tcp(tcp.start());
     }
 
-    let restored = start_presence(&settings, &dispatcher, committer.recipient(), snapshot).await?;
+    let reading = std::time::Instant::now();
+    let restoring = start_presence(
+        &settings,
+        &dispatcher,
+        committer.recipient(),
+        snapshot,
+        worker,
+    )
+    .await?;
 
     let dispatcher_settings = DispatcherSettings {
         domains: settings.sip.domains.clone(),
@@ -345,16 +384,39 @@ pub async fn run(
     let dispatcher = dispatcher_ctx.run(Dispatcher::new(dispatcher_settings, transports));
     // Requests wait in the dispatcher until every stored dialog is back (recovered NOTIFYs
     // go out meanwhile): a refresh of a recovered dialog never gets 481.
+    let restored = restoring.restored;
     actix::spawn(async move {
         let _ = restored.await;
         dispatcher.do_send(Ready);
     });
     info!("presenced {} running", env!("CARGO_PKG_VERSION"));
 
-    shutdown.await;
+    let mut shutdown = std::pin::pin!(shutdown);
+    let result = match restoring.streaming {
+        Some(streaming) => tokio::select! {
+            () = &mut shutdown => Ok(()),
+            read = streaming => match read {
+                Ok(Ok(n)) => {
+                    info!(
+                        "store: {n} subscriptions read in {} ms",
+                        reading.elapsed().as_millis()
+                    );
+                    shutdown.await;
+                    Ok(())
+                }
+                // Restoring only part of what was acknowledged would lose dialogs silently.
+                Ok(Err(e)) => Err(StartError::Store(e)),
+                Err(_) => Err(StartError::Store(StoreError::Gone)),
+            },
+        },
+        None => {
+            shutdown.await;
+            Ok(())
+        }
+    };
     info!("shutting down");
     if let Some(io) = io_arbiter {
         io.stop();
     }
-    Ok(())
+    result
 }

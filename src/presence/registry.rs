@@ -34,7 +34,7 @@ use crate::sip::headers::{accepts_media, parse_weighted_list, NameAddr};
 use crate::sip::message::{HeaderAccess, Method};
 use crate::sip::transaction::new_tag;
 use crate::sip::{Dispatcher, Reject};
-use crate::store::{unix_now, Change, Persist, PublicationRow, SubscriptionRow};
+use crate::store::{unix_now, Change, Persist, PublicationRow, SubscriptionChunk, SubscriptionRow};
 
 /// Settings the presence core needs, from `[presence]`.
 #[derive(Debug, Clone)]
@@ -111,8 +111,19 @@ pub struct Registry {
     dispatcher: Addr<Dispatcher>,
     /// The store's group committer: subscriptions and publications are saved before 2xx.
     store: Recipient<Persist>,
-    /// Time spent restoring subscriptions at start-up, ms.
-    restore_ms: u128,
+    /// The start-up restore of stored subscriptions.
+    restore: RestoreProgress,
+}
+
+/// How far the start-up restore is.
+#[derive(Default)]
+struct RestoreProgress {
+    /// Told once the last stored subscription is restored.
+    done: Option<tokio::sync::oneshot::Sender<()>>,
+    /// Subscriptions restored.
+    count: usize,
+    /// Time this actor spent restoring them.
+    cpu: std::time::Duration,
 }
 
 impl Registry {
@@ -127,8 +138,14 @@ impl Registry {
             presentities: HashMap::new(),
             dispatcher,
             store,
-            restore_ms: 0,
+            restore: RestoreProgress::default(),
         }
+    }
+
+    /// `done` is told once the last stored subscription (the chunk marked last) is restored.
+    pub fn on_restored(mut self, done: tokio::sync::oneshot::Sender<()>) -> Self {
+        self.restore.done = Some(done);
+        self
     }
 
     /// The presentity of `aor`, created if needed; counts the message about to be sent.
@@ -217,7 +234,10 @@ impl Registry {
         };
         let watcher_ctx = Context::<Watcher<PresentityView>>::new();
         let dialog = watcher.dialog_registration(&watcher_ctx.address());
-        let headers = watcher.response_headers(&source, expires);
+        // A recovered dialog has no 200 to build.
+        let headers = recovered_mark
+            .is_none()
+            .then(|| watcher.response_headers(&source, expires));
         let watcher = watcher_ctx.run(watcher);
         presentity.do_send(AddWatcher {
             id,
@@ -234,7 +254,11 @@ impl Registry {
         Reply {
             status: 200,
             to_tag: Some(local_tag),
-            headers: headers.into_iter().map(|(n, v)| (n.into(), v)).collect(),
+            headers: headers
+                .into_iter()
+                .flatten()
+                .map(|(n, v)| (n.into(), v))
+                .collect(),
             body: None,
             on_sent: Some(watcher.recipient()),
             dialog,
@@ -480,17 +504,6 @@ impl Handler<PresentityIdle> for Registry {
 #[rtype(result = "()")]
 pub struct RestorePublications(pub Vec<PublicationRow>);
 
-/// Subscriptions loaded from the store at start-up (their CSeq marks already moved up).
-/// Restored over several turns; `done` is told when the last is.
-#[derive(Message, Debug)]
-#[rtype(result = "()")]
-pub struct RestoreSubscriptions {
-    /// The stored rows.
-    pub rows: Vec<SubscriptionRow>,
-    /// Told once every row is restored (every watcher's dialog registered).
-    pub done: tokio::sync::oneshot::Sender<()>,
-}
-
 impl Handler<RestorePublications> for Registry {
     type Result = ();
 
@@ -527,46 +540,45 @@ impl Handler<RestorePublications> for Registry {
     }
 }
 
-/// Watchers started per turn while restoring, so the recovered NOTIFYs start flowing while
-/// the rest are still being restored (and the registry answers requests in between).
-const RESTORE_CHUNK: usize = 2000;
+/// A stored plain subscription made ready on the store's thread: its dialog and its NOTIFY
+/// CSeq mark (already moved up by the store); `None` for a row that no longer parses.
+pub type RecoveredSubscription = Option<(SubscriptionDialog, i64)>;
 
-impl Handler<RestoreSubscriptions> for Registry {
-    type Result = ();
-
-    fn handle(&mut self, msg: RestoreSubscriptions, ctx: &mut Self::Context) {
-        self.handle(RestoreMore(msg.rows.into_iter(), msg.done), ctx);
+/// Prepares a stored row for the registry (run by the store as it reads, see
+/// `store::StreamSubscriptions`); a row that no longer parses is logged and dropped.
+pub fn prepare_recovered(row: SubscriptionRow) -> RecoveredSubscription {
+    match SubscriptionDialog::from_row(&row) {
+        Ok(dialog) => Some((dialog, row.notify_cseq_mark)),
+        Err(e) => {
+            warn!("stored subscription {}: {e}, dropped", row.id);
+            None
+        }
     }
 }
 
-/// The stored subscriptions not restored yet. An iterator, so handing the rest on costs
-/// nothing (splitting the vector would copy what remains at every turn).
-#[derive(Message)]
-#[rtype(result = "()")]
-struct RestoreMore(
-    std::vec::IntoIter<SubscriptionRow>,
-    tokio::sync::oneshot::Sender<()>,
-);
-
-impl Handler<RestoreMore> for Registry {
+impl Handler<SubscriptionChunk<RecoveredSubscription>> for Registry {
     type Result = ();
 
-    fn handle(&mut self, mut msg: RestoreMore, ctx: &mut Self::Context) {
+    fn handle(&mut self, msg: SubscriptionChunk<RecoveredSubscription>, ctx: &mut Self::Context) {
         let started = std::time::Instant::now();
-        for row in msg.0.by_ref().take(RESTORE_CHUNK) {
-            match SubscriptionDialog::from_row(&row) {
-                Ok(dialog) => {
-                    let _ = self.start_watcher(dialog, Some(row.notify_cseq_mark), ctx);
-                }
-                Err(e) => warn!("stored subscription {}: {e}, dropped", row.id),
-            }
+        for (dialog, mark) in msg.items.into_iter().flatten() {
+            let _ = self.start_watcher(dialog, Some(mark), ctx);
+            self.restore.count += 1;
         }
-        self.restore_ms += started.elapsed().as_millis();
-        if msg.0.len() == 0 {
-            info!("subscriptions restored in {} ms", self.restore_ms);
-            let _ = msg.1.send(());
+        self.restore.cpu += started.elapsed();
+        if msg.last {
+            info!(
+                "{} subscriptions restored ({} ms on this thread)",
+                self.restore.count,
+                self.restore.cpu.as_millis()
+            );
+            if let Some(done) = self.restore.done.take() {
+                let _ = done.send(());
+            }
         } else {
-            ctx.notify(msg);
+            // Let this chunk's watchers send their NOTIFYs before the next chunk starts more:
+            // the NOTIFYs flow while the rest is restored, and their buffers are reused.
+            ctx.wait(fut::wrap_future(tokio::task::yield_now()));
         }
     }
 }

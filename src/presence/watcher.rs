@@ -374,6 +374,7 @@ impl SubscriptionDialog {
             list_source: None,
             list_members: None,
             linphone_compat: false,
+            mark_epoch: 0,
         }
     }
 

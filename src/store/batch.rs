@@ -257,6 +257,7 @@ pub(crate) mod tests {
             list_source: None,
             list_members: None,
             linphone_compat: false,
+            mark_epoch: 0,
         }
     }
 

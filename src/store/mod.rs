@@ -28,7 +28,7 @@ pub use batch::Batch;
 pub use committer::{Committer, Persist, StoreUnavailable};
 pub use lists::{ListMemberRow, ListQuery, ListResolver, ResolveList};
 pub use models::{BindingRow, PublicationRow, SubscriptionRow};
-pub use worker::{LoadSnapshot, Snapshot, StoreWorker};
+pub use worker::{LoadSnapshot, Snapshot, StoreWorker, StreamSubscriptions, SubscriptionChunk};
 
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
@@ -242,15 +242,16 @@ pub enum Change {
 }
 
 /// Commits `changes` atomically: folded into one write per row (`Batch`), then one SQLite
-/// transaction, or one PostgreSQL statement (its own transaction, one round trip).
-pub fn commit(conn: &mut AnyConnection, changes: &[Change]) -> QueryResult<()> {
+/// transaction, or one PostgreSQL statement (its own transaction, one round trip). Every
+/// subscription mark written is stamped with `epoch`, the store start it belongs to.
+pub fn commit(conn: &mut AnyConnection, changes: &[Change], epoch: i64) -> QueryResult<()> {
     let batch = Batch::of(changes);
     if batch.is_empty() {
         return Ok(());
     }
     match conn {
-        AnyConnection::Sqlite(c) => c.transaction(|c| write_sqlite::write(c, &batch)),
-        AnyConnection::Postgresql(c) => write_postgres::write(c, &batch),
+        AnyConnection::Sqlite(c) => c.transaction(|c| write_sqlite::write(c, &batch, epoch)),
+        AnyConnection::Postgresql(c) => write_postgres::write(c, &batch, epoch),
     }
 }
 
@@ -330,6 +331,7 @@ mod migration_tests {
                     cseq: 1,
                 }],
             }],
+            1,
         )
         .unwrap();
     }
@@ -409,6 +411,7 @@ mod migration_tests {
                         ],
                     },
                 ],
+                1,
             )
             .unwrap();
             commit(
@@ -437,6 +440,7 @@ mod migration_tests {
                         ],
                     },
                 ],
+                1,
             )
             .unwrap();
             // Across batches too, a refresh does not lower a committed mark.
@@ -449,6 +453,7 @@ mod migration_tests {
                         mark: 2500,
                     },
                 ],
+                1,
             )
             .unwrap();
             // More rows than one SQLite statement takes.
@@ -456,12 +461,12 @@ mod migration_tests {
                 .map(|i| saved(&format!("m{i}"), None))
                 .chain((0..600).map(|i| Change::SubscriptionCreated(sub(&format!("n{i}"), 1, 1))))
                 .collect();
-            commit(&mut conn, &many).unwrap();
+            commit(&mut conn, &many, 1).unwrap();
             let removed: Vec<Change> = (0..1200)
                 .map(|i| Change::PublicationRemoved(format!("m{i}")))
                 .chain((0..600).map(|i| Change::SubscriptionRemoved(format!("n{i}"))))
                 .collect();
-            commit(&mut conn, &removed).unwrap();
+            commit(&mut conn, &removed, 1).unwrap();
             let etags: Vec<String> = publications::table
                 .select(publications::etag)
                 .load(&mut conn)
@@ -490,6 +495,73 @@ mod migration_tests {
             assert_eq!(
                 sorted(binds),
                 [("sip:2".to_owned(), 2), ("sip:3".to_owned(), 2)]
+            );
+        }
+    }
+
+    #[test]
+    fn every_start_moves_the_marks_up_one_step_without_rewriting_them_on_both_backends() {
+        use worker::{load_snapshot, read_subscriptions};
+        let dir = tempfile::tempdir().unwrap();
+        for mut conn in stores(dir.path(), "epoch") {
+            // (id, effective mark) of the stored plain subscriptions in start `epoch`.
+            let read = |c: &mut AnyConnection, epoch: i64| {
+                let mut marks = Vec::new();
+                read_subscriptions(c, epoch, |r| marks.push((r.id, r.notify_cseq_mark))).unwrap();
+                sorted(marks)
+            };
+            let (_, first) = load_snapshot(&mut conn, 0).unwrap();
+            let mut s1 = batch::tests::subscription("s1", 1000);
+            s1.expires_at = i64::MAX;
+            let mut s2 = batch::tests::subscription("s2", 1000);
+            s2.expires_at = i64::MAX;
+            commit(
+                &mut conn,
+                &[
+                    Change::SubscriptionCreated(Box::new(s1.clone())),
+                    Change::SubscriptionCreated(Box::new(s2)),
+                ],
+                first,
+            )
+            .unwrap();
+            // Restart: a NOTIFY CSeq below 1000 was sent; the watcher may now send from 1000
+            // (mark − step) up to 2000 without writing.
+            let (_, second) = load_snapshot(&mut conn, 0).unwrap();
+            assert_eq!(second, first + 1);
+            assert_eq!(
+                read(&mut conn, second),
+                [("s1".to_owned(), 2000), ("s2".to_owned(), 2000)]
+            );
+            // Restart again with nothing written: the next start begins at 2000, above all of
+            // the previous one, from the same stored rows.
+            let (_, third) = load_snapshot(&mut conn, 0).unwrap();
+            assert_eq!(
+                read(&mut conn, third),
+                [("s1".to_owned(), 3000), ("s2".to_owned(), 3000)]
+            );
+            let stored: Vec<i64> = schema::subscriptions::table
+                .select(schema::subscriptions::notify_cseq_mark)
+                .load(&mut conn)
+                .unwrap();
+            assert_eq!(stored, [1000, 1000], "no row is rewritten by a start");
+            // s1 raises its mark in this start, then a refresh is written from the older one.
+            s1.notify_cseq_mark = 3000;
+            commit(
+                &mut conn,
+                &[
+                    Change::NotifyCSeqMark {
+                        id: "s1".into(),
+                        mark: 3500,
+                    },
+                    Change::SubscriptionSaved(Box::new(s1)),
+                ],
+                third,
+            )
+            .unwrap();
+            let (_, fourth) = load_snapshot(&mut conn, 0).unwrap();
+            assert_eq!(
+                read(&mut conn, fourth),
+                [("s1".to_owned(), 4500), ("s2".to_owned(), 4000)]
             );
         }
     }

@@ -32,7 +32,8 @@ pub struct SubscriptionRow {
     pub route_set: String,
     /// Last CSeq received in the dialog.
     pub remote_cseq: i64,
-    /// Every NOTIFY CSeq sent so far is below this.
+    /// Every NOTIFY CSeq sent so far is below this. As loaded, already moved up for the starts
+    /// since it was written (`worker::effective_mark`).
     pub notify_cseq_mark: i64,
     /// `active` or `pending`.
     pub state: String,
@@ -54,6 +55,9 @@ pub struct SubscriptionRow {
     pub list_members: Option<String>,
     /// NOTIFYs use the forms liblinphone needs (`rls.linphone_compat`).
     pub linphone_compat: bool,
+    /// The store start (`store_epoch`) in which the mark was written. The store sets it on
+    /// every write; what a caller puts here is ignored.
+    pub mark_epoch: i64,
 }
 
 /// A publication (RFC 3903) as stored.

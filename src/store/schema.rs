@@ -48,6 +48,14 @@ diesel::table! {
         list_source -> Nullable<Text>,
         list_members -> Nullable<Text>,
         linphone_compat -> Bool,
+        mark_epoch -> BigInt,
+    }
+}
+
+diesel::table! {
+    store_epoch (id) {
+        id -> Integer,
+        epoch -> BigInt,
     }
 }
 
@@ -65,5 +73,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     bindings,
     publications,
     resource_list_members,
+    store_epoch,
     subscriptions
 );

@@ -5,25 +5,47 @@
 //! and `LoadSnapshot` at start-up. Created by `app`; stops with the system.
 //! Must not: decide what to store (callers send `Change`s) or answer SIP.
 
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+
 use actix::prelude::*;
 use diesel::prelude::*;
 use log::debug;
 
 use super::models::{BindingRow, PublicationRow, SubscriptionRow};
-use super::schema::{bindings, publications, subscriptions};
+use super::schema::{bindings, publications, store_epoch, subscriptions};
 use super::{commit, open, AnyConnection, Change, SqliteOptions, StoreError};
 
-/// Every recovered subscription's NOTIFY CSeq mark moves up by this much when it is loaded, so
-/// a recovered watcher can send at once (see `watcher`).
+/// Every recovered subscription's NOTIFY CSeq mark moves up by this much for each start of the
+/// store since it was written, so a recovered watcher can send at once (see `watcher`).
 pub const CSEQ_MARK_STEP: i64 = 1000;
+
+/// The mark a stored row gives the store start `epoch`: its stored mark, moved up by
+/// `CSEQ_MARK_STEP` for every start since the row was written (at least one).
+///
+/// Why this is safe without writing the rows: a row written in start `e` with mark `m` means
+/// every CSeq sent until then is below `m`. In each later start `E` (each one counted in
+/// `store_epoch` before anything is sent) the recovered watcher sends from
+/// `m + (E − e − 1) · STEP` and stays below `m + (E − e) · STEP` unless it first commits a
+/// higher mark, stamped `E`. So every start begins above whatever the previous one could send,
+/// however many starts pass without the row being written.
+pub fn effective_mark(row: &mut SubscriptionRow, epoch: i64) {
+    let starts = epoch.saturating_sub(row.mark_epoch).max(1);
+    row.notify_cseq_mark = row
+        .notify_cseq_mark
+        .saturating_add(starts.saturating_mul(CSEQ_MARK_STEP));
+    row.document_version = row.notify_cseq_mark - 1;
+    row.mark_epoch = epoch;
+}
 
 /// Applies changes in one transaction.
 #[derive(Message, Debug)]
 #[rtype(result = "Result<(), StoreError>")]
 pub struct ApplyBatch(pub Vec<Change>);
 
-/// Deletes what expired during the downtime, moves every NOTIFY CSeq mark up by
-/// `CSEQ_MARK_STEP`, and returns everything else; one transaction.
+/// Deletes what expired during the downtime, counts this start in `store_epoch`, and returns
+/// everything else but the plain subscriptions (those follow with `StreamSubscriptions`),
+/// every mark moved up (`effective_mark`); one transaction.
 #[derive(Message, Debug)]
 #[rtype(result = "Result<Snapshot, StoreError>")]
 pub struct LoadSnapshot {
@@ -31,11 +53,9 @@ pub struct LoadSnapshot {
     pub now: i64,
 }
 
-/// The stored state at start-up.
+/// The stored state at start-up, but the plain subscriptions.
 #[derive(Debug, Default)]
 pub struct Snapshot {
-    /// Live plain subscriptions (marks already moved up).
-    pub subscriptions: Vec<SubscriptionRow>,
     /// Live list subscriptions (marks already moved up).
     pub list_subscriptions: Vec<SubscriptionRow>,
     /// Live publications, oldest modification first.
@@ -46,17 +66,57 @@ pub struct Snapshot {
     pub expired: usize,
 }
 
+/// Rows per `SubscriptionChunk`: small enough that the first recovered NOTIFYs go out while
+/// the rest are still read, large enough that a chunk's overhead does not count.
+pub const SUBSCRIPTION_CHUNK_ROWS: usize = 1000;
+
+/// Reads the live plain subscriptions (after `LoadSnapshot`), turns each row into a `T` with
+/// `prepare` on the store's thread, and sends them to `to` in chunks, the last one marked.
+/// Answers how many rows were read. The start-up work is so split over two threads: the
+/// store's reads and parsing, and the restore of what was sent.
+#[derive(Message)]
+#[rtype(result = "Result<usize, StoreError>")]
+pub struct StreamSubscriptions<T: Send + 'static> {
+    /// What each row becomes (parsed there, so the receiver only restores).
+    pub prepare: fn(SubscriptionRow) -> T,
+    /// Where the chunks go.
+    pub to: Recipient<SubscriptionChunk<T>>,
+}
+
+/// A chunk of `StreamSubscriptions`.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct SubscriptionChunk<T: Send + 'static> {
+    /// Prepared rows, in the store's order.
+    pub items: Vec<T>,
+    /// No chunk follows.
+    pub last: bool,
+}
+
 /// The connection-owning actor.
 pub struct StoreWorker {
     url: String,
     sqlite: SqliteOptions,
     conn: Option<AnyConnection>,
+    /// This start's `store_epoch`, set by `LoadSnapshot`; shared, so a worker the arbiter
+    /// restarts stamps its writes the same.
+    epoch: Arc<AtomicI64>,
 }
 
 impl StoreWorker {
     /// A worker starting with an open connection (or none, to open on first use).
-    pub fn new(url: String, sqlite: SqliteOptions, conn: Option<AnyConnection>) -> Self {
-        Self { url, sqlite, conn }
+    pub fn new(
+        url: String,
+        sqlite: SqliteOptions,
+        conn: Option<AnyConnection>,
+        epoch: Arc<AtomicI64>,
+    ) -> Self {
+        Self {
+            url,
+            sqlite,
+            conn,
+            epoch,
+        }
     }
 
     fn with_conn<T>(
@@ -85,7 +145,8 @@ impl Handler<ApplyBatch> for StoreWorker {
     type Result = Result<(), StoreError>;
 
     fn handle(&mut self, msg: ApplyBatch, _ctx: &mut Self::Context) -> Self::Result {
-        self.with_conn(|conn| commit(conn, &msg.0).map_err(StoreError::Query))
+        let epoch = self.epoch.load(Ordering::Relaxed);
+        self.with_conn(|conn| commit(conn, &msg.0, epoch).map_err(StoreError::Query))
     }
 }
 
@@ -93,47 +154,104 @@ impl Handler<LoadSnapshot> for StoreWorker {
     type Result = Result<Snapshot, StoreError>;
 
     fn handle(&mut self, msg: LoadSnapshot, _ctx: &mut Self::Context) -> Self::Result {
-        let now = msg.now;
-        self.with_conn(|conn| {
-            conn.transaction(|c| {
-                let expired =
-                    diesel::delete(subscriptions::table.filter(subscriptions::expires_at.le(now)))
-                        .execute(c)?
-                        + diesel::delete(
-                            publications::table.filter(publications::expires_at.le(now)),
-                        )
-                        .execute(c)?
-                        + diesel::delete(bindings::table.filter(bindings::expires_at.le(now)))
-                            .execute(c)?;
-                diesel::update(subscriptions::table)
-                    .set(
-                        subscriptions::notify_cseq_mark
-                            .eq(subscriptions::notify_cseq_mark + CSEQ_MARK_STEP),
-                    )
+        let (snapshot, epoch) = self.with_conn(|c| Ok(load_snapshot(c, msg.now)?))?;
+        self.epoch.store(epoch, Ordering::Relaxed);
+        debug!("store: start {epoch}");
+        Ok(snapshot)
+    }
+}
+
+/// `LoadSnapshot` on `c`, in one transaction; also gives this start's epoch.
+pub fn load_snapshot(c: &mut AnyConnection, now: i64) -> QueryResult<(Snapshot, i64)> {
+    c.transaction(|c| {
+        let expired =
+            diesel::delete(subscriptions::table.filter(subscriptions::expires_at.le(now)))
+                .execute(c)?
+                + diesel::delete(publications::table.filter(publications::expires_at.le(now)))
+                    .execute(c)?
+                + diesel::delete(bindings::table.filter(bindings::expires_at.le(now)))
                     .execute(c)?;
-                Ok(Snapshot {
-                    subscriptions: load_subscriptions(c, false)?,
-                    list_subscriptions: load_subscriptions(c, true)?,
-                    publications: publications::table
-                        .order(publications::seq.asc())
-                        .select(PublicationRow::as_select())
-                        .load(c)?,
-                    bindings: bindings::table.select(BindingRow::as_select()).load(c)?,
-                    expired,
-                })
-            })
-            .map_err(StoreError::Query)
+        let counted = diesel::update(store_epoch::table.find(1))
+            .set(store_epoch::epoch.eq(store_epoch::epoch + 1))
+            .execute(c)?;
+        if counted == 0 {
+            // The migration's row was deleted: count again from 1 (every mark still moves up
+            // by at least one step).
+            diesel::insert_into(store_epoch::table)
+                .values((store_epoch::id.eq(1), store_epoch::epoch.eq(1)))
+                .execute(c)?;
+        }
+        let epoch: i64 = store_epoch::table
+            .find(1)
+            .select(store_epoch::epoch)
+            .first(c)?;
+        let snapshot = Snapshot {
+            list_subscriptions: load_list_subscriptions(c, epoch)?,
+            publications: publications::table
+                .order(publications::seq.asc())
+                .select(PublicationRow::as_select())
+                .load(c)?,
+            bindings: bindings::table.select(BindingRow::as_select()).load(c)?,
+            expired,
+        };
+        Ok((snapshot, epoch))
+    })
+}
+
+impl<T: Send + 'static> Handler<StreamSubscriptions<T>> for StoreWorker {
+    type Result = Result<usize, StoreError>;
+
+    fn handle(&mut self, msg: StreamSubscriptions<T>, _ctx: &mut Self::Context) -> Self::Result {
+        let StreamSubscriptions { prepare, to } = msg;
+        let epoch = self.epoch.load(Ordering::Relaxed);
+        self.with_conn(|c| {
+            let mut items = Vec::with_capacity(SUBSCRIPTION_CHUNK_ROWS);
+            let sent = read_subscriptions(c, epoch, |row| {
+                items.push(prepare(row));
+                if items.len() == SUBSCRIPTION_CHUNK_ROWS {
+                    let full =
+                        std::mem::replace(&mut items, Vec::with_capacity(SUBSCRIPTION_CHUNK_ROWS));
+                    to.do_send(SubscriptionChunk {
+                        items: full,
+                        last: false,
+                    });
+                }
+            })?;
+            to.do_send(SubscriptionChunk { items, last: true });
+            Ok(sent)
         })
     }
 }
 
-/// The stored plain (or list) subscriptions, into a vector sized once: 100,000 rows grown by
+/// Hands every stored plain subscription to `each`, its mark moved up for start `epoch`
+/// (`effective_mark`); gives how many there were.
+pub fn read_subscriptions(
+    c: &mut AnyConnection,
+    epoch: i64,
+    mut each: impl FnMut(SubscriptionRow),
+) -> QueryResult<usize> {
+    use diesel::connection::DefaultLoadingMode;
+    let mut read = 0;
+    for row in subscriptions::table
+        .filter(subscriptions::list_source.is_null())
+        .select(SubscriptionRow::as_select())
+        .load_iter::<SubscriptionRow, DefaultLoadingMode>(c)?
+    {
+        let mut row = row?;
+        effective_mark(&mut row, epoch);
+        each(row);
+        read += 1;
+    }
+    Ok(read)
+}
+
+/// The stored list subscriptions, into a vector sized once: 100,000 rows grown by
 /// doubling would be copied about twice over, into freshly faulted-in memory.
-fn load_subscriptions(c: &mut AnyConnection, lists: bool) -> QueryResult<Vec<SubscriptionRow>> {
+fn load_list_subscriptions(c: &mut AnyConnection, epoch: i64) -> QueryResult<Vec<SubscriptionRow>> {
     use diesel::connection::DefaultLoadingMode;
     let which = || {
         subscriptions::table
-            .filter(subscriptions::list_source.is_not_null().eq(lists))
+            .filter(subscriptions::list_source.is_not_null())
             .into_boxed()
     };
     let count: i64 = which().count().get_result(c)?;
@@ -142,7 +260,9 @@ fn load_subscriptions(c: &mut AnyConnection, lists: bool) -> QueryResult<Vec<Sub
         .select(SubscriptionRow::as_select())
         .load_iter::<SubscriptionRow, DefaultLoadingMode>(c)?
     {
-        rows.push(row?);
+        let mut row = row?;
+        effective_mark(&mut row, epoch);
+        rows.push(row);
     }
     Ok(rows)
 }

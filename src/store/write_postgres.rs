@@ -21,7 +21,7 @@ use super::models::SubscriptionRow;
 
 /// The columns of `subscriptions` in the order `SubscriptionRow` binds them, with their
 /// array types.
-const SUBSCRIPTION_COLUMNS: [(&str, &str); 23] = [
+const SUBSCRIPTION_COLUMNS: [(&str, &str); 24] = [
     ("id", "text[]"),
     ("aor", "text[]"),
     ("call_id", "text[]"),
@@ -45,6 +45,7 @@ const SUBSCRIPTION_COLUMNS: [(&str, &str); 23] = [
     ("list_source", "text[]"),
     ("list_members", "text[]"),
     ("linphone_compat", "bool[]"),
+    ("mark_epoch", "int8[]"),
 ];
 
 /// A statement being built: its `WITH` parts and their bound arrays.
@@ -94,7 +95,7 @@ impl<'a> Statement<'a> {
 }
 
 /// Writes `batch` in one statement (its own transaction).
-pub(super) fn write(c: &mut PgConnection, batch: &Batch<'_>) -> QueryResult<()> {
+pub(super) fn write(c: &mut PgConnection, batch: &Batch<'_>, epoch: i64) -> QueryResult<()> {
     let mut st = Statement::new();
     if !batch.publications_gone.is_empty() {
         let etags = st.text(batch.publications_gone.clone());
@@ -132,18 +133,19 @@ pub(super) fn write(c: &mut PgConnection, batch: &Batch<'_>) -> QueryResult<()> 
     }
     let put = batch.subscriptions_put();
     if !put.is_empty() {
-        let sql = upsert_subscriptions(&mut st, &put);
+        let sql = upsert_subscriptions(&mut st, &put, epoch);
         st.part("subscriptions_put", sql);
     }
     let marks = batch.marks();
     if !marks.is_empty() {
         let ids = st.text(marks.iter().map(|(id, _)| *id).collect());
         let values = st.bigint(marks.iter().map(|(_, m)| *m).collect());
+        let epoch = st.bind::<BigInt, i64>(epoch);
         st.part(
             "subscriptions_mark",
             format!(
-                "UPDATE subscriptions s SET notify_cseq_mark = m.mark, document_version = m.mark - 1 \
-                 FROM UNNEST({ids}::text[], {values}::int8[]) AS m(id, mark) \
+                "UPDATE subscriptions s SET notify_cseq_mark = m.mark, document_version = m.mark - 1, \
+                 mark_epoch = {epoch}::int8 FROM UNNEST({ids}::text[], {values}::int8[]) AS m(id, mark) \
                  WHERE s.id = m.id AND s.notify_cseq_mark < m.mark"
             ),
         );
@@ -188,8 +190,14 @@ pub(super) fn write(c: &mut PgConnection, batch: &Batch<'_>) -> QueryResult<()> 
     st.query.sql(sql).execute(c).map(drop)
 }
 
-/// The upsert part for whole subscriptions: a stored row keeps its higher CSeq mark.
-fn upsert_subscriptions<'a>(st: &mut Statement<'a>, rows: &[&'a SubscriptionRow]) -> String {
+/// The upsert part for whole subscriptions, their marks stamped with `epoch`: a stored row
+/// keeps its higher CSeq mark (both are of this start: a mark written now is above any loaded
+/// one, see `worker`).
+fn upsert_subscriptions<'a>(
+    st: &mut Statement<'a>,
+    rows: &[&'a SubscriptionRow],
+    epoch: i64,
+) -> String {
     let text = |f: fn(&SubscriptionRow) -> &str| rows.iter().map(|r| f(r)).collect::<Vec<_>>();
     let opt = |f: fn(&SubscriptionRow) -> Option<&str>| rows.iter().map(|r| f(r)).collect();
     let int = |f: fn(&SubscriptionRow) -> i64| rows.iter().map(|r| f(r)).collect();
@@ -218,6 +226,7 @@ fn upsert_subscriptions<'a>(st: &mut Statement<'a>, rows: &[&'a SubscriptionRow]
         st.opt_text(opt(|r| r.list_source.as_deref())),
         st.opt_text(opt(|r| r.list_members.as_deref())),
         st.bind::<Array<Bool>, Vec<bool>>(rows.iter().map(|r| r.linphone_compat).collect()),
+        st.bigint(vec![epoch; rows.len()]),
     ];
     let names: Vec<&str> = SUBSCRIPTION_COLUMNS.iter().map(|(n, _)| *n).collect();
     let arrays: Vec<String> = params

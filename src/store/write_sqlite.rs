@@ -12,14 +12,19 @@ use diesel::SqliteConnection;
 
 use super::batch::Batch;
 use super::schema::{bindings, publications, subscriptions};
+use super::SubscriptionRow;
 
 /// Rows per statement: well under SQLite's limit on bound variables (32,766).
 const BINDS_PER_STATEMENT: usize = 12_000;
 /// Columns of `subscriptions`, for chunking its inserts.
-const SUBSCRIPTION_COLUMNS: usize = 23;
+const SUBSCRIPTION_COLUMNS: usize = 24;
 
-/// Writes `batch`; the caller holds the transaction.
-pub(super) fn write(c: &mut SqliteConnection, batch: &Batch<'_>) -> QueryResult<()> {
+/// Writes `batch`, its marks stamped with `epoch`; the caller holds the transaction.
+pub(super) fn write(c: &mut SqliteConnection, batch: &Batch<'_>, epoch: i64) -> QueryResult<()> {
+    let stamped = |row: &SubscriptionRow| SubscriptionRow {
+        mark_epoch: epoch,
+        ..row.clone()
+    };
     for chunk in batch.publications_gone.chunks(BINDS_PER_STATEMENT) {
         diesel::delete(publications::table.filter(publications::etag.eq_any(chunk))).execute(c)?;
     }
@@ -38,11 +43,11 @@ pub(super) fn write(c: &mut SqliteConnection, batch: &Batch<'_>) -> QueryResult<
         .chunks(BINDS_PER_STATEMENT / SUBSCRIPTION_COLUMNS)
     {
         diesel::insert_into(subscriptions::table)
-            .values(chunk.to_vec())
+            .values(chunk.iter().map(|r| stamped(r)).collect::<Vec<_>>())
             .execute(c)?;
     }
     for row in batch.subscriptions_written(false) {
-        upsert_subscription(c, row)?;
+        upsert_subscription(c, &stamped(row))?;
     }
     for (id, mark) in batch.marks() {
         diesel::update(
@@ -53,6 +58,7 @@ pub(super) fn write(c: &mut SqliteConnection, batch: &Batch<'_>) -> QueryResult<
         .set((
             subscriptions::notify_cseq_mark.eq(mark),
             subscriptions::document_version.eq(mark - 1),
+            subscriptions::mark_epoch.eq(epoch),
         ))
         .execute(c)?;
     }
@@ -73,8 +79,9 @@ pub(super) fn write(c: &mut SqliteConnection, batch: &Batch<'_>) -> QueryResult<
     Ok(())
 }
 
-/// Inserts or overwrites a whole subscription; a stored row keeps its higher CSeq mark.
-fn upsert_subscription(c: &mut SqliteConnection, row: &super::SubscriptionRow) -> QueryResult<()> {
+/// Inserts or overwrites a whole subscription; a stored row keeps its higher CSeq mark (both
+/// are of this start: a mark written now is above any loaded one, see `worker`).
+fn upsert_subscription(c: &mut SqliteConnection, row: &SubscriptionRow) -> QueryResult<()> {
     use subscriptions::*;
     diesel::insert_into(table)
         .values(row)
@@ -110,6 +117,7 @@ fn upsert_subscription(c: &mut SqliteConnection, row: &super::SubscriptionRow) -
                 list_source.eq(excluded(list_source)),
                 list_members.eq(excluded(list_members)),
                 linphone_compat.eq(excluded(linphone_compat)),
+                mark_epoch.eq(excluded(mark_epoch)),
             ),
         ))
         .execute(c)

@@ -1,0 +1,2 @@
+ALTER TABLE subscriptions DROP COLUMN mark_epoch;
+DROP TABLE store_epoch;
