@@ -231,16 +231,37 @@ pub fn read_subscriptions(
     mut each: impl FnMut(SubscriptionRow),
 ) -> QueryResult<usize> {
     use diesel::connection::DefaultLoadingMode;
+    // The same query for each backend (`as_select` is typed by the backend).
+    macro_rules! plain {
+        () => {
+            subscriptions::table
+                .filter(subscriptions::list_source.is_null())
+                .select(SubscriptionRow::as_select())
+        };
+    }
     let mut read = 0;
-    for row in subscriptions::table
-        .filter(subscriptions::list_source.is_null())
-        .select(SubscriptionRow::as_select())
-        .load_iter::<SubscriptionRow, DefaultLoadingMode>(c)?
-    {
+    let mut take = |row: QueryResult<SubscriptionRow>| -> QueryResult<()> {
         let mut row = row?;
         effective_mark(&mut row, epoch);
         each(row);
         read += 1;
+        Ok(())
+    };
+    match c {
+        // Row by row: libpq's default receives the whole result before the first row, and
+        // the restore would wait for all of it.
+        AnyConnection::Postgresql(c) => {
+            for row in
+                plain!().load_iter::<SubscriptionRow, diesel::pg::PgRowByRowLoadingMode>(c)?
+            {
+                take(row)?;
+            }
+        }
+        AnyConnection::Sqlite(c) => {
+            for row in plain!().load_iter::<SubscriptionRow, DefaultLoadingMode>(c)? {
+                take(row)?;
+            }
+        }
     }
     Ok(read)
 }
