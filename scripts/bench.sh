@@ -317,33 +317,41 @@ echo
 echo "| store | state loaded (all but the plain subscriptions) | every dialog restored | first recovered NOTIFY | every subscription NOTIFIED | target |"
 echo "|---|---|---|---|---|---|"
 for st in sqlite ${BENCH_PG_URL:+postgres}; do
-  if [ "$st" = postgres ]; then
-    psql -q "$BENCH_PG_URL" -c "DROP SCHEMA IF EXISTS bench CASCADE; CREATE SCHEMA bench" >&2
-    url="$BENCH_PG_URL?options=-c%20search_path%3Dbench"
-  else
-    url="sqlite://$WORK/server/presenced.db"
-  fi
-  start_server "$url"
-  "$LOAD" recover --server "$TCP" --connections 16 --subscriptions "$HOLD_BIG" --seconds 300 > "$WORK/recover" &
-  lp=$!
-  for _ in $(seq 3000); do grep -q '^held' "$WORK/recover" 2>/dev/null && break; sleep 0.1; done
-  sleep 1
-  kill -9 "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true; SERVER_PID=""
-  t0=$(date +%s%3N)
-  start_server "$url" keep
-  wait "$lp" || true
-  out=$(tail -1 "$WORK/recover")
-  loaded=$(sed -n 's/.*loaded in \([0-9]*\) ms.*/\1/p' "$WORK/server/log" | tail -1)
-  # The log's own time stamp of the line saying the last stored dialog is restored.
-  restored=$(sed -n 's/^\[\([^ ]*\) .*subscriptions restored (.*/\1/p' "$WORK/server/log" | tail -1)
-  restored=$(date -d "${restored:-@0}" +%s%3N)
-  first=$(sed -n 's/.*first_unix_ms=\([0-9]*\).*/\1/p' <<< "$out")
-  all=$(sed -n 's/.*all_unix_ms=\([0-9]*\).*/\1/p' <<< "$out")
-  n=$(sed -n 's/.*recovered=\([0-9]*\).*/\1/p' <<< "$out")
-  awk -v st="$st" -v l="${loaded:-0}" -v r="$restored" -v f="$first" -v a="$all" -v t0="$t0" -v n="$n" -v k="$HOLD_BIG" \
-    'BEGIN { printf "| %s | %d ms | %.2f s | %.2f s | %.2f s (%d of %d) | <= 2 s |\n", st, l, (r - t0) / 1000, (f - t0) / 1000, (a - t0) / 1000, n, k }'
-  stop_server
+  loads=""; restores=""; firsts=""; alls=""; counts=""
+  for _ in $(seq "$RUNS"); do
+    if [ "$st" = postgres ]; then
+      psql -q "$BENCH_PG_URL" -c "DROP SCHEMA IF EXISTS bench CASCADE; CREATE SCHEMA bench" >&2
+      url="$BENCH_PG_URL?options=-c%20search_path%3Dbench"
+    else
+      url="sqlite://$WORK/server/presenced.db"
+    fi
+    start_server "$url"
+    "$LOAD" recover --server "$TCP" --connections 16 --subscriptions "$HOLD_BIG" --seconds 300 > "$WORK/recover" &
+    lp=$!
+    for _ in $(seq 3000); do grep -q '^held' "$WORK/recover" 2>/dev/null && break; sleep 0.1; done
+    sleep 1
+    kill -9 "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true; SERVER_PID=""
+    t0=$(date +%s%3N)
+    start_server "$url" keep
+    wait "$lp" || true
+    out=$(tail -1 "$WORK/recover")
+    loaded=$(sed -n 's/.*loaded in \([0-9]*\) ms.*/\1/p' "$WORK/server/log" | tail -1)
+    # The log's own time stamp of the line saying the last stored dialog is restored.
+    restored=$(sed -n 's/^\[\([^ ]*\) .*subscriptions restored (.*/\1/p' "$WORK/server/log" | tail -1)
+    restored=$(date -d "${restored:-@0}" +%s%3N)
+    first=$(sed -n 's/.*first_unix_ms=\([0-9]*\).*/\1/p' <<< "$out")
+    all=$(sed -n 's/.*all_unix_ms=\([0-9]*\).*/\1/p' <<< "$out")
+    n=$(sed -n 's/.*recovered=\([0-9]*\).*/\1/p' <<< "$out")
+    loads="$loads ${loaded:-0}"
+    restores="$restores $(awk -v r="$restored" -v t0="$t0" 'BEGIN {printf "%.2f", (r - t0) / 1000}')"
+    firsts="$firsts $(awk -v f="$first" -v t0="$t0" 'BEGIN {printf "%.2f", (f - t0) / 1000}')"
+    alls="$alls $(awk -v a="$all" -v t0="$t0" 'BEGIN {printf "%.2f", (a - t0) / 1000}')"
+    counts="$counts ${n:-0}"
+    stop_server
+  done
+  med() { tr ' ' '\n' <<< "$1" | grep . | median_range; }
+  echo "| $st | $(med "$loads") ms | $(med "$restores") s | $(med "$firsts") s | $(med "$alls") s (NOTIFYs received per run:$counts of $HOLD_BIG) | <= 2 s |"
 done
 echo
-echo "Times from the restart (process start) on. The NOTIFYs go over new TCP connections to the watchers' Contact."
+echo "Times from the restart (process start) on, median of $RUNS restarts (range). The NOTIFYs go over new TCP connections to the watchers' Contact."
 fi

@@ -388,11 +388,13 @@ pub fn subscription_dialog(
         local_uri: NameAddr {
             params: Default::default(),
             ..to
-        },
+        }
+        .to_string(),
         remote_uri: NameAddr {
             params: Default::default(),
             ..from
-        },
+        }
+        .to_string(),
         remote_target: contact.uri,
         route_set,
         remote_cseq: cseq.seq,

@@ -201,10 +201,11 @@ pub struct SubscriptionDialog {
     pub local_tag: String,
     /// The subscriber's tag.
     pub remote_tag: String,
-    /// Our URI (the SUBSCRIBE's To, without tag).
-    pub local_uri: NameAddr,
-    /// The subscriber's URI (the SUBSCRIBE's From, without tag).
-    pub remote_uri: NameAddr,
+    /// Our URI (the SUBSCRIBE's To without its parameters), as it goes into a NOTIFY's From:
+    /// kept rendered, since every NOTIFY writes it and nothing reads inside it.
+    pub local_uri: String,
+    /// The subscriber's URI (the SUBSCRIBE's From without its parameters), rendered.
+    pub remote_uri: String,
     /// Where NOTIFYs go (the SUBSCRIBE's Contact).
     pub remote_target: Uri,
     /// Record-Route of the SUBSCRIBE, in order.
@@ -237,14 +238,32 @@ pub struct WatcherInit {
 
 /// The `Contact` the server puts in its responses and NOTIFYs for a request from `source`.
 pub fn local_contact(source: &Source) -> String {
-    let addr = match source.local {
-        SocketAddr::V6(a) => format!("[{}]:{}", a.ip(), a.port()),
-        a => a.to_string(),
-    };
-    match source.transport {
-        Transport::Tcp => format!("<sip:{addr};transport=tcp>"),
-        Transport::Udp => format!("<sip:{addr}>"),
+    // Every NOTIFY carries it, and a server has only a few local addresses: each is rendered
+    // once per thread.
+    thread_local! {
+        static RENDERED: std::cell::RefCell<Vec<((Transport, SocketAddr), String)>> =
+            const { std::cell::RefCell::new(Vec::new()) };
     }
+    let key = (source.transport, source.local);
+    RENDERED.with(|rendered| {
+        let mut rendered = rendered.borrow_mut();
+        if let Some((_, contact)) = rendered.iter().find(|(k, _)| *k == key) {
+            return contact.clone();
+        }
+        let addr = match source.local {
+            SocketAddr::V6(a) => format!("[{}]:{}", a.ip(), a.port()),
+            a => a.to_string(),
+        };
+        let contact = match source.transport {
+            Transport::Tcp => format!("<sip:{addr};transport=tcp>"),
+            Transport::Udp => format!("<sip:{addr}>"),
+        };
+        // Bounded: addresses beyond the first few are rendered each time.
+        if rendered.len() < 16 {
+            rendered.push((key, contact.clone()));
+        }
+        contact
+    })
 }
 
 /// The watcher actor.
@@ -323,8 +342,8 @@ impl SubscriptionDialog {
             call_id: row.call_id.clone(),
             local_tag: row.local_tag.clone(),
             remote_tag: row.remote_tag.clone(),
-            local_uri: name_addr(&row.local_uri, "local URI")?,
-            remote_uri: name_addr(&row.remote_uri, "remote URI")?,
+            local_uri: name_addr(&row.local_uri, "local URI")?.to_string(),
+            remote_uri: name_addr(&row.remote_uri, "remote URI")?.to_string(),
             remote_target: Uri::parse(&row.remote_target)
                 .map_err(|_| RestoreError::Invalid("remote target"))?,
             route_set,
@@ -352,8 +371,8 @@ impl SubscriptionDialog {
             remote_tag: self.remote_tag.clone(),
             event_id: self.event_id.clone(),
             accept: self.accept.clone(),
-            local_uri: self.local_uri.to_string(),
-            remote_uri: self.remote_uri.to_string(),
+            local_uri: self.local_uri.clone(),
+            remote_uri: self.remote_uri.clone(),
             remote_target: self.remote_target.to_string(),
             route_set: self
                 .route_set

@@ -30,7 +30,7 @@ use crate::presence::document::PIDF_CONTENT_TYPE;
 use crate::presence::registry::{subscription_dialog, PresenceConfig, Registry};
 use crate::presence::watcher::{new_watcher_id, SubscriptionDialog, Watcher, WatcherInit};
 use crate::sip::dispatcher::{IncomingRequest, Reply};
-use crate::sip::headers::{parse_token_list, Via};
+use crate::sip::headers::{parse_token_list, NameAddr, Via};
 use crate::sip::message::{HeaderAccess, Method, Request};
 use crate::sip::{Dispatcher, Reject};
 use crate::store::{Change, ListResolver, Persist, ResolveList, SubscriptionRow};
@@ -334,7 +334,9 @@ impl Handler<RestoreListSubscriptions> for ListServer {
                 continue;
             };
             let new = NewList {
-                subscriber: Aor::from_uri(&dialog.remote_uri.uri)
+                subscriber: NameAddr::parse(&dialog.remote_uri, "stored")
+                    .ok()
+                    .and_then(|n| Aor::from_uri(&n.uri))
                     .map(|a| a.to_string())
                     .unwrap_or_default(),
                 dialog,

@@ -231,6 +231,8 @@ pub struct Dispatcher {
     /// `Ready` comes (so a refresh of a recovered dialog never meets a missing dialog);
     /// `None` once ready.
     held: Option<Vec<(Request, Source)>>,
+    /// Each local address as a Via sent-by, rendered once.
+    sent_by: Vec<(SocketAddr, String)>,
     server_tx: ServerTransactions,
     client_tx: HashMap<ClientKey, ClientTx>,
     /// Timer E/F deadlines of client transactions, earliest first. Entries whose transaction
@@ -245,7 +247,19 @@ pub struct Dispatcher {
 impl Dispatcher {
     /// A dispatcher sending through `transports`.
     pub fn new(settings: DispatcherSettings, transports: Transports) -> Self {
+        let sent_by = settings
+            .local_addrs
+            .iter()
+            .map(|a| {
+                let rendered = match a {
+                    SocketAddr::V6(v6) => format!("[{}]:{}", v6.ip(), v6.port()),
+                    a => a.to_string(),
+                };
+                (*a, rendered)
+            })
+            .collect();
         Self {
+            sent_by,
             settings,
             transports,
             routes: HashMap::new(),
@@ -718,23 +732,18 @@ impl Dispatcher {
         }
     }
 
-    fn local_sent_by(&self, target: &Target) -> String {
+    fn local_sent_by(&self, target: &Target) -> &str {
         // A remembered local address may be from before a restart (recovered dialogs).
-        let local = target
+        let remembered = target
             .local
-            .filter(|l| self.settings.local_addrs.contains(l))
+            .and_then(|l| self.sent_by.iter().find(|(a, _)| *a == l));
+        remembered
             .or_else(|| {
-                self.settings
-                    .local_addrs
+                self.sent_by
                     .iter()
-                    .find(|a| a.is_ipv4() == target.addr.is_ipv4())
-                    .copied()
-            });
-        match local {
-            Some(SocketAddr::V6(a)) => format!("[{}]:{}", a.ip(), a.port()),
-            Some(a) => a.to_string(),
-            None => "invalid.invalid".into(),
-        }
+                    .find(|(a, _)| a.is_ipv4() == target.addr.is_ipv4())
+            })
+            .map_or("invalid.invalid", |(_, s)| s.as_str())
     }
 }
 
