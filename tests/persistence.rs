@@ -480,9 +480,76 @@ fn a_refresh_arriving_while_stored_dialogs_are_restored_waits_and_gets_200() -> 
     let _ = sender.join();
     assert_eq!(refreshed, Some(200), "the refresh of the recovered dialog");
     assert!(
-        server.log_count("subscriptions restored") == 1,
+        server.wait_log("subscriptions restored", 1) == 1,
         "{:?}",
         server.log()
     );
+    Ok(())
+}
+
+/// Runs one statement on the store behind `url` (SQLite file or PostgreSQL schema).
+fn run_sql(url: &str, sql: &str) {
+    use diesel::{Connection, RunQueryDsl};
+    match url.strip_prefix("sqlite://") {
+        Some(path) => {
+            let mut c = diesel::SqliteConnection::establish(path).unwrap();
+            diesel::sql_query(sql).execute(&mut c).unwrap();
+        }
+        None => {
+            let mut c = diesel::PgConnection::establish(url).unwrap();
+            diesel::sql_query(sql).execute(&mut c).unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_stored_dialog_that_no_longer_parses_is_dropped_and_the_others_come_back() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    for (backend, url) in store_urls(dir.path()) {
+        let config = config_with_store(&url, "", SHORT);
+        let server = TestServer::start_config(tempfile::tempdir()?, &config);
+        let mut kept = UdpUa::new(server.udp);
+        kept.send(&subscribe_request(&kept, ALICE, 300).build());
+        kept.expect_status(200);
+        let before = kept.expect_notify();
+        let mut broken = UdpUa::new(server.udp);
+        let sub = subscribe_request(&broken, ALICE, 300);
+        broken.send(&sub.build());
+        let ok = broken.expect_status(200);
+        broken.expect_notify();
+        let call_id = ok.header("Call-ID").unwrap().to_owned();
+        let d = server.kill_hard();
+        // A row the server can no longer read (a hand edit, a bug of another version).
+        run_sql(
+            &url,
+            &format!("UPDATE subscriptions SET peer_addr = 'nowhere' WHERE call_id = '{call_id}'"),
+        );
+        let server = TestServer::start_config(d, &config);
+        kept.server = server.udp;
+        broken.server = server.udp;
+        let n = kept.expect_notify();
+        assert!(
+            cseq_of(&n) > cseq_of(&before),
+            "{backend}: the other dialog is recovered"
+        );
+        assert_eq!(
+            server.wait_log("peer address is invalid, dropped", 1),
+            1,
+            "{backend}: logged once"
+        );
+        assert!(
+            broken.recv(Duration::from_millis(500)).is_none(),
+            "{backend}: nothing is sent on the unreadable dialog"
+        );
+        // Not resurrected: its refresh finds no dialog.
+        broken.send(&in_dialog_subscribe(&broken, &sub, &ok, 2, 300));
+        broken.expect_status(481);
+        assert_eq!(
+            server.log_count("peer address is invalid, dropped"),
+            1,
+            "{backend}: {:?}",
+            server.log()
+        );
+    }
     Ok(())
 }

@@ -520,7 +520,7 @@ fn oversized_lists_and_deflate_bombs_are_refused_with_413() -> TestResult {
         .body("application/resource-lists+xml", &bomb);
     ua.send(&req.build());
     ua.expect_status(413);
-    assert_eq!(server.log_count("request-contained list refused"), 1);
+    assert_eq!(server.wait_log("request-contained list refused", 1), 1);
     // The server still serves.
     ua.send(&list_subscribe(&ua, &members(3, "o"), false).build());
     ua.expect_status(200);
