@@ -27,6 +27,7 @@ use super::presentity::{
 use super::publication::{self, PublishKind, PublishLimits};
 use super::watcher::{
     new_watcher_id, PresentityView, SubscriptionDialog, Watcher, WatcherInit, WatcherSettings,
+    WatcherShared,
 };
 use super::xml::{XmlError, XmlLimits};
 use crate::sip::dispatcher::{IncomingRequest, Reply};
@@ -113,6 +114,8 @@ pub struct Registry {
     store: Recipient<Persist>,
     /// The start-up restore of stored subscriptions.
     restore: RestoreProgress,
+    /// What the registry's watchers share.
+    watchers: Arc<WatcherShared>,
 }
 
 /// How far the start-up restore is.
@@ -133,7 +136,13 @@ impl Registry {
         dispatcher: Addr<Dispatcher>,
         store: Recipient<Persist>,
     ) -> Self {
+        let watchers = Arc::new(WatcherShared {
+            settings: config.watcher.clone(),
+            dispatcher: dispatcher.clone(),
+            store: store.clone(),
+        });
         Self {
+            watchers,
             config,
             presentities: HashMap::new(),
             dispatcher,
@@ -223,9 +232,7 @@ impl Registry {
         let init = WatcherInit {
             id,
             dialog,
-            settings: self.config.watcher.clone(),
-            dispatcher: self.dispatcher.clone(),
-            store: self.store.clone(),
+            shared: self.watchers.clone(),
         };
         let view = PresentityView::new(presentity.clone());
         let watcher = match recovered_mark {

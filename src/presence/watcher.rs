@@ -22,6 +22,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
@@ -228,6 +229,13 @@ pub struct WatcherInit {
     pub id: u64,
     /// The dialog.
     pub dialog: SubscriptionDialog,
+    /// What it shares with the other watchers of its owner.
+    pub shared: Arc<WatcherShared>,
+}
+
+/// What every watcher started by one owner (the registry, the list server) shares: one
+/// allocation for all of them, where each copy of an actix address costs two.
+pub struct WatcherShared {
     /// Settings.
     pub settings: WatcherSettings,
     /// The dispatcher: NOTIFYs and the dialog table.
@@ -271,8 +279,6 @@ pub struct Watcher<V: NotifyView> {
     init: WatcherInit,
     /// What the NOTIFYs carry.
     view: V,
-    dialog: DialogId,
-    usage: String,
     local_cseq: u32,
     expires_at: Instant,
     expiry_timer: Option<SpawnHandle>,
@@ -288,8 +294,6 @@ pub struct Watcher<V: NotifyView> {
     final_sent: bool,
     /// The SUBSCRIBE's Accept-Encoding admits deflate.
     deflate: bool,
-    /// The stored row's id.
-    row_id: String,
     /// Committed NOTIFY CSeq high-water mark: every CSeq sent is below it, and the store knows.
     cseq_mark: u32,
     /// A higher mark is being committed.
@@ -416,16 +420,9 @@ impl SubscriptionDialog {
 impl<V: NotifyView> Watcher<V> {
     /// A watcher for an accepted SUBSCRIBE.
     pub fn new(init: WatcherInit, view: V) -> Self {
-        let dialog = DialogId {
-            call_id: init.dialog.call_id.clone(),
-            local_tag: init.dialog.local_tag.clone(),
-            remote_tag: init.dialog.remote_tag.clone(),
-        };
-        let usage = usage_key("presence", init.dialog.event_id.as_deref());
-        let row_id = subscription_id(&dialog, &usage);
         let terminating = (init.dialog.expires == 0).then_some(EventReason::Timeout);
         let expires_at = Instant::now() + Duration::from_secs(u64::from(init.dialog.expires));
-        let deflate = init.settings.deflate_min_bytes > 0
+        let deflate = init.shared.settings.deflate_min_bytes > 0
             && init
                 .dialog
                 .accept_encoding
@@ -435,8 +432,6 @@ impl<V: NotifyView> Watcher<V> {
         Self {
             init,
             view,
-            dialog,
-            usage,
             local_cseq: 0,
             expires_at,
             expiry_timer: None,
@@ -447,7 +442,6 @@ impl<V: NotifyView> Watcher<V> {
             terminating,
             final_sent: false,
             deflate,
-            row_id,
             cseq_mark: CSEQ_MARK_STEP as u32,
             mark_pending: false,
         }
@@ -465,11 +459,30 @@ impl<V: NotifyView> Watcher<V> {
         w
     }
 
+    /// The dialog's id (built when needed: the dialog holds its parts).
+    fn dialog_id(&self) -> DialogId {
+        DialogId {
+            call_id: self.init.dialog.call_id.clone(),
+            local_tag: self.init.dialog.local_tag.clone(),
+            remote_tag: self.init.dialog.remote_tag.clone(),
+        }
+    }
+
+    /// The dialog usage key of this subscription.
+    fn usage(&self) -> String {
+        usage_key("presence", self.init.dialog.event_id.as_deref())
+    }
+
+    /// The stored row's id.
+    fn row_id(&self) -> String {
+        subscription_id(&self.dialog_id(), &self.usage())
+    }
+
     /// The current row, as it will be after `update`.
     fn row(&self, update: Option<&V::Update>) -> SubscriptionRow {
         let left = self.expires_at.saturating_duration_since(Instant::now());
         let mut row = self.init.dialog.to_row(
-            &self.row_id,
+            &self.row_id(),
             unix_now() + left.as_secs() as i64,
             self.cseq_mark,
         );
@@ -484,10 +497,14 @@ impl<V: NotifyView> Watcher<V> {
         if next.saturating_add(MARK_LOW_WATER) >= self.cseq_mark && !self.mark_pending {
             self.mark_pending = true;
             let mark = next.saturating_add(CSEQ_MARK_STEP as u32);
-            let persist = self.init.store.send(Persist(vec![Change::NotifyCSeqMark {
-                id: self.row_id.clone(),
-                mark: i64::from(mark),
-            }]));
+            let persist = self
+                .init
+                .shared
+                .store
+                .send(Persist(vec![Change::NotifyCSeqMark {
+                    id: self.row_id(),
+                    mark: i64::from(mark),
+                }]));
             ctx.spawn(persist.into_actor(self).map(move |res, act, ctx| {
                 act.mark_pending = false;
                 if let Ok(Ok(())) = res {
@@ -503,8 +520,8 @@ impl<V: NotifyView> Watcher<V> {
     /// the SUBSCRIBE (none for a fetch, which has no dialog usage after its NOTIFY).
     pub fn dialog_registration(&self, addr: &Addr<Self>) -> Option<RegisterDialog> {
         self.terminating.is_none().then(|| RegisterDialog {
-            id: self.dialog.clone(),
-            usage: self.usage.clone(),
+            id: self.dialog_id(),
+            usage: self.usage(),
             handler: addr.clone().recipient(),
         })
     }
@@ -601,7 +618,7 @@ impl<V: NotifyView> Watcher<V> {
         let content = self.view.next(full_state, self.local_cseq - 1, now);
         let request = self.notify(&state, content);
         self.in_flight = true;
-        self.init.dispatcher.do_send(SendRequest {
+        self.init.shared.dispatcher.do_send(SendRequest {
             request,
             target: self.next_hop(),
             owner: ctx.address().recipient(),
@@ -641,7 +658,7 @@ impl<V: NotifyView> Watcher<V> {
         }
         h.push("Content-Type", content.content_type);
         // RFC 3261 §20.12: the body is deflated only for a SUBSCRIBE that accepted it.
-        let body = if self.deflate && content.body.len() >= i.settings.deflate_min_bytes {
+        let body = if self.deflate && content.body.len() >= i.shared.settings.deflate_min_bytes {
             h.push("Content-Encoding", "deflate");
             Bytes::from(deflate(&content.body))
         } else {
@@ -699,7 +716,7 @@ impl<V: NotifyView> Watcher<V> {
         if cseq.seq <= self.init.dialog.remote_cseq {
             return Err(Reject::with_reason(500, "CSeq Out Of Order"));
         }
-        let (default, min, max) = self.init.settings.expires;
+        let (default, min, max) = self.init.shared.settings.expires;
         let requested = match req.expires() {
             Some(Ok(e)) => e,
             Some(Err(_)) => return Err(Reject::with_reason(400, "Malformed Expires")),
@@ -725,7 +742,7 @@ impl<V: NotifyView> Watcher<V> {
     /// The stored form of the subscription after `refresh` and the view's `update`.
     fn refreshed_change(&self, refresh: &Refresh, update: &V::Update) -> Change {
         if refresh.granted == 0 {
-            return Change::SubscriptionRemoved(self.row_id.clone());
+            return Change::SubscriptionRemoved(self.row_id());
         }
         let mut row = self.row(Some(update));
         row.remote_cseq = i64::from(refresh.cseq);
@@ -805,14 +822,13 @@ impl<V: NotifyView> Actor for Watcher<V> {
         // before its 200; this covers expiry and NOTIFY failures, where nothing waits for it.
         if self.init.dialog.expires != 0 {
             self.init
+                .shared
                 .store
-                .do_send(Persist(vec![Change::SubscriptionRemoved(
-                    self.row_id.clone(),
-                )]));
+                .do_send(Persist(vec![Change::SubscriptionRemoved(self.row_id())]));
         }
-        self.init.dispatcher.do_send(UnregisterDialog {
-            id: self.dialog.clone(),
-            usage: self.usage.clone(),
+        self.init.shared.dispatcher.do_send(UnregisterDialog {
+            id: self.dialog_id(),
+            usage: self.usage(),
         });
         self.view.detach(self.init.id);
         debug!("watcher {}: ended", self.init.id);
@@ -853,7 +869,7 @@ impl<V: NotifyView> Handler<IncomingRequest> for Watcher<V> {
         };
         let update = self.view.check_update(&msg.request);
         let source = msg.source;
-        let retry_after = self.init.settings.retry_after;
+        let retry_after = self.init.shared.settings.retry_after;
         Box::pin(update.into_actor(self).then(move |update, act, _ctx| {
             let update = match update {
                 Ok(u) => u,
@@ -862,6 +878,7 @@ impl<V: NotifyView> Handler<IncomingRequest> for Watcher<V> {
             // The 200 goes out only once the refreshed (or removed) dialog is committed.
             let persist = act
                 .init
+                .shared
                 .store
                 .send(Persist(vec![act.refreshed_change(&refresh, &update)]));
             futures_util::future::Either::Right(persist.into_actor(act).map(
@@ -891,7 +908,9 @@ impl<V: NotifyView> Handler<ClientOutcome> for Watcher<V> {
                     self.pump(ctx);
                 }
             }
-            ClientResult::Response(r) if r.status == 408 && self.init.settings.keep_on_408 => {
+            ClientResult::Response(r)
+                if r.status == 408 && self.init.shared.settings.keep_on_408 =>
+            {
                 debug!("watcher {id}: NOTIFY got 408, subscription kept");
                 self.pump(ctx);
             }

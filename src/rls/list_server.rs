@@ -28,7 +28,9 @@ use crate::config::LinphoneCompat;
 use crate::presence::aor::Aor;
 use crate::presence::document::PIDF_CONTENT_TYPE;
 use crate::presence::registry::{subscription_dialog, PresenceConfig, Registry};
-use crate::presence::watcher::{new_watcher_id, SubscriptionDialog, Watcher, WatcherInit};
+use crate::presence::watcher::{
+    new_watcher_id, SubscriptionDialog, Watcher, WatcherInit, WatcherShared,
+};
 use crate::sip::dispatcher::{IncomingRequest, Reply};
 use crate::sip::headers::{parse_token_list, NameAddr, Via};
 use crate::sip::message::{HeaderAccess, Method, Request};
@@ -53,6 +55,8 @@ pub struct ListServer {
     store: Recipient<Persist>,
     /// Runs `rls.list_query`; none when server-known lists are off.
     resolver: Option<Addr<ListResolver>>,
+    /// What the list watchers share.
+    watchers: Arc<WatcherShared>,
 }
 
 /// A list subscription about to be created.
@@ -75,6 +79,11 @@ impl ListServer {
         store: Recipient<Persist>,
         resolver: Option<Addr<ListResolver>>,
     ) -> Self {
+        let watchers = Arc::new(WatcherShared {
+            settings: presence.watcher.clone(),
+            dispatcher: dispatcher.clone(),
+            store: store.clone(),
+        });
         Self {
             presence,
             settings: Arc::new(settings),
@@ -83,6 +92,7 @@ impl ListServer {
             dispatcher,
             store,
             resolver,
+            watchers,
         }
     }
 
@@ -173,9 +183,7 @@ impl ListServer {
         let init = WatcherInit {
             id,
             dialog: new.dialog,
-            settings: self.presence.watcher.clone(),
-            dispatcher: self.dispatcher.clone(),
-            store: self.store.clone(),
+            shared: self.watchers.clone(),
         };
         let ctx = Context::<Watcher<ListView>>::new();
         view.attach(id, ctx.address().recipient());
