@@ -448,8 +448,9 @@ impl<V: NotifyView> Watcher<V> {
     }
 
     /// A watcher recovered from the store after a restart: its 200 went out long ago, and its
-    /// next NOTIFY uses a CSeq above every CSeq sent before (the stored mark was moved up by
-    /// `CSEQ_MARK_STEP` when it was loaded).
+    /// next NOTIFY uses a CSeq above every CSeq sent before: `stored_mark` is the mark as loaded
+    /// (`store::worker::effective_mark`), one `CSEQ_MARK_STEP` above what the previous run
+    /// could reach.
     pub fn recovered(init: WatcherInit, view: V, stored_mark: i64) -> Self {
         let mut w = Self::new(init, view);
         let previous_mark = (stored_mark - CSEQ_MARK_STEP).max(1);
