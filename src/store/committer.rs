@@ -60,6 +60,11 @@ impl Committer {
         let send = worker.send(ApplyBatch(batch));
         ctx.spawn(send.into_actor(self).map(move |res, act, ctx| {
             act.in_flight = false;
+            // The batch comes back to be freed on this thread, after the waiters are answered.
+            let (res, _batch) = match res {
+                Ok((batch, res)) => (Ok(res), Some(batch)),
+                Err(e) => (Err(e), None),
+            };
             let result = match res {
                 Ok(Ok(())) => {
                     if !act.healthy {

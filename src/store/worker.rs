@@ -38,9 +38,11 @@ pub fn effective_mark(row: &mut SubscriptionRow, epoch: i64) {
     row.mark_epoch = epoch;
 }
 
-/// Applies changes in one transaction.
+/// Applies changes in one transaction. The changes come back with the outcome, to be freed
+/// by the thread that allocated them (a free from another thread costs the allocator more on
+/// both sides).
 #[derive(Message, Debug)]
-#[rtype(result = "Result<(), StoreError>")]
+#[rtype(result = "(Vec<Change>, Result<(), StoreError>)")]
 pub struct ApplyBatch(pub Vec<Change>);
 
 /// Deletes what expired during the downtime, counts this start in `store_epoch`, and returns
@@ -142,11 +144,12 @@ impl Actor for StoreWorker {
 }
 
 impl Handler<ApplyBatch> for StoreWorker {
-    type Result = Result<(), StoreError>;
+    type Result = MessageResult<ApplyBatch>;
 
     fn handle(&mut self, msg: ApplyBatch, _ctx: &mut Self::Context) -> Self::Result {
         let epoch = self.epoch.load(Ordering::Relaxed);
-        self.with_conn(|conn| commit(conn, &msg.0, epoch).map_err(StoreError::Query))
+        let result = self.with_conn(|conn| commit(conn, &msg.0, epoch).map_err(StoreError::Query));
+        MessageResult((msg.0, result))
     }
 }
 
