@@ -213,11 +213,11 @@ echo "drift falls on all of them alike. A durable request waits for its group co
 echo "Little's law it needs more requests in flight to keep the server busy; memory:// is"
 echo "compared at its own best window."
 echo
-echo "| store | PUBLISH cycles/s (window) | SUBSCRIBE cycles/s (window) | vs memory:// | server CPU µs per PUBLISH transaction / SUBSCRIBE cycle |"
+echo "| store | PUBLISH cycles/s (window), range | SUBSCRIBE cycles/s (window), range | vs memory:// | server CPU µs per PUBLISH transaction / SUBSCRIBE cycle |"
 echo "|---|---|---|---|---|"
 STORES="memory:// sqlite"
 [ -n "${BENCH_PG_URL:-}" ] && STORES="$STORES postgres"
-declare -A VALS CPUS BEST BESTW BESTCPU
+declare -A VALS CPUS BEST BESTW BESTCPU BESTR
 for mode in publish subscribe; do
   for w in $DURABLE_WINDOWS; do
     for _ in $(seq "$RUNS"); do
@@ -245,6 +245,7 @@ for mode in publish subscribe; do
       med=$(tr ' ' '\n' <<< "${VALS[$st,$mode,$w]}" | grep . | sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}')
       if [ "$med" -gt "${BEST[$st,$mode]:-0}" ]; then
         BEST[$st,$mode]=$med; BESTW[$st,$mode]=$w
+        BESTR[$st,$mode]=$(tr ' ' '\n' <<< "${VALS[$st,$mode,$w]}" | grep . | sort -n | awk '{v[NR]=$1} END {printf "%s–%s", v[1], v[NR]}')
         BESTCPU[$st,$mode]=$(tr ' ' '\n' <<< "${CPUS[$st,$mode,$w]}" | grep . | sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}')
       fi
     done
@@ -253,9 +254,10 @@ done
 for st in $STORES; do
   awk -v st="$st" -v p="${BEST[$st,publish]}" -v s="${BEST[$st,subscribe]}" \
     -v pw="${BESTW[$st,publish]}" -v sw="${BESTW[$st,subscribe]}" \
+    -v pr="${BESTR[$st,publish]}" -v sr="${BESTR[$st,subscribe]}" \
     -v pm="${BEST[memory://,publish]}" -v sm="${BEST[memory://,subscribe]}" \
     -v pc="${BESTCPU[$st,publish]}" -v sc="${BESTCPU[$st,subscribe]}" \
-    'BEGIN { printf "| %s | %d (%d) | %d (%d) | %.0f %% / %.0f %% | %s / %s |\n", st, p, pw, s, sw, 100 * p / pm, 100 * s / sm, pc, sc }'
+    'BEGIN { printf "| %s | %d (%d), %s | %d (%d), %s | %.0f %% / %.0f %% | %s / %s |\n", st, p, pw, pr, s, sw, sr, 100 * p / pm, 100 * s / sm, pc, sc }'
 done
 echo
 echo "Target: durable figures within 80 % of memory://. Medians of $RUNS runs per window."
