@@ -283,6 +283,71 @@ fn publish_lifecycle_initial_refresh_modify_remove() -> TestResult {
 }
 
 #[test]
+fn a_watcher_arriving_after_unwatched_changes_gets_the_latest_state() -> TestResult {
+    let server = server();
+    let mut p = UdpUa::new(server.udp);
+    // Changes while nobody watches: the document is aggregated only when a watcher comes.
+    let resp = publish(
+        &mut p,
+        ALICE,
+        None,
+        Some(120),
+        Some(&pidf(ALICE, "t1", "open", "first")),
+    );
+    let etag1 = resp.header("SIP-ETag").unwrap().to_string();
+    let resp = publish(
+        &mut p,
+        ALICE,
+        Some(&etag1),
+        Some(120),
+        Some(&pidf(ALICE, "t1", "open", "second")),
+    );
+    assert_eq!(resp.status(), 200);
+    let etag2 = resp.header("SIP-ETag").unwrap().to_string();
+    let mut w1 = UdpUa::new(server.udp);
+    let (ok, notify, initial) = subscribe(&mut w1, ALICE, Some(300));
+    let body = notify.body_str();
+    assert!(
+        body.contains("second") && !body.contains("first") && body.contains("<basic>open</basic>"),
+        "{body}"
+    );
+
+    // The watcher leaves; the presentity changes twice unwatched; a new watcher sees the last.
+    w1.send(&in_dialog_subscribe(&w1, &initial, &ok, 2, 0));
+    w1.expect_status(200);
+    assert_eq!(
+        w1.expect_notify().header("Subscription-State"),
+        Some("terminated;reason=timeout")
+    );
+    let resp = publish(
+        &mut p,
+        ALICE,
+        Some(&etag2),
+        Some(120),
+        Some(&pidf(ALICE, "t1", "closed", "third")),
+    );
+    let etag3 = resp.header("SIP-ETag").unwrap().to_string();
+    let resp = publish(
+        &mut p,
+        ALICE,
+        Some(&etag3),
+        Some(120),
+        Some(&pidf(ALICE, "t1", "closed", "fourth")),
+    );
+    assert_eq!(resp.status(), 200);
+    let mut w2 = UdpUa::new(server.udp);
+    let (_, notify, _) = subscribe(&mut w2, ALICE, Some(300));
+    let body = notify.body_str();
+    assert!(
+        body.contains("fourth")
+            && !body.contains("third")
+            && body.contains("<basic>closed</basic>"),
+        "{body}"
+    );
+    Ok(())
+}
+
+#[test]
 fn bad_publishes_get_their_errors() -> TestResult {
     let server = server();
     let mut p = UdpUa::new(server.udp);

@@ -144,7 +144,11 @@ pub struct Presentity {
     bindings: Vec<BindingTuple>,
     /// Watchers' inboxes; each watcher removes itself when it ends.
     watchers: HashMap<u64, Recipient<PresenceChanged>>,
+    /// The aggregated document watchers were last sent.
     current: SharedDocument,
+    /// `current` is out of date: the state changed while nobody watched. Aggregating and
+    /// serialising is left to the next watcher that attaches.
+    stale: bool,
     seq: u64,
     /// Messages received from the registry, echoed in `PresentityIdle`.
     received: u64,
@@ -163,7 +167,7 @@ impl Presentity {
         registry: Addr<Registry>,
         store: Recipient<Persist>,
     ) -> Self {
-        let mut p = Self {
+        Self {
             aor: aor.clone(),
             settings,
             publications: HashMap::new(),
@@ -174,14 +178,13 @@ impl Presentity {
                 version: 0,
                 body: Bytes::new(),
             }),
+            stale: true,
             seq: 0,
             received: 0,
             idle_reported: false,
             registry,
             store,
-        };
-        p.current = Arc::new(p.build(0));
-        p
+        }
     }
 
     fn build(&self, version: u64) -> PresenceDocument {
@@ -228,18 +231,32 @@ impl Presentity {
         }
     }
 
-    /// Rebuilds the document and pushes it to every watcher if it changed.
+    /// Rebuilds the document and pushes it to every watcher if it changed; with no watcher,
+    /// only marks it out of date.
     fn changed(&mut self) {
-        let next = self.build(self.current.version + 1);
-        if next.body == self.current.body {
+        if self.watchers.is_empty() {
+            self.stale = true;
             return;
         }
-        self.current = Arc::new(next);
+        if !self.rebuild() {
+            return;
+        }
         for w in self.watchers.values() {
             // do_send: one message per change per watcher; a watcher only swaps a pointer on
             // each, and coalesces NOTIFYs itself, so its mailbox drains at once.
             w.do_send(PresenceChanged(self.current.clone()));
         }
+    }
+
+    /// Aggregates the document anew; false when it came out the same.
+    fn rebuild(&mut self) -> bool {
+        self.stale = false;
+        let next = self.build(self.current.version + 1);
+        if next.body == self.current.body {
+            return false;
+        }
+        self.current = Arc::new(next);
+        true
     }
 
     fn is_empty(&self) -> bool {
@@ -491,6 +508,9 @@ impl Handler<AddWatcher> for Presentity {
 
     fn handle(&mut self, msg: AddWatcher, _ctx: &mut Self::Context) {
         self.received += 1;
+        if self.stale {
+            self.rebuild();
+        }
         msg.recipient.do_send(PresenceChanged(self.current.clone()));
         self.watchers.insert(msg.id, msg.recipient);
         self.check_idle();
