@@ -9,6 +9,7 @@
 //! Must not: hold SIP or presence logic.
 
 pub mod batch;
+pub mod checkpoint;
 pub mod committer;
 pub mod lists;
 pub mod models;

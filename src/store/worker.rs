@@ -10,11 +10,12 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 use diesel::prelude::*;
-use log::debug;
+use log::{debug, warn};
 
+use super::checkpoint::{WalCheckpointer, WRITER_AUTOCHECKPOINT_PAGES};
 use super::models::{BindingRow, PublicationRow, SubscriptionRow};
 use super::schema::{bindings, publications, store_epoch, subscriptions};
-use super::{commit, open, AnyConnection, Change, SqliteOptions, StoreError};
+use super::{commit, open, AnyConnection, Backend, Change, SqliteOptions, StoreError};
 
 /// Every recovered subscription's NOTIFY CSeq mark moves up by this much for each start of the
 /// store since it was written, so a recovered watcher can send at once (see `watcher`).
@@ -103,6 +104,9 @@ pub struct StoreWorker {
     /// This start's `store_epoch`, set by `LoadSnapshot`; shared, so a worker the arbiter
     /// restarts stamps its writes the same.
     epoch: Arc<AtomicI64>,
+    /// SQLite: WAL checkpoints off the commit path (`checkpoint`); the writer's connections
+    /// then checkpoint only late, as a bound.
+    checkpointer: Option<WalCheckpointer>,
 }
 
 impl StoreWorker {
@@ -113,12 +117,28 @@ impl StoreWorker {
         conn: Option<AnyConnection>,
         epoch: Arc<AtomicI64>,
     ) -> Self {
-        Self {
+        let checkpointer = match Backend::from_url(&url) {
+            Ok(Backend::Sqlite(path)) => match WalCheckpointer::start(path) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    warn!("store: no WAL checkpoint thread ({e}), commits checkpoint themselves");
+                    None
+                }
+            },
+            _ => None,
+        };
+        let mut worker = Self {
             url,
             sqlite,
-            conn,
+            conn: None,
             epoch,
+            checkpointer,
+        };
+        if let Some(mut c) = conn {
+            tune(&mut c, worker.checkpointer.is_some());
+            worker.conn = Some(c);
         }
+        worker
     }
 
     fn with_conn<T>(
@@ -127,7 +147,11 @@ impl StoreWorker {
     ) -> Result<T, StoreError> {
         let conn = match self.conn.as_mut() {
             Some(c) => c,
-            None => self.conn.insert(open(&self.url, self.sqlite)?),
+            None => {
+                let mut c = open(&self.url, self.sqlite)?;
+                tune(&mut c, self.checkpointer.is_some());
+                self.conn.insert(c)
+            }
         };
         let result = f(conn);
         if let Err(e) = &result {
@@ -136,6 +160,17 @@ impl StoreWorker {
             self.conn = None;
         }
         result
+    }
+}
+
+/// With a checkpoint thread (`checkpointed`), a SQLite writer checkpoints itself only past
+/// `WRITER_AUTOCHECKPOINT_PAGES`.
+fn tune(conn: &mut AnyConnection, checkpointed: bool) {
+    if let (AnyConnection::Sqlite(c), true) = (conn, checkpointed) {
+        let sql = format!("PRAGMA wal_autocheckpoint = {WRITER_AUTOCHECKPOINT_PAGES}");
+        if let Err(e) = diesel::sql_query(sql).execute(c) {
+            warn!("store: cannot move the writer's WAL checkpoint: {e}");
+        }
     }
 }
 
