@@ -286,31 +286,34 @@ fn publish_lifecycle_initial_refresh_modify_remove() -> TestResult {
 fn a_watcher_arriving_after_unwatched_changes_gets_the_latest_state() -> TestResult {
     let server = server();
     let mut p = UdpUa::new(server.udp);
+    // Publishes `basic`/`note` over the publication `etag` (a new one without); its new ETag.
+    let mut change = |etag: Option<&str>, basic: &str, note: &str| {
+        let resp = publish(
+            &mut p,
+            ALICE,
+            etag,
+            Some(120),
+            Some(&pidf(ALICE, "t1", basic, note)),
+        );
+        assert_eq!(resp.status(), 200, "{note}");
+        resp.header("SIP-ETag").unwrap().to_string()
+    };
+    let watcher_sees = |basic: &str, note: &str, not: &str| {
+        let mut w = UdpUa::new(server.udp);
+        let (ok, notify, initial) = subscribe(&mut w, ALICE, Some(300));
+        let body = notify.body_str();
+        assert!(
+            body.contains(note)
+                && !body.contains(not)
+                && body.contains(&format!("<basic>{basic}</basic>")),
+            "{body}"
+        );
+        (w, ok, initial)
+    };
     // Changes while nobody watches: the document is aggregated only when a watcher comes.
-    let resp = publish(
-        &mut p,
-        ALICE,
-        None,
-        Some(120),
-        Some(&pidf(ALICE, "t1", "open", "first")),
-    );
-    let etag1 = resp.header("SIP-ETag").unwrap().to_string();
-    let resp = publish(
-        &mut p,
-        ALICE,
-        Some(&etag1),
-        Some(120),
-        Some(&pidf(ALICE, "t1", "open", "second")),
-    );
-    assert_eq!(resp.status(), 200);
-    let etag2 = resp.header("SIP-ETag").unwrap().to_string();
-    let mut w1 = UdpUa::new(server.udp);
-    let (ok, notify, initial) = subscribe(&mut w1, ALICE, Some(300));
-    let body = notify.body_str();
-    assert!(
-        body.contains("second") && !body.contains("first") && body.contains("<basic>open</basic>"),
-        "{body}"
-    );
+    let etag = change(None, "open", "first");
+    let etag = change(Some(&etag), "open", "second");
+    let (mut w1, ok, initial) = watcher_sees("open", "second", "first");
 
     // The watcher leaves; the presentity changes twice unwatched; a new watcher sees the last.
     w1.send(&in_dialog_subscribe(&w1, &initial, &ok, 2, 0));
@@ -319,31 +322,9 @@ fn a_watcher_arriving_after_unwatched_changes_gets_the_latest_state() -> TestRes
         w1.expect_notify().header("Subscription-State"),
         Some("terminated;reason=timeout")
     );
-    let resp = publish(
-        &mut p,
-        ALICE,
-        Some(&etag2),
-        Some(120),
-        Some(&pidf(ALICE, "t1", "closed", "third")),
-    );
-    let etag3 = resp.header("SIP-ETag").unwrap().to_string();
-    let resp = publish(
-        &mut p,
-        ALICE,
-        Some(&etag3),
-        Some(120),
-        Some(&pidf(ALICE, "t1", "closed", "fourth")),
-    );
-    assert_eq!(resp.status(), 200);
-    let mut w2 = UdpUa::new(server.udp);
-    let (_, notify, _) = subscribe(&mut w2, ALICE, Some(300));
-    let body = notify.body_str();
-    assert!(
-        body.contains("fourth")
-            && !body.contains("third")
-            && body.contains("<basic>closed</basic>"),
-        "{body}"
-    );
+    let etag = change(Some(&etag), "closed", "third");
+    change(Some(&etag), "closed", "fourth");
+    watcher_sees("closed", "fourth", "third");
     Ok(())
 }
 
