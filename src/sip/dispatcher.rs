@@ -21,12 +21,16 @@
 use std::borrow::Cow;
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap, HashMap};
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use bytes::Bytes;
+use futures_util::stream::{FuturesUnordered, StreamExt};
 use log::{debug, info, warn};
 
 use super::dialog::DialogId;
@@ -242,6 +246,45 @@ pub struct Dispatcher {
     client_timers: BinaryHeap<Reverse<(Instant, ClientKey)>>,
     next_fail_tag: u64,
     fail_tags: HashMap<u64, ClientKey>,
+    /// Requests handed to their handlers, each resolving to the handler's answer. One set
+    /// polled by one context item (`Answers`), which polls only the requests whose answer
+    /// moved: a context item per request made every wake-up of this actor poll every request
+    /// still waiting (for a group commit, say), so each message cost more the more were in
+    /// flight.
+    answers: FuturesUnordered<PendingAnswer>,
+}
+
+/// A handler's answer to a request, with what sending it needs.
+struct Answer {
+    request: Arc<Request>,
+    key: ServerKey,
+    target: Target,
+    source: Source,
+    in_dialog: bool,
+    result: Result<Result<Reply, Reject>, MailboxError>,
+}
+
+type PendingAnswer = Pin<Box<dyn Future<Output = Answer>>>;
+
+/// The context item that sends handlers' answers as they come: lives as long as the actor.
+struct Answers;
+
+impl ActorFuture<Dispatcher> for Answers {
+    type Output = ();
+
+    fn poll(
+        self: Pin<&mut Self>,
+        act: &mut Dispatcher,
+        _ctx: &mut Context<Dispatcher>,
+        task: &mut std::task::Context<'_>,
+    ) -> Poll<()> {
+        // Empty, the set answers `None`; a request handed over later is polled when the
+        // context polls this item again, right after the message that added it.
+        while let Poll::Ready(Some(answer)) = act.answers.poll_next_unpin(task) {
+            act.answer(answer);
+        }
+        Poll::Pending
+    }
 }
 
 impl Dispatcher {
@@ -273,6 +316,7 @@ impl Dispatcher {
             next_fail_tag: 1,
             fail_tags: HashMap::new(),
             held: Some(Vec::new()),
+            answers: FuturesUnordered::new(),
         }
     }
 
@@ -345,6 +389,37 @@ impl Dispatcher {
         };
         let reject = Reject::new(503).header("Retry-After", "1");
         self.send_reject(&req, None, target, reject);
+    }
+
+    /// Sends a handler's answer (or the error its failure calls for).
+    fn answer(&mut self, a: Answer) {
+        let Answer {
+            request,
+            key,
+            target,
+            source,
+            in_dialog,
+            result,
+        } = a;
+        match result {
+            Ok(Ok(reply)) => self.send_reply(&request, Some(&key), target, reply),
+            Ok(Err(reject)) => {
+                debug!("{} from {}: {reject}", request.method, source.peer);
+                self.send_reject(&request, Some(&key), target, reject)
+            }
+            // The dialog's owner ended while the request was on its way: the dialog no longer
+            // exists (RFC 3261 §12.2.2).
+            Err(MailboxError::Closed) if in_dialog => {
+                self.send_reject(&request, Some(&key), target, Reject::new(481))
+            }
+            Err(e) => {
+                warn!(
+                    "{} from {}: handler failed: {e}",
+                    request.method, source.peer
+                );
+                self.send_reject(&request, Some(&key), target, Reject::new(500))
+            }
+        }
     }
 
     fn send_reject(&mut self, req: &Request, key: Option<&ServerKey>, target: Target, r: Reject) {
@@ -479,7 +554,7 @@ impl Dispatcher {
         Ok(via)
     }
 
-    fn handle_request(&mut self, mut req: Request, source: Source, ctx: &mut Context<Self>) {
+    fn handle_request(&mut self, mut req: Request, source: Source) {
         if req.method == Method::Ack {
             // No INVITE transactions here: an ACK has nothing to match (RFC 3261 §17.2.3).
             debug!("ACK from {} ignored", source.peer);
@@ -543,23 +618,14 @@ impl Dispatcher {
                 // No timer per request: handlers are this process's actors and always answer;
                 // if one has stopped, the send fails at once with a MailboxError.
                 let fut = handler.send(msg);
-                ctx.spawn(fut.into_actor(self).map(move |res, act, _| match res {
-                    Ok(Ok(reply)) => act.send_reply(&request, Some(&key), target, reply),
-                    Ok(Err(reject)) => {
-                        debug!("{} from {}: {reject}", request.method, source.peer);
-                        act.send_reject(&request, Some(&key), target, reject)
-                    }
-                    // The dialog's owner ended while the request was on its way: the dialog
-                    // no longer exists (RFC 3261 §12.2.2).
-                    Err(MailboxError::Closed) if in_dialog => {
-                        act.send_reject(&request, Some(&key), target, Reject::new(481))
-                    }
-                    Err(e) => {
-                        warn!(
-                            "{} from {}: handler failed: {e}",
-                            request.method, source.peer
-                        );
-                        act.send_reject(&request, Some(&key), target, Reject::new(500))
+                self.answers.push(Box::pin(async move {
+                    Answer {
+                        result: fut.await,
+                        request,
+                        key,
+                        target,
+                        source,
+                        in_dialog,
                     }
                 }));
             }
@@ -780,6 +846,7 @@ impl Actor for Dispatcher {
         let tick =
             (self.settings.t1 / 4).clamp(Duration::from_millis(5), Duration::from_millis(100));
         ctx.run_interval(tick, |act, ctx| act.client_timers_due(ctx));
+        ctx.spawn(Answers);
     }
 }
 
@@ -796,7 +863,7 @@ pub struct Ready;
 impl Handler<Ready> for Dispatcher {
     type Result = ();
 
-    fn handle(&mut self, _msg: Ready, ctx: &mut Self::Context) {
+    fn handle(&mut self, _msg: Ready, _ctx: &mut Self::Context) {
         let held = self.held.take().unwrap_or_default();
         if !held.is_empty() {
             info!(
@@ -805,7 +872,7 @@ impl Handler<Ready> for Dispatcher {
             );
         }
         for (req, source) in held {
-            self.handle_request(req, source, ctx);
+            self.handle_request(req, source);
         }
     }
 }
@@ -816,7 +883,7 @@ impl Handler<Inbound> for Dispatcher {
     fn handle(&mut self, msg: Inbound, ctx: &mut Self::Context) {
         match msg.message {
             SipMessage::Request(req) if self.held.is_some() => self.hold(req, msg.source),
-            SipMessage::Request(req) => self.handle_request(req, msg.source, ctx),
+            SipMessage::Request(req) => self.handle_request(req, msg.source),
             SipMessage::Response(resp) => self.handle_response(resp, msg.source, ctx),
         }
     }

@@ -4,8 +4,8 @@
 //! `store.url` scheme: diesel's combined `establish()` could silently take a PostgreSQL URL for
 //! a SQLite file name), the embedded migrations (one set per backend), the rows, and the two
 //! actors: `StoreWorker` (on a `SyncArbiter`, owns the connection, runs one transaction per
-//! batch) and `Committer` (groups whatever changes are waiting into the next batch and answers
-//! each once it is committed). Messages are domain-shaped (`Change`, `LoadSnapshot`).
+//! batch, taking batch after batch from the commit queue) and `Committer` (queues the changes
+//! that wait for the next batch; each is answered once it is committed). Messages are domain-shaped (`Change`, `LoadSnapshot`).
 //! Must not: hold SIP or presence logic.
 
 pub mod batch;
@@ -497,6 +497,58 @@ mod migration_tests {
                 sorted(binds),
                 [("sip:2".to_owned(), 2), ("sip:3".to_owned(), 2)]
             );
+        }
+    }
+
+    #[test]
+    fn postgres_group_commits_reuse_one_prepared_statement_per_shape() {
+        #[derive(QueryableByName)]
+        struct Prepared {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            n: i64,
+        }
+        let dir = tempfile::tempdir().unwrap();
+        for mut conn in stores(dir.path(), "prepared") {
+            let AnyConnection::Postgresql(_) = conn else {
+                continue; // SQLite has its own statement cache; this is about PostgreSQL's.
+            };
+            let prepared = |c: &mut AnyConnection| {
+                match c {
+                AnyConnection::Postgresql(c) => {
+                    diesel::sql_query(
+                        "SELECT count(*) AS n FROM pg_prepared_statements WHERE statement LIKE 'WITH %'",
+                    )
+                    .get_result::<Prepared>(c)
+                    .unwrap()
+                    .n
+                }
+                AnyConnection::Sqlite(_) => unreachable!(),
+            }
+            };
+            let saved = |etag: &str, replaces: Option<&str>| Change::PublicationSaved {
+                row: publication(etag),
+                replaces: replaces.map(str::to_owned),
+            };
+            assert_eq!(prepared(&mut conn), 0);
+            commit(&mut conn, &[saved("p1", None)], 1).unwrap();
+            assert_eq!(
+                prepared(&mut conn),
+                1,
+                "the first commit prepares its statement"
+            );
+            // The same shape with other rows and another row count: the same statement.
+            commit(&mut conn, &[saved("p2", None), saved("p3", None)], 1).unwrap();
+            commit(&mut conn, &[saved("p4", None)], 1).unwrap();
+            assert_eq!(prepared(&mut conn), 1, "one shape, one prepared statement");
+            // Another shape (a delete part as well) is a second statement.
+            commit(&mut conn, &[saved("p5", Some("p1"))], 1).unwrap();
+            commit(&mut conn, &[saved("p6", Some("p2"))], 1).unwrap();
+            assert_eq!(prepared(&mut conn), 2);
+            let etags: Vec<String> = schema::publications::table
+                .select(schema::publications::etag)
+                .load(&mut conn)
+                .unwrap();
+            assert_eq!(sorted(etags), ["p3", "p4", "p5", "p6"]);
         }
     }
 

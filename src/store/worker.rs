@@ -1,8 +1,8 @@
 //! `StoreWorker`: the actor that owns the database connection, on a `SyncArbiter` (blocking
 //! work never runs on the async threads).
 //!
-//! Owns: the connection, reopened after a failure. Commits each `ApplyBatch` atomically
-//! and `LoadSnapshot` at start-up. Created by `app`; stops with the system.
+//! Owns: the connection, reopened after a failure. Commits the `committer`'s queue batch by
+//! batch, each atomically, when told to `Drain` it, and `LoadSnapshot` at start-up. Created by `app`; stops with the system.
 //! Must not: decide what to store (callers send `Change`s) or answer SIP.
 
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -13,9 +13,10 @@ use diesel::prelude::*;
 use log::{debug, warn};
 
 use super::checkpoint::{WalCheckpointer, WRITER_AUTOCHECKPOINT_PAGES};
+use super::committer::{CommitQueue, Committed, Drain};
 use super::models::{BindingRow, PublicationRow, SubscriptionRow};
 use super::schema::{bindings, publications, store_epoch, subscriptions};
-use super::{commit, open, AnyConnection, Backend, Change, SqliteOptions, StoreError};
+use super::{commit, open, AnyConnection, Backend, SqliteOptions, StoreError};
 
 /// Every recovered subscription's NOTIFY CSeq mark moves up by this much for each start of the
 /// store since it was written, so a recovered watcher can send at once (see `watcher`).
@@ -38,13 +39,6 @@ pub fn effective_mark(row: &mut SubscriptionRow, epoch: i64) {
     row.document_version = row.notify_cseq_mark - 1;
     row.mark_epoch = epoch;
 }
-
-/// Applies changes in one transaction. The changes come back with the outcome, to be freed
-/// by the thread that allocated them (a free from another thread costs the allocator more on
-/// both sides).
-#[derive(Message, Debug)]
-#[rtype(result = "(Vec<Change>, Result<(), StoreError>)")]
-pub struct ApplyBatch(pub Vec<Change>);
 
 /// Deletes what expired during the downtime, counts this start in `store_epoch`, and returns
 /// everything else but the plain subscriptions (those follow with `StreamSubscriptions`),
@@ -178,13 +172,36 @@ impl Actor for StoreWorker {
     type Context = SyncContext<Self>;
 }
 
-impl Handler<ApplyBatch> for StoreWorker {
-    type Result = MessageResult<ApplyBatch>;
+impl Handler<Drain> for StoreWorker {
+    type Result = ();
 
-    fn handle(&mut self, msg: ApplyBatch, _ctx: &mut Self::Context) -> Self::Result {
-        let epoch = self.epoch.load(Ordering::Relaxed);
-        let result = self.with_conn(|conn| commit(conn, &msg.0, epoch).map_err(StoreError::Query));
-        MessageResult((msg.0, result))
+    /// Commits batch after batch until the queue is empty, handing each back to the committer
+    /// to answer its waiters; the next commit does not wait for that.
+    fn handle(&mut self, msg: Drain, _ctx: &mut Self::Context) {
+        // Should this thread unwind mid-batch, the queue is left idle, so the next `Persist`
+        // wakes the restarted worker instead of waiting for this one.
+        let _idle = IdleOnUnwind(&msg.queue);
+        while let Some((changes, waiters)) = msg.queue.next_batch() {
+            let epoch = self.epoch.load(Ordering::Relaxed);
+            let result =
+                self.with_conn(|conn| commit(conn, &changes, epoch).map_err(StoreError::Query));
+            msg.committer.do_send(Committed {
+                changes,
+                waiters,
+                result,
+            });
+        }
+    }
+}
+
+/// Marks the queue idle if dropped while unwinding (see `Handler<Drain>`).
+struct IdleOnUnwind<'a>(&'a CommitQueue);
+
+impl Drop for IdleOnUnwind<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.lock().draining = false;
+        }
     }
 }
 

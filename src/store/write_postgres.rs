@@ -12,7 +12,7 @@
 
 use diesel::pg::Pg;
 use diesel::prelude::*;
-use diesel::query_builder::BoxedSqlQuery;
+use diesel::query_builder::{AstPass, QueryFragment, QueryId};
 use diesel::sql_types::{Array, BigInt, Binary, Bool, Double, Nullable, Text};
 use diesel::PgConnection;
 
@@ -48,50 +48,105 @@ const SUBSCRIPTION_COLUMNS: [(&str, &str); 24] = [
     ("mark_epoch", "int8[]"),
 ];
 
-/// A statement being built: its `WITH` parts and their bound arrays.
+/// One bound parameter: a column's values as an array, or one value.
+enum Param<'a> {
+    Text(Vec<&'a str>),
+    OptText(Vec<Option<&'a str>>),
+    BigInts(Vec<i64>),
+    BigInt(i64),
+    Binary(Vec<&'a [u8]>),
+    OptDouble(Vec<Option<f64>>),
+    Bool(Vec<bool>),
+}
+
+/// A statement being built: its `WITH` parts and their bound parameters.
+///
+/// Unlike `diesel::sql_query`, it lets diesel keep the statement prepared: its text depends
+/// only on which parts a batch has (a few dozen texts at most), never on the rows, so the
+/// connection's statement cache (keyed by text and bind types) parses and plans each text
+/// once instead of at every group commit.
 struct Statement<'a> {
     parts: Vec<String>,
-    binds: usize,
-    query: BoxedSqlQuery<'a, Pg, diesel::query_builder::SqlQuery>,
+    params: Vec<Param<'a>>,
+    sql: String,
 }
 
 impl<'a> Statement<'a> {
     fn new() -> Self {
         Self {
             parts: Vec::new(),
-            binds: 0,
-            query: diesel::sql_query("").into_boxed(),
+            params: Vec::new(),
+            sql: String::new(),
         }
     }
 
-    /// Binds one array, giving its placeholder.
-    fn bind<T, V>(&mut self, values: V) -> String
-    where
-        Pg: diesel::sql_types::HasSqlType<T>,
-        V: diesel::serialize::ToSql<T, Pg> + Send + 'a,
-        T: Send + 'a,
-    {
-        let query = std::mem::replace(&mut self.query, diesel::sql_query("").into_boxed());
-        self.query = query.bind::<T, V>(values);
-        self.binds += 1;
-        format!("${}", self.binds)
+    /// Binds one parameter, giving its placeholder.
+    fn bind(&mut self, param: Param<'a>) -> String {
+        self.params.push(param);
+        format!("${}", self.params.len())
     }
 
     fn text(&mut self, values: Vec<&'a str>) -> String {
-        self.bind::<Array<Text>, _>(values)
+        self.bind(Param::Text(values))
     }
 
     fn opt_text(&mut self, values: Vec<Option<&'a str>>) -> String {
-        self.bind::<Array<Nullable<Text>>, _>(values)
+        self.bind(Param::OptText(values))
     }
 
     fn bigint(&mut self, values: Vec<i64>) -> String {
-        self.bind::<Array<BigInt>, _>(values)
+        self.bind(Param::BigInts(values))
     }
 
     fn part(&mut self, name: &str, sql: String) {
         self.parts.push(format!("{name} AS ({sql})"));
     }
+}
+
+impl Statement<'_> {
+    /// Binds the parameter that placeholder `$n` (from `bind`) stands for.
+    fn push_param<'b>(&'b self, out: &mut AstPass<'_, 'b, Pg>, n: &str) -> QueryResult<()> {
+        let param = n
+            .parse::<usize>()
+            .ok()
+            .and_then(|n| self.params.get(n.checked_sub(1)?))
+            .ok_or_else(|| {
+                diesel::result::Error::QueryBuilderError(format!("no parameter ${n}").into())
+            })?;
+        match param {
+            Param::Text(v) => out.push_bind_param::<Array<Text>, _>(v),
+            Param::OptText(v) => out.push_bind_param::<Array<Nullable<Text>>, _>(v),
+            Param::BigInts(v) => out.push_bind_param::<Array<BigInt>, _>(v),
+            Param::BigInt(v) => out.push_bind_param::<BigInt, _>(v),
+            Param::Binary(v) => out.push_bind_param::<Array<Binary>, _>(v),
+            Param::OptDouble(v) => out.push_bind_param::<Array<Nullable<Double>>, _>(v),
+            Param::Bool(v) => out.push_bind_param::<Array<Bool>, _>(v),
+        }
+    }
+}
+
+/// diesel writes each placeholder itself as it binds, numbering them in order; so the text
+/// goes out in pieces, each `$n` of it replaced by binding parameter n there. A parameter
+/// used twice is sent twice.
+impl QueryFragment<Pg> for Statement<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        let mut rest = self.sql.as_str();
+        while let Some(at) = rest.find('$') {
+            out.push_sql(&rest[..at]);
+            let after = &rest[at + 1..];
+            let digits = after.bytes().take_while(u8::is_ascii_digit).count();
+            self.push_param(&mut out, &after[..digits])?;
+            rest = &after[digits..];
+        }
+        out.push_sql(rest);
+        Ok(())
+    }
+}
+
+/// No static id: diesel keys the prepared statement by its text and bind types.
+impl QueryId for Statement<'_> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
 }
 
 /// Writes `batch` in one statement (its own transaction).
@@ -109,7 +164,9 @@ pub(super) fn write(c: &mut PgConnection, batch: &Batch<'_>, epoch: i64) -> Quer
         let cols = [
             st.text(rows.iter().map(|r| r.etag.as_str()).collect()),
             st.text(rows.iter().map(|r| r.aor.as_str()).collect()),
-            st.bind::<Array<Binary>, Vec<&[u8]>>(rows.iter().map(|r| r.body.as_slice()).collect()),
+            st.bind(Param::Binary(
+                rows.iter().map(|r| r.body.as_slice()).collect(),
+            )),
             st.text(rows.iter().map(|r| r.content_type.as_str()).collect()),
             st.bigint(rows.iter().map(|r| r.expires_at).collect()),
             st.bigint(rows.iter().map(|r| r.seq).collect()),
@@ -140,7 +197,7 @@ pub(super) fn write(c: &mut PgConnection, batch: &Batch<'_>, epoch: i64) -> Quer
     if !marks.is_empty() {
         let ids = st.text(marks.iter().map(|(id, _)| *id).collect());
         let values = st.bigint(marks.iter().map(|(_, m)| *m).collect());
-        let epoch = st.bind::<BigInt, i64>(epoch);
+        let epoch = st.bind(Param::BigInt(epoch));
         st.part(
             "subscriptions_mark",
             format!(
@@ -156,9 +213,7 @@ pub(super) fn write(c: &mut PgConnection, batch: &Batch<'_>, epoch: i64) -> Quer
         let cols = [
             st.text(rows.iter().map(|r| r.aor.as_str()).collect()),
             st.text(rows.iter().map(|r| r.contact.as_str()).collect()),
-            st.bind::<Array<Nullable<Double>>, Vec<Option<f64>>>(
-                rows.iter().map(|r| r.q_value).collect(),
-            ),
+            st.bind(Param::OptDouble(rows.iter().map(|r| r.q_value).collect())),
             st.bigint(rows.iter().map(|r| r.expires_at).collect()),
             st.text(rows.iter().map(|r| r.call_id.as_str()).collect()),
             st.bigint(rows.iter().map(|r| r.cseq).collect()),
@@ -186,8 +241,8 @@ pub(super) fn write(c: &mut PgConnection, batch: &Batch<'_>, epoch: i64) -> Quer
     if st.parts.is_empty() {
         return Ok(());
     }
-    let sql = format!("WITH {} SELECT 1", st.parts.join(", "));
-    st.query.sql(sql).execute(c).map(drop)
+    st.sql = format!("WITH {} SELECT 1", st.parts.join(", "));
+    c.execute_returning_count(&st).map(drop)
 }
 
 /// The upsert part for whole subscriptions, their marks stamped with `epoch`: a stored row
@@ -225,7 +280,9 @@ fn upsert_subscriptions<'a>(
         st.opt_text(opt(|r| r.accept_encoding.as_deref())),
         st.opt_text(opt(|r| r.list_source.as_deref())),
         st.opt_text(opt(|r| r.list_members.as_deref())),
-        st.bind::<Array<Bool>, Vec<bool>>(rows.iter().map(|r| r.linphone_compat).collect()),
+        st.bind(Param::Bool(
+            rows.iter().map(|r| r.linphone_compat).collect(),
+        )),
         st.bigint(vec![epoch; rows.len()]),
     ];
     let names: Vec<&str> = SUBSCRIPTION_COLUMNS.iter().map(|(n, _)| *n).collect();
