@@ -178,8 +178,8 @@ impl Handler<Drain> for StoreWorker {
     /// Commits batch after batch until the queue is empty, handing each back to the committer
     /// to answer its waiters; the next commit does not wait for that.
     fn handle(&mut self, msg: Drain, _ctx: &mut Self::Context) {
-        // Should this thread unwind mid-batch, the queue is left idle, so the next `Persist`
-        // wakes the restarted worker instead of waiting for this one.
+        // Should this thread unwind mid-batch, what waits is refused (503) and the queue is
+        // left idle, so the next `Persist` wakes the worker the arbiter restarts.
         let _idle = IdleOnUnwind(&msg.queue);
         while let Some((changes, waiters)) = msg.queue.next_batch() {
             let epoch = self.epoch.load(Ordering::Relaxed);
@@ -194,13 +194,17 @@ impl Handler<Drain> for StoreWorker {
     }
 }
 
-/// Marks the queue idle if dropped while unwinding (see `Handler<Drain>`).
+/// Empties the queue and marks it idle if dropped while unwinding (see `Handler<Drain>`):
+/// dropping a waiter answers its `Persist` with `StoreUnavailable`.
 struct IdleOnUnwind<'a>(&'a CommitQueue);
 
 impl Drop for IdleOnUnwind<'_> {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            self.0.lock().draining = false;
+            let mut pending = self.0.lock();
+            pending.draining = false;
+            pending.changes.clear();
+            pending.waiters.clear();
         }
     }
 }
