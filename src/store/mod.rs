@@ -5,7 +5,8 @@
 //! a SQLite file name), the embedded migrations (one set per backend), the rows, and the two
 //! actors: `StoreWorker` (on a `SyncArbiter`, owns the connection, runs one transaction per
 //! batch, taking batch after batch from the commit queue) and `Committer` (queues the changes
-//! that wait for the next batch; each is answered once it is committed). Messages are domain-shaped (`Change`, `LoadSnapshot`).
+//! that wait for the next batch; each is answered once it is committed). Messages are
+//! domain-shaped (`Change`, `LoadSnapshot`).
 //! Must not: hold SIP or presence logic.
 
 pub mod batch;

@@ -2,7 +2,8 @@
 //! work never runs on the async threads).
 //!
 //! Owns: the connection, reopened after a failure. Commits the `committer`'s queue batch by
-//! batch, each atomically, when told to `Drain` it, and `LoadSnapshot` at start-up. Created by `app`; stops with the system.
+//! batch, each atomically, when told to `Drain` it, and `LoadSnapshot` at start-up. Created
+//! by `app`; stops with the system.
 //! Must not: decide what to store (callers send `Change`s) or answer SIP.
 
 use std::sync::atomic::{AtomicI64, Ordering};
