@@ -137,7 +137,16 @@ impl Handler<Persist> for Committer {
                 queue: self.queue.clone(),
                 committer: ctx.address().recipient(),
             };
-            if worker.try_send(drain).is_err() {
+            let sent = match worker.try_send(drain) {
+                Ok(()) => true,
+                // A full mailbox (start-up messages ahead of it) still takes it.
+                Err(SendError::Full(drain)) => {
+                    worker.do_send(drain);
+                    true
+                }
+                Err(SendError::Closed(_)) => false,
+            };
+            if !sent {
                 // The worker's thread is gone: nothing can be committed.
                 let mut pending = self.queue.lock();
                 pending.draining = false;
