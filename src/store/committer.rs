@@ -69,7 +69,7 @@ impl CommitQueue {
 }
 
 /// Wakes the worker: changes arrived at an idle queue. It commits batches until the queue is
-/// empty, answering each batch's waiters and handing the batch back in a `Committed`.
+/// empty, handing each batch and its waiters back in a `Committed`.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Drain {
