@@ -192,15 +192,9 @@ pub fn connect(url: &str, sqlite: SqliteOptions) -> Result<AnyConnection, StoreE
             Ok(AnyConnection::Sqlite(conn))
         }
         Backend::Postgres(pg) => {
-            let mut conn = PgConnection::establish(&pg).map_err(open_err)?;
-            // diesel prepares its statements once per connection. PostgreSQL switches a
-            // prepared statement to a generic plan after five runs, and the plan it picks while
-            // a table is still small (a fresh database, after a restart) is a sequential scan:
-            // `DELETE … WHERE etag = ANY($1)` then reads the whole table, dead rows included,
-            // on every batch. Custom plans see the real table and use the primary key.
-            diesel::sql_query("SET plan_cache_mode = force_custom_plan")
-                .execute(&mut conn)
-                .map_err(StoreError::Query)?;
+            // How the writer's connection plans its statements is set by the store worker
+            // (`worker::tune`), not here: this also opens the list query's database.
+            let conn = PgConnection::establish(&pg).map_err(open_err)?;
             Ok(AnyConnection::Postgresql(conn))
         }
         Backend::Memory => Err(StoreError::UnknownScheme(
@@ -550,6 +544,114 @@ mod migration_tests {
                 .load(&mut conn)
                 .unwrap();
             assert_eq!(sorted(etags), ["p3", "p4", "p5", "p6"]);
+        }
+    }
+
+    #[test]
+    fn the_postgres_writer_plans_each_batch_statement_once_and_by_its_keys_on_empty_tables() {
+        #[derive(QueryableByName)]
+        struct Statement {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            statement: String,
+            #[diesel(sql_type = diesel::sql_types::Integer)]
+            params: i32,
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            generic_plans: i64,
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            custom_plans: i64,
+        }
+        #[derive(QueryableByName)]
+        struct PlanLine {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            line: String,
+        }
+        let dir = tempfile::tempdir().unwrap();
+        for mut conn in stores(dir.path(), "planning") {
+            if !matches!(conn, AnyConnection::Postgresql(_)) {
+                continue; // SQLite plans every statement once, when it is prepared.
+            }
+            worker::tune(&mut conn, false).unwrap();
+            // Every kind of part, on tables that are empty or nearly so: where a generic plan
+            // made without the settings would scan the whole table.
+            let saved = |etag: &str, replaces: Option<&str>| Change::PublicationSaved {
+                row: publication(etag),
+                replaces: replaces.map(str::to_owned),
+            };
+            let sub = |id: &str| Box::new(batch::tests::subscription(id, 1000));
+            let binding = |contact: &str| BindingRow {
+                aor: "sip:a@b".into(),
+                contact: contact.into(),
+                q_value: None,
+                expires_at: 1,
+                call_id: "c".into(),
+                cseq: 1,
+            };
+            for round in 0..7 {
+                let p = |n: i32| format!("p{round}-{n}");
+                let s = |n: i32| format!("s{round}-{n}");
+                let changes = [
+                    saved(&p(1), None),
+                    saved(&p(2), None),
+                    saved(&p(3), Some(&format!("p{}-1", round - 1))),
+                    Change::PublicationRemoved(format!("p{}-2", round - 1)),
+                    Change::SubscriptionCreated(sub(&s(1))),
+                    Change::SubscriptionCreated(sub(&s(2))),
+                    Change::SubscriptionRemoved(format!("s{}-1", round - 1)),
+                    Change::NotifyCSeqMark {
+                        id: format!("s{}-2", round - 1),
+                        mark: 5000 + i64::from(round),
+                    },
+                    Change::BindingsReplaced {
+                        aor: "sip:a@b".into(),
+                        rows: vec![binding(&format!("sip:{round}"))],
+                    },
+                ];
+                commit(&mut conn, &changes, 1).unwrap();
+            }
+            let AnyConnection::Postgresql(c) = &mut conn else {
+                unreachable!()
+            };
+            let statements = diesel::sql_query(
+                "SELECT statement, cardinality(parameter_types) AS params, generic_plans, custom_plans \
+                 FROM pg_prepared_statements WHERE statement LIKE 'WITH %'",
+            )
+            .load::<Statement>(c)
+            .unwrap();
+            assert!(!statements.is_empty());
+            // EXPLAIN's lines as rows.
+            diesel::sql_query(
+                "CREATE FUNCTION pg_temp.explain_lines(q text) RETURNS SETOF text \
+                 LANGUAGE plpgsql AS $$ DECLARE l text; BEGIN \
+                 FOR l IN EXECUTE 'EXPLAIN ' || q LOOP RETURN NEXT l; END LOOP; END $$",
+            )
+            .execute(c)
+            .unwrap();
+            let mut parts = 0;
+            for (n, st) in statements.iter().enumerate() {
+                assert_eq!(st.custom_plans, 0, "{}", st.statement);
+                assert!(st.generic_plans >= 1, "{}", st.statement);
+                // The plan each execution used: the same statement prepared again, explained.
+                diesel::sql_query(format!("PREPARE probe{n} AS {}", st.statement))
+                    .execute(c)
+                    .unwrap();
+                let nulls = vec!["NULL"; usize::try_from(st.params).unwrap()].join(", ");
+                let plan: Vec<String> = diesel::sql_query(format!(
+                    "SELECT line FROM pg_temp.explain_lines('EXECUTE probe{n}({nulls})') AS line"
+                ))
+                .load::<PlanLine>(c)
+                .unwrap()
+                .into_iter()
+                .map(|l| l.line)
+                .collect();
+                assert!(
+                    !plan.iter().any(|l| l.contains("Seq Scan")),
+                    "{}\n{}",
+                    st.statement,
+                    plan.join("\n")
+                );
+                parts += plan.iter().filter(|l| l.contains("Index")).count();
+            }
+            assert!(parts >= 4, "the deletes and the mark update go by the keys");
         }
     }
 

@@ -130,8 +130,10 @@ impl StoreWorker {
             checkpointer,
         };
         if let Some(mut c) = conn {
-            tune(&mut c, worker.checkpointer.is_some());
-            worker.conn = Some(c);
+            match tune(&mut c, worker.checkpointer.is_some()) {
+                Ok(()) => worker.conn = Some(c),
+                Err(e) => warn!("store: reopening the connection at the first write: {e}"),
+            }
         }
         worker
     }
@@ -144,7 +146,7 @@ impl StoreWorker {
             Some(c) => c,
             None => {
                 let mut c = open(&self.url, self.sqlite)?;
-                tune(&mut c, self.checkpointer.is_some());
+                tune(&mut c, self.checkpointer.is_some())?;
                 self.conn.insert(c)
             }
         };
@@ -158,16 +160,46 @@ impl StoreWorker {
     }
 }
 
-/// With a checkpoint thread (`checkpointed`), a SQLite writer checkpoints itself only past
-/// `WRITER_AUTOCHECKPOINT_PAGES`.
-fn tune(conn: &mut AnyConnection, checkpointed: bool) {
-    if let (AnyConnection::Sqlite(c), true) = (conn, checkpointed) {
-        let sql = format!("PRAGMA wal_autocheckpoint = {WRITER_AUTOCHECKPOINT_PAGES}");
-        if let Err(e) = diesel::sql_query(sql).execute(c) {
-            warn!("store: cannot move the writer's WAL checkpoint: {e}");
+/// Settings of every connection the worker writes through.
+///
+/// SQLite: with a checkpoint thread (`checkpointed`), the writer checkpoints itself only past
+/// `WRITER_AUTOCHECKPOINT_PAGES` (a failure only costs speed, so it is logged and ignored).
+///
+/// PostgreSQL (`WRITER_PLANNING`): a connection that cannot take them is not used (the batch
+/// fails and the next one reopens), because a generic plan made without them can be a
+/// sequential scan.
+pub fn tune(conn: &mut AnyConnection, checkpointed: bool) -> Result<(), StoreError> {
+    match conn {
+        AnyConnection::Sqlite(c) => {
+            if checkpointed {
+                let sql = format!("PRAGMA wal_autocheckpoint = {WRITER_AUTOCHECKPOINT_PAGES}");
+                if let Err(e) = diesel::sql_query(sql).execute(c) {
+                    warn!("store: cannot move the writer's WAL checkpoint: {e}");
+                }
+            }
+            Ok(())
         }
+        AnyConnection::Postgresql(c) => diesel::sql_query(WRITER_PLANNING)
+            .execute(c)
+            .map(drop)
+            .map_err(StoreError::Query),
     }
 }
+
+/// How the PostgreSQL writer plans: each prepared statement once, by its keys.
+///
+/// diesel keeps every statement prepared (the batch statement too, one per shape, see
+/// `write_postgres`). Every statement the writer runs either touches rows by key (the batch
+/// parts: `= ANY` of keys, `UNNEST` joined on keys, inserts) or reads or purges whole tables at
+/// start-up. So a plan made once per statement, without the batch's arrays, is as good as one
+/// made at every execution, and planning was about a tenth of the backend's CPU per commit
+/// (`force_generic_plan`). But a generic plan made while a table is still small (a fresh
+/// database, after a restart) is a sequential scan: `DELETE … WHERE etag = ANY($1)` would then
+/// read the whole table, dead rows included, at every commit. `enable_seqscan = off` leaves the
+/// planner the key's index wherever one serves; where none does (the start-up reads), a
+/// sequential scan is still made. One statement, so both settings hold or neither.
+pub const WRITER_PLANNING: &str = "SELECT set_config('enable_seqscan', 'off', false), \
+     set_config('plan_cache_mode', 'force_generic_plan', false)";
 
 impl Actor for StoreWorker {
     type Context = SyncContext<Self>;

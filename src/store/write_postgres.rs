@@ -64,8 +64,8 @@ enum Param<'a> {
 /// Unlike `diesel::sql_query`, it lets diesel keep the statement prepared: its text depends
 /// only on which parts a batch has (a few dozen texts at most), never on the rows, so the
 /// connection's statement cache (keyed by text and bind types) parses each text once instead
-/// of at every group commit. Each execution is still planned with its own arrays
-/// (`plan_cache_mode = force_custom_plan`, set when the connection opens).
+/// of at every group commit; the writer's connection also plans it once (generic plan, by
+/// the keys' indexes: `worker::WRITER_PLANNING`).
 struct Statement<'a> {
     parts: Vec<String>,
     params: Vec<Param<'a>>,
