@@ -117,13 +117,13 @@ sipp_step() {
 echo "# presenced benchmarks"
 echo
 echo "Measured $(date -u +%Y-%m-%d) on $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo) RAM ($(uname -m), $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1)), loopback only."
-echo "Command: \`${ONLY:+ONLY=\"$ONLY\" }${BENCH_PG_URL:+BENCH_PG_URL=… }scripts/bench.sh > BENCHMARKS.md\` (STEPS=\"$STEPS\", STEP_SECONDS=$STEP_SECONDS, LOAD_SECONDS=$LOAD_SECONDS, RUNS=${RUNS:-3}, DURABLE_WINDOWS=\"${DURABLE_WINDOWS:-32 128}\")."
+echo "Command: \`${ONLY:+ONLY=\"$ONLY\" }${BENCH_PG_URL:+BENCH_PG_URL=… }scripts/bench.sh > BENCHMARKS.md\` (STEPS=\"$STEPS\", STEP_SECONDS=$STEP_SECONDS, LOAD_SECONDS=$LOAD_SECONDS, RUNS=${RUNS:-3}, DURABLE_WINDOWS=\"${DURABLE_WINDOWS:-32 64 128}\")."
 echo "Server and load generator share the machine's 2 cores; the server is one actix thread."
 # This VM's speed varies by ±25 % from one run to the next (shared host), so every
 # presenced-load figure is the median of RUNS runs, with the range beside it.
 RUNS=${RUNS:-3}
 # Calls in flight per connection for the durable-commit comparison.
-DURABLE_WINDOWS=${DURABLE_WINDOWS:-"32 128"}
+DURABLE_WINDOWS=${DURABLE_WINDOWS:-"32 64 128"}
 median_range() { sort -n | awk '{v[NR]=$1} END {printf "%s (%s–%s)", v[int((NR+1)/2)], v[1], v[NR]}'; }
 # ONLY="sipp ceiling durable fanout memory restart" runs just those sections.
 section() { [ -z "${ONLY:-}" ] || [[ " $ONLY " == *" $1 "* ]]; }

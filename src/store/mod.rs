@@ -652,6 +652,19 @@ mod migration_tests {
                 parts += plan.iter().filter(|l| l.contains("Index")).count();
             }
             assert!(parts >= 4, "the deletes and the mark update go by the keys");
+            // The start-up reads, whose sequential scans carry enable_seqscan's penalty in
+            // their cost, are not JIT-compiled for it.
+            let plan: Vec<String> = diesel::sql_query(
+                "SELECT line FROM pg_temp.explain_lines(\
+                 'SELECT * FROM subscriptions WHERE list_source IS NOT NULL') AS line",
+            )
+            .load::<PlanLine>(c)
+            .unwrap()
+            .into_iter()
+            .map(|l| l.line)
+            .collect();
+            assert!(plan[0].contains("Seq Scan"), "{plan:?}");
+            assert!(!plan.iter().any(|l| l.starts_with("JIT")), "{plan:?}");
         }
     }
 
