@@ -12,9 +12,9 @@
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
+use actix::dev::{MessageResponse, OneshotSender};
 use actix::prelude::*;
 use log::{error, info};
-use tokio::sync::oneshot;
 
 use super::worker::StoreWorker;
 use super::{Change, StoreError};
@@ -29,8 +29,9 @@ pub struct StoreUnavailable;
 #[rtype(result = "Result<(), StoreUnavailable>")]
 pub struct Persist(pub Vec<Change>);
 
-/// Told when a `Persist` is committed, or cannot be.
-pub type Waiter = oneshot::Sender<Result<(), StoreUnavailable>>;
+/// Told when a `Persist` is committed, or cannot be: the channel actix answers the `Persist`'s
+/// sender on.
+pub type Waiter = OneshotSender<Result<(), StoreUnavailable>>;
 
 /// The changes not yet taken by the worker, and who waits for them.
 #[derive(Default)]
@@ -98,7 +99,8 @@ pub struct Committed {
 /// The group-commit actor.
 pub struct Committer {
     /// The connection owner, on its SyncArbiter; `None` with `memory://` (nothing is stored).
-    worker: Option<Addr<StoreWorker>>,
+    /// Shared with every `Enqueue` (one reference count, not a copy of the address).
+    worker: Option<Arc<Addr<StoreWorker>>>,
     queue: CommitQueue,
     healthy: bool,
 }
@@ -107,7 +109,7 @@ impl Committer {
     /// A committer writing through `worker`.
     pub fn new(worker: Option<Addr<StoreWorker>>) -> Self {
         Self {
-            worker,
+            worker: worker.map(Arc::new),
             queue: CommitQueue::default(),
             healthy: true,
         }
@@ -119,17 +121,42 @@ impl Actor for Committer {
 }
 
 impl Handler<Persist> for Committer {
-    type Result = ResponseFuture<Result<(), StoreUnavailable>>;
+    type Result = Enqueue;
 
-    fn handle(&mut self, msg: Persist, ctx: &mut Self::Context) -> Self::Result {
-        let Some(worker) = &self.worker else {
-            return Box::pin(std::future::ready(Ok(())));
+    fn handle(&mut self, msg: Persist, _ctx: &mut Self::Context) -> Enqueue {
+        Enqueue {
+            changes: msg.0,
+            queue: self.queue.clone(),
+            worker: self.worker.clone(),
+        }
+    }
+}
+
+/// A `Persist` being answered: its changes go into the queue together with the channel actix
+/// answers the sender on, which is the `Waiter` itself. So a request costs no task and no
+/// channel of its own (a `ResponseFuture` would spawn a task per request to wait on a second
+/// channel), and the answer reaches the sender in one wake-up.
+pub struct Enqueue {
+    changes: Vec<Change>,
+    queue: CommitQueue,
+    worker: Option<Arc<Addr<StoreWorker>>>,
+}
+
+impl MessageResponse<Committer, Persist> for Enqueue {
+    fn handle(self, ctx: &mut Context<Committer>, waiter: Option<Waiter>) {
+        let Some(worker) = self.worker else {
+            // memory://: nothing to commit.
+            if let Some(w) = waiter {
+                let _ = w.send(Ok(()));
+            }
+            return;
         };
-        let (tx, rx) = oneshot::channel();
+        // Changes and waiter go in under one lock: the worker takes both or neither.
         let wake = {
             let mut pending = self.queue.lock();
-            pending.changes.extend(msg.0);
-            pending.waiters.push(tx);
+            pending.changes.extend(self.changes);
+            // A `do_send` (no answer wanted) leaves no waiter.
+            pending.waiters.extend(waiter);
             !std::mem::replace(&mut pending.draining, true)
         };
         if wake {
@@ -156,7 +183,6 @@ impl Handler<Persist> for Committer {
                 }
             }
         }
-        Box::pin(async move { rx.await.unwrap_or(Err(StoreUnavailable)) })
     }
 }
 

@@ -230,7 +230,8 @@ impl Handler<Drain> for StoreWorker {
 }
 
 /// Empties the queue and marks it idle if dropped while unwinding (see `Handler<Drain>`):
-/// dropping a waiter answers its `Persist` with `StoreUnavailable`.
+/// dropping a waiter answers its `Persist` with a `MailboxError`, which every sender takes as
+/// 503 like `StoreUnavailable`.
 struct IdleOnUnwind<'a>(&'a CommitQueue);
 
 impl Drop for IdleOnUnwind<'_> {
