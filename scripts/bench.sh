@@ -257,7 +257,7 @@ for st in $STORES; do
     -v pr="${BESTR[$st,publish]}" -v sr="${BESTR[$st,subscribe]}" \
     -v pm="${BEST[memory://,publish]}" -v sm="${BEST[memory://,subscribe]}" \
     -v pc="${BESTCPU[$st,publish]}" -v sc="${BESTCPU[$st,subscribe]}" \
-    'BEGIN { printf "| %s | %d (%d), %s | %d (%d), %s | %.0f %% / %.0f %% | %s / %s |\n", st, p, pw, pr, s, sw, sr, 100 * p / pm, 100 * s / sm, pc, sc }'
+    'BEGIN { printf "| %s | %d (%d), %s | %d (%d), %s | %.1f %% / %.1f %% | %s / %s |\n", st, p, pw, pr, s, sw, sr, 100 * p / pm, 100 * s / sm, pc, sc }'
 done
 echo
 echo "Target: durable figures within 80 % of memory://. Medians of $RUNS runs per window."
