@@ -279,6 +279,46 @@ mod tests {
         assert_eq!(stored(), 301);
     }
 
+    #[actix_rt::test]
+    async fn changes_sent_without_an_answer_are_committed_no_later_than_the_next_answered_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/fire.db", dir.path().display());
+        let opts = SqliteOptions::default();
+        drop(open(&url, opts).unwrap());
+        let worker_url = url.clone();
+        let worker = SyncArbiter::start(1, move || {
+            StoreWorker::new(worker_url.clone(), opts, None, Arc::new(AtomicI64::new(1)))
+        });
+        let committer = Committer::new(Some(worker)).start();
+        // Expiry timers send their removals this way: no waiter goes into the queue.
+        for i in 0..20 {
+            committer.do_send(Persist(vec![saved(i)]));
+        }
+        assert_eq!(
+            committer.send(Persist(vec![saved(20)])).await.unwrap(),
+            Ok(())
+        );
+        let mut c = open(&url, opts).unwrap();
+        let crate::store::AnyConnection::Sqlite(c) = &mut c else {
+            unreachable!()
+        };
+        let stored: i64 = schema::publications::table.count().get_result(c).unwrap();
+        assert_eq!(stored, 21);
+        assert!(!committer_queue_draining(&committer).await);
+    }
+
+    #[actix_rt::test]
+    async fn without_a_database_every_persist_is_answered_at_once() {
+        let committer = Committer::new(None).start();
+        for i in 0..3 {
+            assert_eq!(
+                committer.send(Persist(vec![saved(i)])).await.unwrap(),
+                Ok(())
+            );
+        }
+        assert!(!committer_queue_draining(&committer).await);
+    }
+
     /// Whether the committer's queue is still marked as being drained.
     async fn committer_queue_draining(committer: &Addr<Committer>) -> bool {
         #[derive(Message)]
