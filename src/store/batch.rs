@@ -261,6 +261,18 @@ pub(crate) mod tests {
         }
     }
 
+    /// A binding of sip:a@b to `contact`.
+    pub(crate) fn binding(contact: &str) -> BindingRow {
+        BindingRow {
+            aor: "sip:a@b".into(),
+            contact: contact.into(),
+            q_value: None,
+            expires_at: 1,
+            call_id: "c".into(),
+            cseq: 1,
+        }
+    }
+
     fn saved(etag: &str, replaces: Option<&str>) -> Change {
         Change::PublicationSaved {
             row: publication(etag),
@@ -334,14 +346,7 @@ pub(crate) mod tests {
 
     #[test]
     fn the_last_replacement_of_an_aors_bindings_wins() {
-        let row = |contact: &str| BindingRow {
-            aor: "sip:a@b".into(),
-            contact: contact.into(),
-            q_value: None,
-            expires_at: 1,
-            call_id: "c".into(),
-            cseq: 1,
-        };
+        let row = binding;
         let changes = [
             Change::BindingsReplaced {
                 aor: "sip:a@b".into(),

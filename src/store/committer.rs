@@ -236,17 +236,23 @@ mod tests {
         }
     }
 
-    #[actix_rt::test]
-    async fn every_persist_is_committed_before_it_is_answered_across_batches() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}/commit.db", dir.path().display());
+    /// A committer writing to a fresh SQLite file in `dir`, and the file's URL.
+    fn sqlite_committer(dir: &std::path::Path) -> (Addr<Committer>, String) {
+        let url = format!("sqlite://{}/commit.db", dir.display());
         let opts = SqliteOptions::default();
         drop(open(&url, opts).unwrap());
         let worker_url = url.clone();
         let worker = SyncArbiter::start(1, move || {
             StoreWorker::new(worker_url.clone(), opts, None, Arc::new(AtomicI64::new(1)))
         });
-        let committer = Committer::new(Some(worker)).start();
+        (Committer::new(Some(worker)).start(), url)
+    }
+
+    #[actix_rt::test]
+    async fn every_persist_is_committed_before_it_is_answered_across_batches() {
+        let dir = tempfile::tempdir().unwrap();
+        let (committer, url) = sqlite_committer(dir.path());
+        let opts = SqliteOptions::default();
         let stored = || {
             let mut c = open(&url, opts).unwrap();
             let etags: Vec<String> = match &mut c {
@@ -282,14 +288,7 @@ mod tests {
     #[actix_rt::test]
     async fn changes_sent_without_an_answer_are_committed_no_later_than_the_next_answered_ones() {
         let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}/fire.db", dir.path().display());
-        let opts = SqliteOptions::default();
-        drop(open(&url, opts).unwrap());
-        let worker_url = url.clone();
-        let worker = SyncArbiter::start(1, move || {
-            StoreWorker::new(worker_url.clone(), opts, None, Arc::new(AtomicI64::new(1)))
-        });
-        let committer = Committer::new(Some(worker)).start();
+        let (committer, url) = sqlite_committer(dir.path());
         // Expiry timers send their removals this way: no waiter goes into the queue.
         for i in 0..20 {
             committer.do_send(Persist(vec![saved(i)]));
@@ -298,7 +297,7 @@ mod tests {
             committer.send(Persist(vec![saved(20)])).await.unwrap(),
             Ok(())
         );
-        let mut c = open(&url, opts).unwrap();
+        let mut c = open(&url, SqliteOptions::default()).unwrap();
         let crate::store::AnyConnection::Sqlite(c) = &mut c else {
             unreachable!()
         };

@@ -578,14 +578,7 @@ mod migration_tests {
                 replaces: replaces.map(str::to_owned),
             };
             let sub = |id: &str| Box::new(batch::tests::subscription(id, 1000));
-            let binding = |contact: &str| BindingRow {
-                aor: "sip:a@b".into(),
-                contact: contact.into(),
-                q_value: None,
-                expires_at: 1,
-                call_id: "c".into(),
-                cseq: 1,
-            };
+            let binding = batch::tests::binding;
             for round in 0..7 {
                 let p = |n: i32| format!("p{round}-{n}");
                 let s = |n: i32| format!("s{round}-{n}");
