@@ -31,6 +31,46 @@ fn options_over_udp_is_answered_with_capabilities() -> TestResult {
 }
 
 #[test]
+fn responses_echo_the_via_stack_as_received_but_for_the_top_elements_stamp() -> TestResult {
+    let server = TestServer::start();
+    let mut ua = TcpUa::connect(server.tcp);
+    let lower = format!("{};branch=z9hG4bK", ua.local());
+    // Sent-by is where the request came from, no rport: nothing to add, so every byte of the
+    // Via line comes back (a lower-case transport included), the proxy's element too.
+    let line = format!(
+        "SIP/2.0/tcp {lower}{} , SIP/2.0/UDP  proxy.example.org;branch=z9hG4bKp;received=192.0.2.9",
+        unique("v")
+    );
+    let mut req = ua.request("OPTIONS", "sip:example.org");
+    req.via = line.clone();
+    ua.send(&req.build());
+    let resp = ua.expect_status(200);
+    assert_eq!(resp.headers_named("Via"), vec![line.as_str()]);
+
+    // rport and a sent-by elsewhere: the top element gets received and rport, the element
+    // after it in the same line stays as it was.
+    let branch = unique("w");
+    let mut req = ua.request("OPTIONS", "sip:example.org");
+    req.via = format!(
+        "SIP/2.0/TCP 192.0.2.1:5060;branch=z9hG4bK{branch};rport, SIP/2.0/UDP  proxy.example.org;branch=z9hG4bKp"
+    );
+    ua.send(&req.build());
+    let resp = ua.expect_status(200);
+    let via = resp.headers_named("Via");
+    assert_eq!(via.len(), 1, "{via:?}");
+    let (top, rest) = via[0].split_once(", ").unwrap();
+    assert!(top.starts_with("SIP/2.0/TCP 192.0.2.1:5060;"), "{top}");
+    assert!(top.contains(&format!("branch=z9hG4bK{branch}")), "{top}");
+    assert!(
+        top.contains(&format!("rport={}", ua.local().port())),
+        "{top}"
+    );
+    assert!(top.contains("received=127.0.0.1"), "{top}");
+    assert_eq!(rest, "SIP/2.0/UDP  proxy.example.org;branch=z9hG4bKp");
+    Ok(())
+}
+
+#[test]
 fn options_over_tcp_is_answered_on_the_same_connection() -> TestResult {
     let server = TestServer::start();
     let mut ua = TcpUa::connect(server.tcp);

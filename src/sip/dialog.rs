@@ -3,7 +3,7 @@
 //! Owns: `DialogId` (Call-ID, local tag, remote tag) as seen from this server, and how it is
 //! read from an in-dialog request. Must not: hold dialog state (the owning actor does).
 
-use super::message::{HeaderAccess, Request};
+use super::headers::NameAddr;
 
 /// A dialog as seen from the server: Call-ID, our tag, the peer's tag.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -17,15 +17,13 @@ pub struct DialogId {
 }
 
 impl DialogId {
-    /// The dialog an incoming request claims to belong to, if its To carries a tag.
-    pub fn of_request(req: &Request) -> Option<Self> {
-        let to = req.header_to().ok()?;
-        let local_tag = to.tag()?.to_owned();
-        let remote_tag = req.header_from().ok()?.tag()?.to_owned();
+    /// The dialog an incoming request with this Call-ID, To and From claims to belong to, if
+    /// both To and From carry a tag.
+    pub fn of(call_id: &str, to: &NameAddr, from: &NameAddr) -> Option<Self> {
         Some(Self {
-            call_id: req.call_id().ok()?.to_owned(),
-            local_tag,
-            remote_tag,
+            call_id: call_id.to_owned(),
+            local_tag: to.tag()?.to_owned(),
+            remote_tag: from.tag()?.to_owned(),
         })
     }
 }

@@ -475,32 +475,34 @@ impl Dispatcher {
         }
     }
 
-    /// RFC 3261 §18.2.1 and RFC 3581 §4: record where the request really came from.
-    fn stamp_received(req: &mut Request, source: &Source) {
-        let Some(first) = req.headers.0.iter_mut().find(|h| h.name == "Via") else {
-            return;
-        };
-        let mut elements: Vec<String> = super::headers::split_list(&first.value)
-            .map(str::to_owned)
-            .collect();
-        let Some(top) = elements.first_mut() else {
-            return;
-        };
-        let Ok(mut via) = Via::parse(top) else {
-            return;
-        };
+    /// RFC 3261 §18.2.1 and RFC 3581 §4: record where the request really came from, in the
+    /// top Via (`via`, as parsed from it). A Via that needs neither `received` nor `rport` is
+    /// left as received; otherwise the top element is written anew and the others kept as
+    /// they are.
+    fn stamp_received(req: &mut Request, via: &Via, source: &Source) {
         let from_ip = source.peer.ip();
         let sent_by_matches = matches!(via.host, Host::Ip(ip) if ip == from_ip);
         let rport = via.params.get("rport").is_some();
-        if !sent_by_matches || rport {
-            via.params.set("received", Some(from_ip.to_string()));
+        if sent_by_matches && !rport {
+            return;
         }
+        let Some(first) = req.headers.0.iter_mut().find(|h| h.name == "Via") else {
+            return;
+        };
+        let mut via = via.clone();
+        via.params.set("received", Some(from_ip.to_string()));
         if rport {
             via.params
                 .set("rport", Some(source.peer.port().to_string()));
         }
-        *top = via.to_string();
-        first.value = elements.join(", ");
+        let mut elements = super::headers::split_list(&first.value);
+        elements.next();
+        let mut value = via.to_string();
+        for other in elements {
+            value.push_str(", ");
+            value.push_str(other);
+        }
+        first.value = value;
     }
 
     fn is_local_host(&self, host: &Host) -> bool {
@@ -514,18 +516,25 @@ impl Dispatcher {
         }
     }
 
-    /// RFC 3261 §8.1.1: the headers every request must carry.
-    fn check_mandatory(req: &Request) -> Result<Via, Reject> {
+    /// RFC 3261 §8.1.1: the headers every request must carry. Gives the top Via and, when the
+    /// To carries a tag, the dialog the request claims to belong to.
+    fn check_mandatory(req: &Request) -> Result<(Via, Option<DialogId>), Reject> {
         let bad = |what: &'static str| Reject::with_reason(400, what);
-        let via = req.top_via().map_err(|_| bad("Missing or Malformed Via"))?;
+        let mut vias = req.headers.list("Via");
+        let via = vias
+            .next()
+            .and_then(|top| Via::parse(top).ok())
+            .ok_or_else(|| bad("Missing or Malformed Via"))?;
         if via.branch().is_none_or(str::is_empty) {
             return Err(bad("Missing Via Branch"));
         }
-        req.vias().map_err(|_| bad("Malformed Via"))?;
+        if vias.any(|v| Via::parse(v).is_err()) {
+            return Err(bad("Malformed Via"));
+        }
         if !req.headers.has("To") {
             return Err(bad("Missing To"));
         }
-        req.header_to().map_err(|_| bad("Malformed To"))?;
+        let to = req.header_to().map_err(|_| bad("Malformed To"))?;
         if !req.headers.has("From") {
             return Err(bad("Missing From"));
         }
@@ -536,7 +545,8 @@ impl Dispatcher {
         if !req.headers.has("Call-ID") {
             return Err(bad("Missing Call-ID"));
         }
-        req.call_id().map_err(|_| bad("Malformed Call-ID"))?;
+        let call_id = req.call_id().map_err(|_| bad("Malformed Call-ID"))?;
+        let dialog = DialogId::of(call_id, &to, &from);
         if !req.headers.has("CSeq") {
             return Err(bad("Missing CSeq"));
         }
@@ -551,7 +561,7 @@ impl Dispatcher {
         if parse_delta_seconds(max_forwards, "Max-Forwards").map_or(true, |m| m > 255) {
             return Err(bad("Malformed Max-Forwards"));
         }
-        Ok(via)
+        Ok((via, dialog))
     }
 
     fn handle_request(&mut self, mut req: Request, source: Source) {
@@ -560,8 +570,8 @@ impl Dispatcher {
             debug!("ACK from {} ignored", source.peer);
             return;
         }
-        let via = match Self::check_mandatory(&req) {
-            Ok(via) => via,
+        let (via, dialog) = match Self::check_mandatory(&req) {
+            Ok(checked) => checked,
             Err(reject) => {
                 info!(
                     "{} from {}: rejected with {reject}",
@@ -577,7 +587,7 @@ impl Dispatcher {
                 return;
             }
         };
-        Self::stamp_received(&mut req, &source);
+        Self::stamp_received(&mut req, &via, &source);
         let target = Self::response_target(&source, &via);
         let Some(key) = ServerKey::new(&via, &req.method) else {
             return;
@@ -606,7 +616,7 @@ impl Dispatcher {
                 return;
             }
         }
-        match self.route(&req, &key) {
+        match self.route(&req, &key, dialog) {
             Ok(Routed::Handler(handler, dialog)) => {
                 let in_dialog = dialog.is_some();
                 let request = Arc::new(req);
@@ -638,7 +648,12 @@ impl Dispatcher {
     }
 
     /// Everything between the transaction match and the handler.
-    fn route(&self, req: &Request, key: &ServerKey) -> Result<Routed, Reject> {
+    fn route(
+        &self,
+        req: &Request,
+        key: &ServerKey,
+        dialog: Option<DialogId>,
+    ) -> Result<Routed, Reject> {
         if req
             .headers
             .get("Max-Forwards")
@@ -697,7 +712,7 @@ impl Dispatcher {
             Method::Options => return Ok(Routed::Answer(self.options_reply())),
             _ => {}
         }
-        if let Some(dialog) = DialogId::of_request(req) {
+        if let Some(dialog) = dialog {
             let usage = match req.event() {
                 Some(Ok(e)) => usage_key(&e.package, e.id.as_deref()),
                 _ => String::new(),

@@ -105,35 +105,50 @@ pub fn unquote(s: &str) -> &str {
         .unwrap_or(s)
 }
 
-/// Splits on `sep` outside double-quoted strings and `<…>`.
-pub fn split_outside_quotes(s: &str, sep: char) -> Vec<&str> {
-    let mut parts = Vec::new();
-    let (mut quoted, mut angle, mut escaped, mut start) = (false, false, false, 0);
-    for (i, c) in s.char_indices() {
-        if escaped {
-            escaped = false;
-            continue;
-        }
-        match c {
-            '\\' if quoted => escaped = true,
-            '"' => quoted = !quoted,
-            '<' if !quoted => angle = true,
-            '>' if !quoted => angle = false,
-            c if c == sep && !quoted && !angle => {
-                parts.push(&s[start..i]);
-                start = i + c.len_utf8();
+/// Splits on `sep` outside double-quoted strings and `<…>`; always yields at least one part.
+pub fn split_outside_quotes(s: &str, sep: char) -> SplitOutsideQuotes<'_> {
+    SplitOutsideQuotes { rest: Some(s), sep }
+}
+
+/// The parts of [`split_outside_quotes`], in order (an iterator: splitting allocates nothing).
+#[derive(Debug, Clone)]
+pub struct SplitOutsideQuotes<'a> {
+    /// What is left to split; `None` once the last part was given.
+    rest: Option<&'a str>,
+    sep: char,
+}
+
+impl<'a> Iterator for SplitOutsideQuotes<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        let s = self.rest?;
+        let (mut quoted, mut angle, mut escaped) = (false, false, false);
+        for (i, c) in s.char_indices() {
+            if escaped {
+                escaped = false;
+                continue;
             }
-            _ => {}
+            match c {
+                '\\' if quoted => escaped = true,
+                '"' => quoted = !quoted,
+                '<' if !quoted => angle = true,
+                '>' if !quoted => angle = false,
+                c if c == self.sep && !quoted && !angle => {
+                    self.rest = Some(&s[i + c.len_utf8()..]);
+                    return Some(&s[..i]);
+                }
+                _ => {}
+            }
         }
+        self.rest = None;
+        Some(s)
     }
-    parts.push(&s[start..]);
-    parts
 }
 
 /// Splits a comma-separated header value into its elements (empty elements dropped).
 pub fn split_list(s: &str) -> impl Iterator<Item = &str> {
     split_outside_quotes(s, ',')
-        .into_iter()
         .map(str::trim)
         .filter(|p| !p.is_empty())
 }
@@ -190,9 +205,18 @@ impl Via {
 
     /// `host[:port]` as written.
     pub fn sent_by(&self) -> String {
-        match self.port {
-            Some(p) => format!("{}:{p}", self.host),
-            None => self.host.to_string(),
+        SentBy(self).to_string()
+    }
+}
+
+/// Writes a Via's `host[:port]`.
+struct SentBy<'a>(&'a Via);
+
+impl fmt::Display for SentBy<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0.port {
+            Some(p) => write!(f, "{}:{p}", self.0.host),
+            None => write!(f, "{}", self.0.host),
         }
     }
 }
@@ -203,7 +227,7 @@ impl fmt::Display for Via {
             f,
             "SIP/2.0/{} {}{}",
             self.transport,
-            self.sent_by(),
+            SentBy(self),
             self.params
         )
     }
@@ -244,25 +268,19 @@ impl NameAddr {
     /// Parses `"Name" <uri>;params`, `<uri>;params` or `uri;params` (RFC 3261 §20.10: in the
     /// last form, parameters belong to the header, not the URI).
     pub fn parse(s: &str, what: &'static str) -> Result<Self, HeaderError> {
-        let s = s.trim();
-        let bad = || HeaderError::Malformed(what);
-        let (display, uri_text, params_text) = if let Some(open) = find_outside_quotes(s, '<') {
-            let close = s[open..].find('>').ok_or_else(bad)? + open;
-            let display = unquote(s[..open].trim());
-            let display = (!display.is_empty()).then(|| display.to_owned());
-            (display, &s[open + 1..close], &s[close + 1..])
-        } else {
-            match s.find(';') {
-                Some(i) => (None, &s[..i], &s[i..]),
-                None => (None, s, ""),
-            }
-        };
+        let (display, uri_text, params_text) = split_name_addr(s, what)?;
         let uri = Uri::parse(uri_text).map_err(|e| HeaderError::Uri(what, e))?;
         Ok(NameAddr {
-            display,
+            display: display.map(str::to_owned),
             uri,
             params: Params::parse(params_text, what)?,
         })
+    }
+
+    /// The header parameters of a name-addr value, its URI not parsed (for a value already
+    /// checked with [`NameAddr::parse`], or where only a parameter matters).
+    pub fn params_of(s: &str, what: &'static str) -> Result<Params, HeaderError> {
+        Params::parse(split_name_addr(s, what)?.2, what)
     }
 
     /// The `tag` parameter.
@@ -277,6 +295,26 @@ impl fmt::Display for NameAddr {
             write!(f, "\"{}\" ", d.replace('"', "\\\""))?;
         }
         write!(f, "<{}>{}", self.uri, self.params)
+    }
+}
+
+/// Display name (unquoted, `None` when empty), URI text and parameter text of a name-addr or
+/// addr-spec value.
+fn split_name_addr<'a>(
+    s: &'a str,
+    what: &'static str,
+) -> Result<(Option<&'a str>, &'a str, &'a str), HeaderError> {
+    let s = s.trim();
+    if let Some(open) = find_outside_quotes(s, '<') {
+        let close = s[open..].find('>').ok_or(HeaderError::Malformed(what))? + open;
+        let display = unquote(s[..open].trim());
+        let display = (!display.is_empty()).then_some(display);
+        Ok((display, &s[open + 1..close], &s[close + 1..]))
+    } else {
+        Ok(match s.find(';') {
+            Some(i) => (None, &s[..i], &s[i..]),
+            None => (None, s, ""),
+        })
     }
 }
 
@@ -643,6 +681,39 @@ mod tests {
         assert_eq!(
             parts,
             vec!["\"a, b\" <sip:x@y;p=1,2>", "<sip:z@w>", "sip:q@r"]
+        );
+    }
+
+    #[test]
+    fn splitting_keeps_empty_parts_and_escaped_quotes() {
+        let parts: Vec<_> = split_outside_quotes(";a=\"x\\\";y\";;b", ';').collect();
+        assert_eq!(parts, vec!["", "a=\"x\\\";y\"", "", "b"]);
+        assert_eq!(split_outside_quotes("", ',').collect::<Vec<_>>(), vec![""]);
+        assert_eq!(
+            split_outside_quotes("a,", ',').collect::<Vec<_>>(),
+            vec!["a", ""]
+        );
+    }
+
+    #[test]
+    fn name_addr_parameters_are_read_without_the_uri() {
+        let p = NameAddr::params_of("\"A;b\" <sip:a@x;tag=uri>;tag=hdr;x", "To").unwrap();
+        assert_eq!(p.get("tag"), Some(Some("hdr")));
+        assert_eq!(p.get("x"), Some(None));
+        let p = NameAddr::params_of("sip:a@x;tag=9", "To").unwrap();
+        assert_eq!(p.get("tag"), Some(Some("9")));
+        assert!(NameAddr::params_of("<sip:a@x;tag=1", "To").is_err());
+        assert!(NameAddr::params_of("<sip:a@x>", "To").unwrap().0.is_empty());
+    }
+
+    #[test]
+    fn via_prints_as_parsed() {
+        let v =
+            Via::parse("SIP/2.0/tcp Host.Example:5070;branch=z9hG4bK1;received=192.0.2.1").unwrap();
+        assert_eq!(v.sent_by(), "Host.Example:5070");
+        assert_eq!(
+            v.to_string(),
+            "SIP/2.0/TCP Host.Example:5070;branch=z9hG4bK1;received=192.0.2.1"
         );
     }
 

@@ -428,8 +428,10 @@ impl Response {
     }
 }
 
+/// The To value carries a tag. Only its parameters are read: a response copies the request's
+/// To, which need not be parsed as a whole for that (and was, if the request got this far).
 fn has_tag(to_value: &str) -> bool {
-    NameAddr::parse(to_value, "To").is_ok_and(|n| n.tag().is_some())
+    NameAddr::params_of(to_value, "To").is_ok_and(|p| p.get("tag").flatten().is_some())
 }
 
 /// The RFC 3261 §21 (and extensions') reason phrase for a status code.

@@ -35,9 +35,12 @@ pub struct ServerKey {
 impl ServerKey {
     /// The key of a request with top Via `via` and request method `method`.
     pub fn new(via: &Via, method: &Method) -> Option<Self> {
+        let branch = via.branch()?.to_owned();
+        let mut sent_by = via.sent_by();
+        sent_by.make_ascii_lowercase();
         Some(Self {
-            branch: via.branch()?.to_owned(),
-            sent_by: via.sent_by().to_ascii_lowercase(),
+            branch,
+            sent_by,
             method: method.clone(),
         })
     }

@@ -143,7 +143,9 @@ impl Uri {
         } else {
             return Ok(Uri::Other(s.to_owned()));
         };
-        parse_sip(secure, rest).map(Uri::Sip)
+        // rsip reads `sip:` + the rest; a URI already written so is handed over as it is.
+        let as_sip = (scheme == "sip").then_some(s);
+        parse_sip(secure, rest, as_sip).map(Uri::Sip)
     }
 
     /// The SIP URI, if this is one.
@@ -156,8 +158,8 @@ impl Uri {
 }
 
 /// Splits `[user@]host[:port]` off the front of what follows `sip:` and masks an IPv6
-/// reference so that rsip accepts the rest.
-fn parse_sip(secure: bool, rest: &str) -> Result<SipUri, UriError> {
+/// reference so that rsip accepts the rest. `as_sip`: the whole URI, when it is `sip:` + `rest`.
+fn parse_sip(secure: bool, rest: &str, as_sip: Option<&str>) -> Result<SipUri, UriError> {
     // The host starts after the last '@' before any ';' or '?' (a user part may hold ';').
     let host_end = rest.find(['?']).unwrap_or(rest.len());
     let host_start = rest[..host_end].rfind('@').map(|i| i + 1).unwrap_or(0);
@@ -176,6 +178,8 @@ fn parse_sip(secure: bool, rest: &str) -> Result<SipUri, UriError> {
             &rest[close + 1..]
         );
         masked.as_str()
+    } else if let Some(whole) = as_sip {
+        whole
     } else {
         masked = format!("sip:{rest}");
         masked.as_str()
@@ -188,7 +192,7 @@ fn parse_sip(secure: bool, rest: &str) -> Result<SipUri, UriError> {
     let host = match (&parsed.host_with_port.host, ipv6) {
         (_, Some(addr)) => Host::Ip(IpAddr::V6(addr)),
         (rsip::Host::IpAddr(ip), None) => Host::Ip(*ip),
-        (rsip::Host::Domain(d), None) => Host::parse(&d.to_string())?,
+        (rsip::Host::Domain(d), None) => Host::parse(d.value())?,
     };
     // rsip rewrites some parameters (`transport=tcp` comes back as `TCP`), so parameters are
     // read from the validated text itself.
@@ -199,9 +203,9 @@ fn parse_sip(secure: bool, rest: &str) -> Result<SipUri, UriError> {
         .filter(|h| !h.is_empty());
     Ok(SipUri {
         secure,
-        user: parsed.auth.as_ref().map(|a| a.user.clone()),
-        host,
         port: parsed.host_with_port.port.map(|p| *p.value()),
+        user: parsed.auth.map(|a| a.user),
+        host,
         params,
         headers,
     })
@@ -297,6 +301,17 @@ mod tests {
         );
         assert!(Uri::parse("no scheme").is_err());
         assert!(Uri::parse("sip:").is_err());
+    }
+
+    #[test]
+    fn scheme_case_and_sips_do_not_change_the_parse() {
+        let lower = sip("sip:bob@Example.org:5080;transport=tcp");
+        let upper = sip("SIP:bob@Example.org:5080;transport=tcp");
+        assert_eq!(lower, upper);
+        assert_eq!(lower.host, Host::Domain("Example.org".into()));
+        let secure = sip("sips:bob@Example.org:5080;transport=tcp");
+        assert!(secure.secure);
+        assert_eq!((secure.user, secure.host), (lower.user, lower.host));
     }
 
     #[test]

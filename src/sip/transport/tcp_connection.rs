@@ -21,7 +21,6 @@ use tokio_util::codec::FramedRead;
 use super::framing::{Frame, FramingError, SipStreamCodec};
 use super::tcp::{ConnectionAlias, ConnectionClosed, ConnectionStarted, TcpTransport};
 use super::{ConnectionId, Inbound, InboundProblem, InboundRejected, Outbound, Source, Transport};
-use crate::sip::headers::split_host_port;
 use crate::sip::message::{self, HeaderAccess, Message as SipMessage};
 use crate::sip::uri::Host;
 
@@ -113,14 +112,23 @@ impl TcpConnection {
         let SipMessage::Request(req) = msg else {
             return;
         };
+        // Most requests carry no `alias` anywhere in their Via: those are not parsed here.
+        let mentions_alias = req.headers.get("Via").is_some_and(|v| {
+            v.as_bytes()
+                .windows(5)
+                .any(|w| w.eq_ignore_ascii_case(b"alias"))
+        });
+        if !mentions_alias {
+            return;
+        }
         let Ok(via) = req.top_via() else { return };
         if via.params.get("alias").is_none() {
             return;
         }
-        let Some((Host::Ip(ip), port)) = split_host_port(&via.sent_by()) else {
+        let Host::Ip(ip) = via.host else {
             return;
         };
-        let addr = SocketAddr::new(ip, port.unwrap_or(5060));
+        let addr = SocketAddr::new(ip, via.port.unwrap_or(5060));
         if addr != self.source.peer {
             self.owner.do_send(ConnectionAlias { id: self.id, addr });
         }
