@@ -4,7 +4,7 @@
 //! `sip`, `pres:` to `sip:` for PIDF entities, RFC 3859), user as written, host in lower case,
 //! port dropped unless given, and no parameters except `user=phone`. Must not: look anything up.
 
-use std::fmt;
+use std::fmt::{self, Write as _};
 
 use crate::sip::uri::{Host, Uri};
 
@@ -23,7 +23,8 @@ impl Aor {
         };
         let mut s = format!("sip:{user}@{host}");
         if let Some(port) = sip.port {
-            s.push_str(&format!(":{port}"));
+            // Infallible: writing into a String.
+            let _ = write!(s, ":{port}");
         }
         if sip
             .param("user")

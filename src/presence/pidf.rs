@@ -208,22 +208,26 @@ pub fn parse(body: &[u8], limits: &XmlLimits) -> Result<PidfDocument, PidfError>
         .filter(|entity| !entity.is_empty())
         .ok_or(PidfError::MissingEntity)?;
     let mut doc = PidfDocument::new(entity);
-    for child in root.elements() {
+    // The children are moved into the document, not copied.
+    for node in root.children {
+        let Node::Element(child) = node else {
+            continue;
+        };
         if child.in_ns(PIDF_NS) {
             match child.local.as_str() {
                 "tuple" => doc.tuples.push(parse_tuple(child)?),
-                "note" => doc.notes.push(parse_note(child)),
-                other => {
-                    let local = other.to_owned();
+                "note" => doc.notes.push(parse_note(&child)),
+                _ => {
+                    let local = child.local;
                     return Err(PidfError::UnexpectedElement { local });
                 }
             }
         } else if child.is(DATA_MODEL_NS, "person") {
-            doc.persons.push(child.clone());
+            doc.persons.push(child);
         } else if child.is(DATA_MODEL_NS, "device") {
-            doc.devices.push(child.clone());
+            doc.devices.push(child);
         } else {
-            doc.extensions.push(child.clone());
+            doc.extensions.push(child);
         }
     }
     Ok(doc)
@@ -396,15 +400,15 @@ impl Note {
     }
 }
 
-fn parse_tuple(el: &Element) -> Result<Tuple, PidfError> {
+fn parse_tuple(el: Element) -> Result<Tuple, PidfError> {
     let id = el.attr(None, "id").filter(|id| !id.is_empty());
     let invalid = |problem| PidfError::InvalidTuple {
         id: id.map(str::to_owned),
         problem,
     };
     let mut tuple = Tuple::new(id.ok_or_else(|| invalid(TupleProblem::MissingId))?, None);
-    read_tuple_fields(el, &mut tuple).map_err(invalid)?;
-    tuple.element = el.clone();
+    read_tuple_fields(&el, &mut tuple).map_err(invalid)?;
+    tuple.element = el;
     tuple.element = tuple.to_element();
     Ok(tuple)
 }

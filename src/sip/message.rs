@@ -398,7 +398,8 @@ impl Response {
 
     /// Same as [`Response::to_request`], from headers alone (for requests that failed to parse).
     pub fn from_headers(h: &Headers, status: u16, to_tag: Option<&str>) -> Self {
-        let mut headers = Headers::default();
+        // The five copied headers and a few the caller adds, without regrowing.
+        let mut headers = Headers(Vec::with_capacity(8));
         for name in ["Via", "From", "To", "Call-ID", "CSeq"] {
             for value in h.get_all(name) {
                 let value = match (name, to_tag) {
