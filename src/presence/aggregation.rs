@@ -114,7 +114,7 @@ pub fn binding_tuple(id: &str, contact_uri: &str, priority: Option<f32>) -> Tupl
         uri: contact_uri.to_owned(),
         priority: priority.and_then(QValue::from_f32),
     });
-    tuple.element = tuple.to_element();
+    tuple.rebuild_element();
     tuple
 }
 

@@ -270,6 +270,13 @@ impl Tuple {
         tuple
     }
 
+    /// Rebuilds [`Tuple::element`] from the typed fields and its own extension content
+    /// ([`Tuple::to_element`]), compacted to be kept.
+    pub fn rebuild_element(&mut self) {
+        self.element = self.to_element();
+        self.element.shrink_to_fit();
+    }
+
     /// Changes the id, in the field and in [`Tuple::element`].
     pub fn set_id(&mut self, id: &str) {
         id.clone_into(&mut self.id);
@@ -406,10 +413,19 @@ fn parse_tuple(el: Element) -> Result<Tuple, PidfError> {
         id: id.map(str::to_owned),
         problem,
     };
-    let mut tuple = Tuple::new(id.ok_or_else(|| invalid(TupleProblem::MissingId))?, None);
+    let mut tuple = Tuple {
+        id: id
+            .ok_or_else(|| invalid(TupleProblem::MissingId))?
+            .to_owned(),
+        basic: None,
+        contact: None,
+        notes: Vec::new(),
+        timestamp: None,
+        element: Element::default(),
+    };
     read_tuple_fields(&el, &mut tuple).map_err(invalid)?;
     tuple.element = el;
-    tuple.element = tuple.to_element();
+    tuple.rebuild_element();
     Ok(tuple)
 }
 

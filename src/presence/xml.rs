@@ -250,6 +250,18 @@ impl Element {
         self
     }
 
+    /// Frees the room left in this tree's attribute and child vectors (built one push at a
+    /// time, a vector keeps four slots for one child): for a tree that is kept.
+    pub fn shrink_to_fit(&mut self) {
+        self.attrs.shrink_to_fit();
+        self.children.shrink_to_fit();
+        for node in &mut self.children {
+            if let Node::Element(child) = node {
+                child.shrink_to_fit();
+            }
+        }
+    }
+
     /// The child elements, in document order.
     pub fn elements(&self) -> impl Iterator<Item = &Element> {
         self.children.iter().filter_map(|node| match node {
@@ -368,6 +380,11 @@ impl<'l> TreeBuilder<'l> {
                 .children
                 .retain(|node| !matches!(node, Node::Text(t) if is_xml_whitespace(t)));
         }
+        // A parsed tree is kept (a publication's document lives as long as the publication):
+        // no room for further attributes or children, which vectors grown one push at a
+        // time would leave (four slots for one child).
+        element.attrs.shrink_to_fit();
+        element.children.shrink_to_fit();
         match self.open.last_mut() {
             Some(parent) => parent.children.push(Node::Element(element)),
             None => self.root = Some(element),
@@ -786,6 +803,34 @@ mod tests {
         let mut out = String::new();
         write_element(el, &mut out, &PREFIXES);
         out
+    }
+
+    /// Every vector of the tree holds exactly its items.
+    fn assert_compact(el: &Element) {
+        assert_eq!(el.attrs.capacity(), el.attrs.len(), "<{}> attrs", el.local);
+        assert_eq!(
+            el.children.capacity(),
+            el.children.len(),
+            "<{}> children",
+            el.local
+        );
+        el.elements().for_each(assert_compact);
+    }
+
+    #[test]
+    fn parsed_and_compacted_trees_keep_no_spare_room() -> TestResult {
+        let root = parse(
+            "<a xmlns='urn:a' x='1' y='2'><b z='3'><c/>t<d/></b><e>text</e><f/><g/><h/></a>",
+        )?;
+        assert_compact(&root);
+        let mut built = Element::new(Some("urn:a"), "a")
+            .with_attr(None, "x", "1")
+            .with_child(Element::new(Some("urn:a"), "b").with_text("t"));
+        assert!(built.children.capacity() > built.children.len());
+        built.shrink_to_fit();
+        assert_compact(&built);
+        assert_eq!(write(&built), "<a xmlns=\"urn:a\" x=\"1\"><b>t</b></a>");
+        Ok(())
     }
 
     fn nested(depth: usize) -> String {
