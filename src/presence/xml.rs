@@ -826,6 +826,11 @@ mod tests {
         let mut built = Element::new(Some("urn:a"), "a")
             .with_attr(None, "x", "1")
             .with_child(Element::new(Some("urn:a"), "b").with_text("t"));
+        built.attrs.reserve(4);
+        if let Some(Node::Element(b)) = built.children.first_mut() {
+            b.children.reserve(4);
+        }
+        built.children.reserve(4);
         assert!(built.children.capacity() > built.children.len());
         built.shrink_to_fit();
         assert_compact(&built);
