@@ -28,6 +28,7 @@
 
 use std::borrow::Cow;
 use std::collections::HashSet;
+use std::sync::{Arc, LazyLock};
 
 use quick_xml::events::{BytesDecl, BytesStart, Event};
 use quick_xml::name::ResolveResult;
@@ -36,6 +37,40 @@ use quick_xml::NsReader;
 /// The namespace bound to the reserved `xml` prefix (Namespaces in XML 1.0 §3),
 /// home of `xml:lang`.
 pub const XML_NS: &str = "http://www.w3.org/XML/1998/namespace";
+
+/// A namespace URI, shared: the URIs presence documents use come from one table
+/// ([`namespace_uri`]), so an element does not carry its own copy.
+pub type NamespaceUri = Arc<str>;
+
+/// The namespace URIs of presence documents and resource lists, each held once.
+static WELL_KNOWN_NAMESPACES: LazyLock<Vec<NamespaceUri>> = LazyLock::new(|| {
+    [
+        "urn:ietf:params:xml:ns:pidf",
+        "urn:ietf:params:xml:ns:pidf:data-model",
+        "urn:ietf:params:xml:ns:pidf:rpid",
+        "urn:ietf:params:xml:ns:pidf:cipid",
+        "urn:ietf:params:xml:ns:pidf:caps",
+        "urn:ietf:params:xml:ns:pidf:geopriv10",
+        "urn:ietf:params:xml:ns:pidf:status:rpid",
+        "urn:ietf:params:xml:ns:rlmi",
+        "urn:ietf:params:xml:ns:resource-lists",
+        "urn:oma:xml:prs:pidf:oma-pres",
+        XML_NS,
+    ]
+    .into_iter()
+    .map(Arc::from)
+    .collect()
+});
+
+/// `uri` as a [`NamespaceUri`]: the shared one when it is well known, a new one otherwise
+/// (nothing is added to the table, whatever the input).
+pub fn namespace_uri(uri: &str) -> NamespaceUri {
+    WELL_KNOWN_NAMESPACES
+        .iter()
+        .find(|known| known.as_ref() == uri)
+        .cloned()
+        .unwrap_or_else(|| Arc::from(uri))
+}
 
 /// Resource limits applied by [`parse_document`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -157,7 +192,7 @@ pub enum XmlError {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Element {
     /// Namespace URI; `None` for an element in no namespace.
-    pub ns: Option<String>,
+    pub ns: Option<NamespaceUri>,
     /// Local name (an NCName).
     pub local: String,
     /// Attributes other than namespace declarations, in document order.
@@ -171,7 +206,7 @@ pub struct Element {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Attr {
     /// Namespace URI; `None` for an unprefixed attribute.
-    pub ns: Option<String>,
+    pub ns: Option<NamespaceUri>,
     /// Local name (an NCName).
     pub local: String,
     /// Unescaped value.
@@ -191,7 +226,7 @@ impl Element {
     /// An empty element `local` in namespace `ns`.
     pub fn new(ns: Option<&str>, local: &str) -> Self {
         Self {
-            ns: ns.map(str::to_owned),
+            ns: ns.map(namespace_uri),
             local: local.to_owned(),
             attrs: Vec::new(),
             children: Vec::new(),
@@ -225,7 +260,7 @@ impl Element {
         {
             Some(attr) => value.clone_into(&mut attr.value),
             None => self.attrs.push(Attr {
-                ns: ns.map(str::to_owned),
+                ns: ns.map(namespace_uri),
                 local: local.to_owned(),
                 value: value.to_owned(),
             }),
@@ -473,9 +508,22 @@ fn unescape(raw: &str, position: u64) -> Result<String, XmlError> {
 /// Reads a raw attribute value: normalised, unescaped, and checked for
 /// characters XML forbids.
 fn attribute_value(raw: &[u8], position: u64) -> Result<String, XmlError> {
-    let value = unescape(&normalize_attr_value(utf8(raw, position)?), position)?;
+    with_attribute_value(raw, position, str::to_owned)
+}
+
+/// [`attribute_value`], handed to `take` without a copy of its own.
+fn with_attribute_value<T>(
+    raw: &[u8],
+    position: u64,
+    take: impl FnOnce(&str) -> T,
+) -> Result<T, XmlError> {
+    let normalized = normalize_attr_value(utf8(raw, position)?);
+    let value = quick_xml::escape::unescape(&normalized).map_err(|e| XmlError::Malformed {
+        position,
+        source: e.into(),
+    })?;
     if value.chars().all(is_xml_char) {
-        Ok(value)
+        Ok(take(&value))
     } else {
         Err(XmlError::InvalidChar { position })
     }
@@ -502,9 +550,11 @@ fn normalize_attr_value(raw: &str) -> Cow<'_, str> {
 
 /// The namespace URI a name resolved to. The resolver hands over the raw
 /// `xmlns` attribute value, so it is read here like any other attribute value.
-fn namespace(resolved: ResolveResult<'_>, position: u64) -> Result<Option<String>, XmlError> {
+fn namespace(resolved: ResolveResult<'_>, position: u64) -> Result<Option<NamespaceUri>, XmlError> {
     match resolved {
-        ResolveResult::Bound(ns) => Ok(Some(attribute_value(ns.as_ref(), position)?)),
+        ResolveResult::Bound(ns) => {
+            with_attribute_value(ns.as_ref(), position, namespace_uri).map(Some)
+        }
         ResolveResult::Unbound => Ok(None),
         ResolveResult::Unknown(_) => Err(XmlError::UndeclaredPrefix { position }),
     }
@@ -815,6 +865,39 @@ mod tests {
             el.local
         );
         el.elements().for_each(assert_compact);
+    }
+
+    #[test]
+    fn the_namespaces_of_presence_documents_are_shared_and_others_are_not() -> TestResult {
+        use crate::presence::pidf::{
+            CAPS_NS, CIPID_NS, DATA_MODEL_NS, GEOPRIV_NS, PIDF_NS, RPID_NS,
+        };
+        use crate::rls::{resource_lists::RESOURCE_LISTS_NS, rlmi::RLMI_NS};
+        for ns in [
+            PIDF_NS,
+            DATA_MODEL_NS,
+            RPID_NS,
+            CIPID_NS,
+            CAPS_NS,
+            GEOPRIV_NS,
+            RLMI_NS,
+            RESOURCE_LISTS_NS,
+            XML_NS,
+        ] {
+            assert!(Arc::ptr_eq(&namespace_uri(ns), &namespace_uri(ns)), "{ns}");
+        }
+        let other = "urn:example:not-known";
+        assert!(!Arc::ptr_eq(&namespace_uri(other), &namespace_uri(other)));
+        // Parsed elements, escaped URIs included, carry the shared URI.
+        let root = parse(
+            r#"<p:presence xmlns:p="urn:ietf:params:xml:ns:pid&#102;"><p:tuple/></p:presence>"#,
+        )?;
+        let tuple = root.elements().next().ok_or("no tuple")?;
+        for ns in [&root.ns, &tuple.ns] {
+            let ns = ns.as_ref().ok_or("no namespace")?;
+            assert!(Arc::ptr_eq(ns, &namespace_uri(PIDF_NS)));
+        }
+        Ok(())
     }
 
     #[test]
