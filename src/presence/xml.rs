@@ -496,13 +496,11 @@ fn utf8(bytes: &[u8], position: u64) -> Result<&str, XmlError> {
 }
 
 /// Resolves the predefined entities and character references (XML 1.0 §4.6, §4.1).
-fn unescape(raw: &str, position: u64) -> Result<String, XmlError> {
-    quick_xml::escape::unescape(raw)
-        .map(Cow::into_owned)
-        .map_err(|e| XmlError::Malformed {
-            position,
-            source: e.into(),
-        })
+fn unescape(raw: &str, position: u64) -> Result<Cow<'_, str>, XmlError> {
+    quick_xml::escape::unescape(raw).map_err(|e| XmlError::Malformed {
+        position,
+        source: e.into(),
+    })
 }
 
 /// Reads a raw attribute value: normalised, unescaped, and checked for
@@ -518,10 +516,7 @@ fn with_attribute_value<T>(
     take: impl FnOnce(&str) -> T,
 ) -> Result<T, XmlError> {
     let normalized = normalize_attr_value(utf8(raw, position)?);
-    let value = quick_xml::escape::unescape(&normalized).map_err(|e| XmlError::Malformed {
-        position,
-        source: e.into(),
-    })?;
+    let value = unescape(&normalized, position)?;
     if value.chars().all(is_xml_char) {
         Ok(take(&value))
     } else {
