@@ -109,7 +109,7 @@ pub fn aggregate(
 /// The tuple for a registrar binding: basic `open`, the binding's contact
 /// URI, and its `q` as the priority (dropped unless within 0..=1).
 pub fn binding_tuple(id: &str, contact_uri: &str, priority: Option<f32>) -> Tuple {
-    let mut tuple = Tuple::new(id, Some(BasicStatus::Open));
+    let mut tuple = Tuple::unbuilt(id, Some(BasicStatus::Open));
     tuple.contact = Some(Contact {
         uri: contact_uri.to_owned(),
         priority: priority.and_then(QValue::from_f32),

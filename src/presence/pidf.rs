@@ -258,16 +258,22 @@ pub fn serialize(doc: &PidfDocument) -> String {
 impl Tuple {
     /// A tuple with only an id and a basic status.
     pub fn new(id: &str, basic: Option<BasicStatus>) -> Self {
-        let mut tuple = Self {
+        let mut tuple = Self::unbuilt(id, basic);
+        tuple.element = tuple.to_element();
+        tuple
+    }
+
+    /// A tuple with only an id and a basic status, its [`Tuple::element`] not built yet: for
+    /// callers that fill in more fields and then call [`Tuple::rebuild_element`].
+    pub fn unbuilt(id: &str, basic: Option<BasicStatus>) -> Self {
+        Self {
             id: id.to_owned(),
             basic,
             contact: None,
             notes: Vec::new(),
             timestamp: None,
             element: Element::new(Some(PIDF_NS), "tuple"),
-        };
-        tuple.element = tuple.to_element();
-        tuple
+        }
     }
 
     /// Rebuilds [`Tuple::element`] from the typed fields and its own extension content
@@ -413,16 +419,7 @@ fn parse_tuple(el: Element) -> Result<Tuple, PidfError> {
         id: id.map(str::to_owned),
         problem,
     };
-    let mut tuple = Tuple {
-        id: id
-            .ok_or_else(|| invalid(TupleProblem::MissingId))?
-            .to_owned(),
-        basic: None,
-        contact: None,
-        notes: Vec::new(),
-        timestamp: None,
-        element: Element::default(),
-    };
+    let mut tuple = Tuple::unbuilt(id.ok_or_else(|| invalid(TupleProblem::MissingId))?, None);
     read_tuple_fields(&el, &mut tuple).map_err(invalid)?;
     tuple.element = el;
     tuple.rebuild_element();
