@@ -30,6 +30,7 @@ use super::watcher::{
     WatcherShared,
 };
 use super::xml::{XmlError, XmlLimits};
+use crate::awaiting::{Awaiting, Deferred};
 use crate::sip::dispatcher::{IncomingRequest, Reply};
 use crate::sip::headers::{accepts_media, parse_weighted_list, NameAddr};
 use crate::sip::message::{HeaderAccess, Method};
@@ -116,7 +117,12 @@ pub struct Registry {
     restore: RestoreProgress,
     /// What the registry's watchers share.
     watchers: Arc<WatcherShared>,
+    /// Requests waiting for their presentity or their commit.
+    awaiting: Awaiting<Self>,
 }
+
+/// The registry's answer to a request.
+type Answer = Deferred<Registry, Result<Reply, Reject>>;
 
 /// How far the start-up restore is.
 #[derive(Default)]
@@ -148,6 +154,7 @@ impl Registry {
             dispatcher,
             store,
             restore: RestoreProgress::default(),
+            awaiting: Awaiting::default(),
         }
     }
 
@@ -173,26 +180,18 @@ impl Registry {
         entry.addr.clone()
     }
 
-    fn subscribe(
-        &mut self,
-        msg: IncomingRequest,
-        ctx: &mut Context<Self>,
-    ) -> ResponseActFuture<Self, Result<Reply, Reject>> {
+    fn subscribe(&mut self, msg: IncomingRequest, ctx: &mut Context<Self>) -> Answer {
         match subscription_dialog(&msg, &self.config, &[PIDF_CONTENT_TYPE]) {
             Ok(dialog_parts) => self.accept_subscribe(dialog_parts, ctx),
-            Err(e) => Box::pin(fut::ready(Err(e))),
+            Err(e) => Deferred::now(Err(e)),
         }
     }
 
     /// Stores an accepted subscription, then starts its watcher and answers 200.
-    fn accept_subscribe(
-        &mut self,
-        dialog: SubscriptionDialog,
-        ctx: &mut Context<Self>,
-    ) -> ResponseActFuture<Self, Result<Reply, Reject>> {
+    fn accept_subscribe(&mut self, dialog: SubscriptionDialog, ctx: &mut Context<Self>) -> Answer {
         if dialog.expires == 0 {
             // A fetch leaves no dialog usage behind: nothing to store.
-            return Box::pin(fut::ready(Ok(self.start_watcher(dialog, None, ctx))));
+            return Deferred::now(Ok(self.start_watcher(dialog, None, ctx)));
         }
         // The 200 goes out only once the dialog is committed.
         let persist = self
@@ -200,14 +199,10 @@ impl Registry {
             .send(Persist(vec![Change::SubscriptionCreated(Box::new(
                 dialog.initial_row(),
             ))]));
-        Box::pin(
-            persist
-                .into_actor(self)
-                .map(move |res, act, ctx| match res {
-                    Ok(Ok(())) => Ok(act.start_watcher(dialog, None, ctx)),
-                    _ => Err(act.unavailable()),
-                }),
-        )
+        self.awaiting.then(persist, move |res, act, ctx| match res {
+            Ok(Ok(())) => Ok(act.start_watcher(dialog, None, ctx)),
+            _ => Err(act.unavailable()),
+        })
     }
 
     /// 503 with Retry-After, for a change the store could not commit.
@@ -272,18 +267,14 @@ impl Registry {
         }
     }
 
-    fn publish(
-        &mut self,
-        msg: IncomingRequest,
-        ctx: &mut Context<Self>,
-    ) -> ResponseActFuture<Self, Result<Reply, Reject>> {
+    fn publish(&mut self, msg: IncomingRequest, ctx: &mut Context<Self>) -> Answer {
         let req = &msg.request;
         let checked = match publication::check(req, &self.config.publish) {
             Ok(c) => c,
-            Err(r) => return Box::pin(fut::ready(Err(r))),
+            Err(r) => return Deferred::now(Err(r)),
         };
         let Some(aor) = Aor::from_uri(&req.uri) else {
-            return Box::pin(fut::ready(Err(Reject::new(404))));
+            return Deferred::now(Err(Reject::new(404)));
         };
         let doc = match checked.kind {
             PublishKind::Initial | PublishKind::Modify(_) => {
@@ -291,14 +282,14 @@ impl Registry {
                     Ok(doc) => {
                         // RFC 3863 §4.1.1: the entity is the presentity's URI.
                         if Aor::parse(&doc.entity).as_ref() != Some(&aor) {
-                            return Box::pin(fut::ready(Err(Reject::with_reason(
+                            return Deferred::now(Err(Reject::with_reason(
                                 400,
                                 "PIDF Entity Does Not Match Presentity",
-                            ))));
+                            )));
                         }
                         Some(Arc::new(doc))
                     }
-                    Err(e) => return Box::pin(fut::ready(Err(pidf_reject(&e)))),
+                    Err(e) => return Deferred::now(Err(pidf_reject(&e))),
                 }
             }
             PublishKind::Refresh(_) | PublishKind::Remove(_) => None,
@@ -315,22 +306,18 @@ impl Registry {
                 .to_owned(),
             expires: checked.expires,
         };
-        Box::pin(
-            presentity
-                .send(publish)
-                .into_actor(self)
-                .map(|res, _, _| match res {
-                    Ok(Ok(accepted)) => {
-                        let mut reply = Reply::ok().header("Expires", accepted.expires.to_string());
-                        if let Some(etag) = accepted.etag {
-                            reply = reply.header("SIP-ETag", etag);
-                        }
-                        Ok(reply)
+        self.awaiting
+            .then(presentity.send(publish), |res, _, _| match res {
+                Ok(Ok(accepted)) => {
+                    let mut reply = Reply::ok().header("Expires", accepted.expires.to_string());
+                    if let Some(etag) = accepted.etag {
+                        reply = reply.header("SIP-ETag", etag);
                     }
-                    Ok(Err(reject)) => Err(reject),
-                    Err(_) => Err(Reject::new(500)),
-                }),
-        )
+                    Ok(reply)
+                }
+                Ok(Err(reject)) => Err(reject),
+                Err(_) => Err(Reject::new(500)),
+            })
     }
 }
 
@@ -446,13 +433,13 @@ impl Actor for Registry {
 }
 
 impl Handler<IncomingRequest> for Registry {
-    type Result = ResponseActFuture<Self, Result<Reply, Reject>>;
+    type Result = Answer;
 
     fn handle(&mut self, msg: IncomingRequest, ctx: &mut Self::Context) -> Self::Result {
         match msg.request.method {
             Method::Subscribe => self.subscribe(msg, ctx),
             Method::Publish => self.publish(msg, ctx),
-            _ => Box::pin(fut::ready(Err(Reject::new(405)))),
+            _ => Deferred::now(Err(Reject::new(405))),
         }
     }
 }

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use log::{debug, info, warn};
 
+use crate::awaiting::{Awaiting, Deferred};
 use crate::presence::aor::Aor;
 use crate::presence::presentity::BindingTuple;
 use crate::presence::registry::{BindingsChanged, Registry};
@@ -54,6 +55,8 @@ pub struct Registrar {
     store: Recipient<Persist>,
     /// Changes per AOR, so a failed commit does not undo a later REGISTER.
     generation: HashMap<Aor, u64>,
+    /// REGISTERs waiting for their commit.
+    awaiting: Awaiting<Self>,
 }
 
 impl Registrar {
@@ -69,6 +72,7 @@ impl Registrar {
             registry,
             store,
             generation: HashMap::new(),
+            awaiting: Awaiting::default(),
         }
     }
 
@@ -286,22 +290,22 @@ impl Actor for Registrar {
 }
 
 impl Handler<IncomingRequest> for Registrar {
-    type Result = ResponseActFuture<Self, Result<Reply, Reject>>;
+    type Result = Deferred<Self, Result<Reply, Reject>>;
 
     fn handle(&mut self, msg: IncomingRequest, _ctx: &mut Self::Context) -> Self::Result {
         let (aor, previous, changed) = match self.register(&msg) {
             Ok(r) => r,
-            Err(reject) => return Box::pin(fut::ready(Err(reject))),
+            Err(reject) => return Deferred::now(Err(reject)),
         };
         if !changed {
-            return Box::pin(fut::ready(Ok(self.reply(&aor))));
+            return Deferred::now(Ok(self.reply(&aor)));
         }
         // Applied at once (so later REGISTERs see it), announced and answered once committed.
         let generation = self.generation.entry(aor.clone()).or_default();
         *generation += 1;
         let mine = *generation;
         let persist = self.store.send(Persist(vec![self.rows(&aor)]));
-        Box::pin(persist.into_actor(self).map(move |res, act, _| match res {
+        self.awaiting.then(persist, move |res, act, _| match res {
             Ok(Ok(())) => {
                 act.announce(&aor);
                 Ok(act.reply(&aor))
@@ -313,7 +317,7 @@ impl Handler<IncomingRequest> for Registrar {
                 }
                 Err(Reject::new(503).header("Retry-After", act.config.retry_after.to_string()))
             }
-        }))
+        })
     }
 }
 

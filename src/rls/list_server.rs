@@ -24,6 +24,7 @@ use log::{info, warn};
 use super::list::{self, ListSource, Member};
 use super::list_view::{ListSettings, ListView, ServerLookup};
 use super::rlmi::RLMI_CONTENT_TYPE;
+use crate::awaiting::{Awaiting, Deferred};
 use crate::config::LinphoneCompat;
 use crate::presence::aor::Aor;
 use crate::presence::document::PIDF_CONTENT_TYPE;
@@ -57,7 +58,12 @@ pub struct ListServer {
     resolver: Option<Addr<ListResolver>>,
     /// What the list watchers share.
     watchers: Arc<WatcherShared>,
+    /// Requests waiting for the registry, a list lookup or their commit.
+    awaiting: Awaiting<Self>,
 }
+
+/// The list server's answer to a request.
+type Answer = Deferred<ListServer, Result<Reply, Reject>>;
 
 /// A list subscription about to be created.
 struct NewList {
@@ -93,15 +99,15 @@ impl ListServer {
             store,
             resolver,
             watchers,
+            awaiting: Awaiting::default(),
         }
     }
 
     /// Hands a request to the registry unchanged.
-    fn forward(&self, msg: IncomingRequest) -> ResponseActFuture<Self, Result<Reply, Reject>> {
-        let sent = self.registry.send(msg);
-        Box::pin(fut::wrap_future(async move {
-            sent.await.unwrap_or_else(|_| Err(Reject::new(500)))
-        }))
+    fn forward(&self, msg: IncomingRequest) -> Answer {
+        self.awaiting.then(self.registry.send(msg), |answer, _, _| {
+            answer.unwrap_or_else(|_| Err(Reject::new(500)))
+        })
     }
 
     fn unavailable(&self) -> Reject {
@@ -152,10 +158,10 @@ impl ListServer {
     }
 
     /// Stores the new list subscription, then starts it and answers 200.
-    fn accept(&mut self, new: NewList) -> ResponseActFuture<Self, Result<Reply, Reject>> {
+    fn accept(&mut self, new: NewList) -> Answer {
         if new.dialog.expires == 0 {
             // A fetch: one NOTIFY, nothing stored.
-            return Box::pin(fut::ready(Ok(self.start(new, None))));
+            return Deferred::now(Ok(self.start(new, None)));
         }
         let mut row = new.dialog.initial_row();
         row.list_source = Some(new.source.as_str().to_owned());
@@ -164,10 +170,10 @@ impl ListServer {
         let persist = self
             .store
             .send(Persist(vec![Change::SubscriptionCreated(Box::new(row))]));
-        Box::pin(persist.into_actor(self).map(move |res, act, _| match res {
+        self.awaiting.then(persist, move |res, act, _| match res {
             Ok(Ok(())) => Ok(act.start(new, None)),
             _ => Err(act.unavailable()),
-        }))
+        })
     }
 
     /// Starts the watcher of a new (or recovered, with its stored CSeq mark) list
@@ -211,11 +217,7 @@ impl ListServer {
         }
     }
 
-    fn subscribe(
-        &mut self,
-        msg: IncomingRequest,
-        _ctx: &mut Context<Self>,
-    ) -> ResponseActFuture<Self, Result<Reply, Reject>> {
+    fn subscribe(&mut self, msg: IncomingRequest, _ctx: &mut Context<Self>) -> Answer {
         let req = msg.request.clone();
         let subscriber = req
             .header_from()
@@ -237,7 +239,7 @@ impl ListServer {
             });
             return match new {
                 Ok(new) => self.accept(new),
-                Err(e) => Box::pin(fut::ready(Err(e))),
+                Err(e) => Deferred::now(Err(e)),
             };
         }
         // Without eventlist the SUBSCRIBE cannot take a list: unless told to, do not spend a
@@ -254,14 +256,14 @@ impl ListServer {
             list_uri: list_uri.to_string(),
             subscriber: subscriber.clone(),
         });
-        Box::pin(lookup.into_actor(self).then(move |rows, act, _| {
+        self.awaiting.and_then(lookup, move |rows, act, _| {
             let rows = match rows {
                 Ok(Ok(rows)) => rows,
                 Ok(Err(e)) => {
                     warn!("list lookup of {list_uri} failed: {e}");
-                    return ready_err(act.unavailable());
+                    return Deferred::now(Err(act.unavailable()));
                 }
-                Err(_) => return ready_err(act.unavailable()),
+                Err(_) => return Deferred::now(Err(act.unavailable())),
             };
             if rows.is_empty() {
                 return act.forward(msg);
@@ -274,15 +276,10 @@ impl ListServer {
                     linphone: act.linphone(&msg.request),
                     subscriber,
                 }),
-                Err(e) => ready_err(e),
+                Err(e) => Deferred::now(Err(e)),
             }
-        }))
+        })
     }
-}
-
-/// A rejection as an actor future.
-fn ready_err(reject: Reject) -> ResponseActFuture<ListServer, Result<Reply, Reject>> {
-    Box::pin(fut::ready(Err(reject)))
 }
 
 /// Whether the SUBSCRIBE's Supported lists `eventlist`.
@@ -320,7 +317,7 @@ impl Actor for ListServer {
 }
 
 impl Handler<IncomingRequest> for ListServer {
-    type Result = ResponseActFuture<Self, Result<Reply, Reject>>;
+    type Result = Answer;
 
     fn handle(&mut self, msg: IncomingRequest, ctx: &mut Self::Context) -> Self::Result {
         match msg.request.method {
