@@ -342,6 +342,7 @@ pub fn parse_document(bytes: &[u8], limits: &XmlLimits) -> Result<Element, XmlEr
     let mut reader = NsReader::from_str(text.strip_prefix('\u{FEFF}').unwrap_or(text));
     reader.config_mut().check_end_names = true;
     let mut tree = TreeBuilder::new(limits);
+    let mut namespaces = ResolvedNamespaces::default();
     loop {
         let event = reader.read_event().map_err(|source| XmlError::Malformed {
             position: reader.error_position(),
@@ -349,9 +350,15 @@ pub fn parse_document(bytes: &[u8], limits: &XmlLimits) -> Result<Element, XmlEr
         })?;
         let position = reader.buffer_position();
         match event {
-            Event::Start(start) => tree.open(read_start(&reader, &start, position)?, position)?,
+            Event::Start(start) => tree.open(
+                read_start(&reader, &start, &mut namespaces, position)?,
+                position,
+            )?,
             Event::Empty(start) => {
-                tree.open(read_start(&reader, &start, position)?, position)?;
+                tree.open(
+                    read_start(&reader, &start, &mut namespaces, position)?,
+                    position,
+                )?;
                 tree.close();
             }
             // The reader checks that end tags match (`check_end_names`).
@@ -459,15 +466,15 @@ impl<'l> TreeBuilder<'l> {
 fn read_start(
     reader: &NsReader<&[u8]>,
     start: &BytesStart<'_>,
+    namespaces: &mut ResolvedNamespaces,
     position: u64,
 ) -> Result<Element, XmlError> {
     let (ns, local) = reader.resolve_element(start.name());
     let mut element = Element {
-        ns: namespace(ns, position)?,
+        ns: namespaces.uri(ns, position)?,
         local: ncname(local.as_ref(), position)?,
         ..Element::default()
     };
-    let mut seen = HashSet::new();
     for attr in start.attributes() {
         let attr = attr.map_err(|e| XmlError::Malformed {
             position,
@@ -477,18 +484,77 @@ fn read_start(
             continue; // declarations are consumed by the resolver
         }
         let (ns, local) = reader.resolve_attribute(attr.key);
-        let attr = Attr {
-            ns: namespace(ns, position)?,
+        element.attrs.push(Attr {
+            ns: namespaces.uri(ns, position)?,
             local: ncname(local.as_ref(), position)?,
             value: attribute_value(&attr.value, position)?,
-        };
-        // Namespaces in XML 1.0 §6.3: no two attributes with the same expanded name.
-        if !seen.insert((attr.ns.clone(), attr.local.clone())) {
-            return Err(XmlError::DuplicateAttribute { position });
-        }
-        element.attrs.push(attr);
+        });
+    }
+    // Namespaces in XML 1.0 §6.3: no two attributes with the same expanded name.
+    if has_duplicate(&element.attrs) {
+        return Err(XmlError::DuplicateAttribute { position });
     }
     Ok(element)
+}
+
+/// Whether two of `attrs` have the same expanded name. Real elements have a few attributes,
+/// compared pairwise; past `PAIRWISE_ATTRS` a set keeps a hostile element linear.
+fn has_duplicate(attrs: &[Attr]) -> bool {
+    const PAIRWISE_ATTRS: usize = 8;
+    fn name(a: &Attr) -> (Option<&str>, &str) {
+        (a.ns.as_deref(), a.local.as_str())
+    }
+    if attrs.len() <= PAIRWISE_ATTRS {
+        attrs
+            .iter()
+            .enumerate()
+            .any(|(i, a)| attrs.iter().take(i).any(|b| name(a) == name(b)))
+    } else {
+        let mut seen = HashSet::with_capacity(attrs.len());
+        !attrs.iter().all(|a| seen.insert(name(a)))
+    }
+}
+
+/// The namespace URIs a document has resolved so far, by their raw declared value: each one
+/// is read (normalised, unescaped, checked, shared) once per document instead of once per
+/// name in it. Holds at most `MAX_RESOLVED_NAMESPACES`; a document declaring more reads the
+/// rest every time.
+#[derive(Default)]
+struct ResolvedNamespaces(Vec<(Vec<u8>, NamespaceUri)>);
+
+const MAX_RESOLVED_NAMESPACES: usize = 16;
+
+impl ResolvedNamespaces {
+    /// The namespace URI a name resolved to. The resolver hands over the raw `xmlns`
+    /// attribute value, so it is read like any other attribute value.
+    fn uri(
+        &mut self,
+        resolved: ResolveResult<'_>,
+        position: u64,
+    ) -> Result<Option<NamespaceUri>, XmlError> {
+        let raw = match resolved {
+            ResolveResult::Bound(ns) => ns.0,
+            ResolveResult::Unbound => return Ok(None),
+            ResolveResult::Unknown(_) => return Err(XmlError::UndeclaredPrefix { position }),
+        };
+        if let Some((_, uri)) = self.0.iter().find(|(seen, _)| seen.as_slice() == raw) {
+            return Ok(Some(uri.clone()));
+        }
+        // A well-known URI written as is reads as itself: it has no whitespace, no reference
+        // and only characters XML allows.
+        let known = WELL_KNOWN_NAMESPACES
+            .iter()
+            .find(|known| known.as_bytes() == raw)
+            .cloned();
+        let uri = match known {
+            Some(uri) => uri,
+            None => with_attribute_value(raw, position, namespace_uri)?,
+        };
+        if self.0.len() < MAX_RESOLVED_NAMESPACES {
+            self.0.push((raw.to_vec(), uri.clone()));
+        }
+        Ok(Some(uri))
+    }
 }
 
 fn utf8(bytes: &[u8], position: u64) -> Result<&str, XmlError> {
@@ -543,24 +609,23 @@ fn normalize_attr_value(raw: &str) -> Cow<'_, str> {
     }
 }
 
-/// The namespace URI a name resolved to. The resolver hands over the raw
-/// `xmlns` attribute value, so it is read here like any other attribute value.
-fn namespace(resolved: ResolveResult<'_>, position: u64) -> Result<Option<NamespaceUri>, XmlError> {
-    match resolved {
-        ResolveResult::Bound(ns) => {
-            with_attribute_value(ns.as_ref(), position, namespace_uri).map(Some)
-        }
-        ResolveResult::Unbound => Ok(None),
-        ResolveResult::Unknown(_) => Err(XmlError::UndeclaredPrefix { position }),
-    }
-}
-
 /// Checks that `name` is an NCName (Namespaces in XML 1.0 §3, XML 1.0 §2.3).
 fn ncname(name: &[u8], position: u64) -> Result<String, XmlError> {
     let name = utf8(name, position)?;
-    let mut chars = name.chars();
-    let valid = chars.next().is_some_and(is_name_start_char)
-        && chars.all(|c| is_name_start_char(c) || is_name_char(c));
+    let valid = match name.as_bytes().split_first() {
+        // The common case, told byte by byte: an ASCII name.
+        Some((first, rest)) if name.is_ascii() => {
+            (first.is_ascii_alphabetic() || *first == b'_')
+                && rest
+                    .iter()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+        }
+        _ => {
+            let mut chars = name.chars();
+            chars.next().is_some_and(is_name_start_char)
+                && chars.all(|c| is_name_start_char(c) || is_name_char(c))
+        }
+    };
     if valid {
         Ok(name.to_owned())
     } else {
@@ -1091,6 +1156,55 @@ mod tests {
             parse(r#"<a xmlns:p="urn:p"><p:b:c/></a>"#),
             Err(XmlError::InvalidName { .. })
         ));
+    }
+
+    #[test]
+    fn names_are_checked_alike_whether_ascii_or_not() -> TestResult {
+        for bad in ["<-a/>", "<.a/>", "<a$/>", "<a \u{B7}c=\"2\"/>", "<\u{D7}/>"] {
+            assert!(
+                matches!(parse(bad), Err(XmlError::InvalidName { .. })),
+                "{bad}"
+            );
+        }
+        let root = parse("<_a.b-c9 é\u{B7}d=\"1\"><\u{C0}x\u{300}/></_a.b-c9>")?;
+        assert_eq!(root.local, "_a.b-c9");
+        assert_eq!(root.attr(None, "é\u{B7}d"), Some("1"));
+        assert_eq!(
+            root.elements().next().map(|e| e.local.as_str()),
+            Some("\u{C0}x\u{300}")
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn duplicate_attributes_are_found_among_few_and_among_many() -> TestResult {
+        let many = |dup: bool| {
+            let mut xml = String::from(r#"<a xmlns:p="urn:x" xmlns:q="urn:x""#);
+            for i in 0..40 {
+                xml.push_str(&format!(r#" a{i}="{i}""#));
+            }
+            xml.push_str(if dup {
+                r#" p:b="1" q:b="2"/>"#
+            } else {
+                r#" p:b="1" b="2"/>"#
+            });
+            xml
+        };
+        assert!(matches!(
+            parse(&many(true)),
+            Err(XmlError::DuplicateAttribute { .. })
+        ));
+        assert_eq!(parse(&many(false))?.attrs.len(), 42);
+        assert!(matches!(
+            parse(r#"<a xmlns:p="urn:x" xmlns:q="urn:x" p:b="1" c="2" q:b="3"/>"#),
+            Err(XmlError::DuplicateAttribute { .. })
+        ));
+        // The same local name in two namespaces is two attributes.
+        assert_eq!(
+            parse(r#"<a xmlns:p="urn:x" b="1" p:b="2"/>"#)?.attrs.len(),
+            2
+        );
+        Ok(())
     }
 
     #[test]
