@@ -17,11 +17,21 @@ impl Aor {
     pub fn from_uri(uri: &Uri) -> Option<Self> {
         let sip = uri.as_sip()?;
         let user = sip.user.as_deref().filter(|u| !u.is_empty())?;
-        let host = match &sip.host {
-            Host::Domain(d) => d.to_ascii_lowercase(),
-            ip => ip.to_string(),
-        };
-        let mut s = format!("sip:{user}@{host}");
+        let mut s = String::with_capacity(32);
+        s.push_str("sip:");
+        s.push_str(user);
+        s.push('@');
+        match &sip.host {
+            Host::Domain(d) => {
+                let at = s.len();
+                s.push_str(d);
+                s[at..].make_ascii_lowercase();
+            }
+            // Infallible: writing into a String.
+            ip => {
+                let _ = write!(s, "{ip}");
+            }
+        }
         if let Some(port) = sip.port {
             // Infallible: writing into a String.
             let _ = write!(s, ":{port}");
@@ -44,6 +54,12 @@ impl Aor {
             _ => text.to_owned(),
         };
         Self::from_uri(&Uri::parse(&text).ok()?)
+    }
+
+    /// Whether `text` (a PIDF `entity`) names this AOR. Written exactly as the AOR it does
+    /// without being parsed (an AOR reads back as itself); otherwise it is parsed.
+    pub fn is_named_by(&self, text: &str) -> bool {
+        text.trim() == self.0 || Self::parse(text).as_ref() == Some(self)
     }
 
     /// The AOR as a URI string.
@@ -71,5 +87,25 @@ mod tests {
         assert_eq!(p.as_str(), "sip:+3361234@example.org;user=phone");
         assert!(Aor::parse("sip:example.org").is_none());
         assert!(Aor::parse("tel:+123").is_none());
+    }
+
+    #[test]
+    fn an_aor_reads_back_as_itself_and_is_named_by_any_spelling_of_it() {
+        for text in [
+            "sip:alice@example.org",
+            "sip:+3361234@example.org;user=phone",
+            "sip:bob@192.0.2.1:5070",
+            "sip:carol@[2001:db8::1]",
+        ] {
+            let aor = Aor::parse(text).unwrap();
+            assert_eq!(aor.as_str(), text);
+            assert_eq!(Aor::parse(aor.as_str()).as_ref(), Some(&aor));
+            assert!(aor.is_named_by(&format!(" {text} ")));
+        }
+        let alice = Aor::parse("sip:alice@example.org").unwrap();
+        assert!(alice.is_named_by("pres:alice@EXAMPLE.org"));
+        assert!(alice.is_named_by("sips:alice@example.org;transport=tcp"));
+        assert!(!alice.is_named_by("sip:bob@example.org"));
+        assert!(!alice.is_named_by("not a uri"));
     }
 }

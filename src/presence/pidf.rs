@@ -214,11 +214,11 @@ pub fn parse(body: &[u8], limits: &XmlLimits) -> Result<PidfDocument, PidfError>
             continue;
         };
         if child.in_ns(PIDF_NS) {
-            match child.local.as_str() {
+            match child.local.as_ref() {
                 "tuple" => doc.tuples.push(parse_tuple(child)?),
                 "note" => doc.notes.push(parse_note(&child)),
                 _ => {
-                    let local = child.local;
+                    let local = child.local.into_owned();
                     return Err(PidfError::UnexpectedElement { local });
                 }
             }
@@ -430,7 +430,7 @@ fn parse_tuple(el: Element) -> Result<Tuple, PidfError> {
 fn read_tuple_fields(el: &Element, tuple: &mut Tuple) -> Result<(), TupleProblem> {
     let mut status = None;
     for child in pidf_children(el) {
-        match child.local.as_str() {
+        match child.local.as_ref() {
             "status" => set_once(&mut status, child, "status")?,
             "contact" => set_once(&mut tuple.contact, parse_contact(child)?, "contact")?,
             "note" => tuple.notes.push(parse_note(child)),
@@ -445,7 +445,7 @@ fn read_tuple_fields(el: &Element, tuple: &mut Tuple) -> Result<(), TupleProblem
     let status = status.ok_or(TupleProblem::MissingStatus)?;
     for child in pidf_children(status) {
         if child.local != "basic" {
-            return Err(TupleProblem::UnexpectedElement(child.local.clone()));
+            return Err(TupleProblem::UnexpectedElement(child.local.to_string()));
         }
         let basic = BasicStatus::parse(&child.text()).ok_or(TupleProblem::InvalidBasic)?;
         set_once(&mut tuple.basic, basic, "basic")?;

@@ -164,20 +164,28 @@ impl Registry {
         self
     }
 
-    /// The presentity of `aor`, created if needed; counts the message about to be sent.
-    fn presentity(&mut self, aor: &Aor, ctx: &mut Context<Self>) -> Addr<Presentity> {
-        let settings = self.config.presentity;
-        let me = ctx.address();
-        let store = self.store.clone();
-        let entry = self
-            .presentities
-            .entry(aor.clone())
-            .or_insert_with(|| Entry {
-                addr: Presentity::new(aor.clone(), settings, me, store).start(),
-                sent: 0,
-            });
-        entry.sent += 1;
-        entry.addr.clone()
+    /// The presentity of `aor`, created if needed; counts the message about to be sent. A
+    /// known presentity costs a lookup: no key, address or store handle is copied for it.
+    fn presentity(&mut self, aor: &Aor, ctx: &mut Context<Self>) -> &Addr<Presentity> {
+        if !self.presentities.contains_key(aor) {
+            let addr = Presentity::new(
+                aor.clone(),
+                self.config.presentity,
+                ctx.address(),
+                self.store.clone(),
+            )
+            .start();
+            self.presentities
+                .insert(aor.clone(), Entry { addr, sent: 0 });
+        }
+        match self.presentities.get_mut(aor) {
+            Some(entry) => {
+                entry.sent += 1;
+                &entry.addr
+            }
+            // Inserted just above.
+            None => unreachable!("presentity {aor} just inserted"),
+        }
     }
 
     fn subscribe(&mut self, msg: IncomingRequest, ctx: &mut Context<Self>) -> Answer {
@@ -223,7 +231,7 @@ impl Registry {
         let expires = dialog.expires;
         let source = dialog.source;
         let local_tag = dialog.local_tag.clone();
-        let presentity = self.presentity(&aor, ctx);
+        let presentity = self.presentity(&aor, ctx).clone();
         let init = WatcherInit {
             id,
             dialog,
@@ -281,7 +289,7 @@ impl Registry {
                 match pidf::parse(&req.body, &self.config.xml) {
                     Ok(doc) => {
                         // RFC 3863 §4.1.1: the entity is the presentity's URI.
-                        if Aor::parse(&doc.entity).as_ref() != Some(&aor) {
+                        if !aor.is_named_by(&doc.entity) {
                             return Deferred::now(Err(Reject::with_reason(
                                 400,
                                 "PIDF Entity Does Not Match Presentity",
@@ -294,7 +302,6 @@ impl Registry {
             }
             PublishKind::Refresh(_) | PublishKind::Remove(_) => None,
         };
-        let presentity = self.presentity(&aor, ctx);
         let publish = Publish {
             kind: checked.kind,
             doc,
@@ -306,18 +313,18 @@ impl Registry {
                 .to_owned(),
             expires: checked.expires,
         };
-        self.awaiting
-            .then(presentity.send(publish), |res, _, _| match res {
-                Ok(Ok(accepted)) => {
-                    let mut reply = Reply::ok().header("Expires", accepted.expires.to_string());
-                    if let Some(etag) = accepted.etag {
-                        reply = reply.header("SIP-ETag", etag);
-                    }
-                    Ok(reply)
+        let sent = self.presentity(&aor, ctx).send(publish);
+        self.awaiting.then(sent, |res, _, _| match res {
+            Ok(Ok(accepted)) => {
+                let mut reply = Reply::ok().header("Expires", accepted.expires.to_string());
+                if let Some(etag) = accepted.etag {
+                    reply = reply.header("SIP-ETag", etag);
                 }
-                Ok(Err(reject)) => Err(reject),
-                Err(_) => Err(Reject::new(500)),
-            })
+                Ok(reply)
+            }
+            Ok(Err(reject)) => Err(reject),
+            Err(_) => Err(Reject::new(500)),
+        })
     }
 }
 

@@ -72,6 +72,99 @@ pub fn namespace_uri(uri: &str) -> NamespaceUri {
         .unwrap_or_else(|| Arc::from(uri))
 }
 
+/// A local name: the names of presence documents and resource lists are shared static
+/// strings ([`local_name`]), any other is a copy of its own.
+pub type LocalName = Cow<'static, str>;
+
+/// The local names of elements and attributes in PIDF, its data model, RPID, CIPID, RLMI and
+/// resource lists, sorted for binary search.
+static WELL_KNOWN_LOCAL_NAMES: &[&str] = &[
+    "activities",
+    "anonymous",
+    "appointment",
+    "away",
+    "basic",
+    "breakfast",
+    "busy",
+    "card",
+    "cid",
+    "class",
+    "contact",
+    "device",
+    "deviceID",
+    "dinner",
+    "display-name",
+    "entity",
+    "entry",
+    "entry-ref",
+    "external",
+    "from",
+    "fullState",
+    "holiday",
+    "homepage",
+    "icon",
+    "id",
+    "idle",
+    "in-transit",
+    "instance",
+    "lang",
+    "list",
+    "lunch",
+    "map",
+    "meal",
+    "meeting",
+    "mood",
+    "name",
+    "note",
+    "on-the-phone",
+    "other",
+    "permanent-absence",
+    "person",
+    "place-is",
+    "place-type",
+    "playing",
+    "presence",
+    "presentation",
+    "priority",
+    "privacy",
+    "reason",
+    "ref",
+    "relationship",
+    "resource",
+    "service-class",
+    "sleeping",
+    "sound",
+    "sphere",
+    "state",
+    "status",
+    "status-icon",
+    "steering",
+    "time-offset",
+    "timestamp",
+    "travel",
+    "tuple",
+    "unknown",
+    "until",
+    "uri",
+    "user-input",
+    "vacation",
+    "version",
+    "video",
+    "working",
+    "worship",
+];
+
+/// `name` as a [`LocalName`]: the shared one when it is well known, a copy otherwise.
+pub fn local_name(name: &str) -> LocalName {
+    match WELL_KNOWN_LOCAL_NAMES.binary_search(&name) {
+        Ok(i) => WELL_KNOWN_LOCAL_NAMES.get(i).map_or_else(
+            || Cow::Owned(name.to_owned()),
+            |known| Cow::Borrowed(*known),
+        ),
+        Err(_) => Cow::Owned(name.to_owned()),
+    }
+}
+
 /// Resource limits applied by [`parse_document`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct XmlLimits {
@@ -194,7 +287,7 @@ pub struct Element {
     /// Namespace URI; `None` for an element in no namespace.
     pub ns: Option<NamespaceUri>,
     /// Local name (an NCName).
-    pub local: String,
+    pub local: LocalName,
     /// Attributes other than namespace declarations, in document order.
     pub attrs: Vec<Attr>,
     /// Child elements and text, in document order.
@@ -208,7 +301,7 @@ pub struct Attr {
     /// Namespace URI; `None` for an unprefixed attribute.
     pub ns: Option<NamespaceUri>,
     /// Local name (an NCName).
-    pub local: String,
+    pub local: LocalName,
     /// Unescaped value.
     pub value: String,
 }
@@ -227,7 +320,7 @@ impl Element {
     pub fn new(ns: Option<&str>, local: &str) -> Self {
         Self {
             ns: ns.map(namespace_uri),
-            local: local.to_owned(),
+            local: local_name(local),
             attrs: Vec::new(),
             children: Vec::new(),
         }
@@ -261,7 +354,7 @@ impl Element {
             Some(attr) => value.clone_into(&mut attr.value),
             None => self.attrs.push(Attr {
                 ns: ns.map(namespace_uri),
-                local: local.to_owned(),
+                local: local_name(local),
                 value: value.to_owned(),
             }),
         }
@@ -502,7 +595,7 @@ fn read_start(
 fn has_duplicate(attrs: &[Attr]) -> bool {
     const PAIRWISE_ATTRS: usize = 8;
     fn name(a: &Attr) -> (Option<&str>, &str) {
-        (a.ns.as_deref(), a.local.as_str())
+        (a.ns.as_deref(), a.local.as_ref())
     }
     if attrs.len() <= PAIRWISE_ATTRS {
         attrs
@@ -610,7 +703,7 @@ fn normalize_attr_value(raw: &str) -> Cow<'_, str> {
 }
 
 /// Checks that `name` is an NCName (Namespaces in XML 1.0 §3, XML 1.0 §2.3).
-fn ncname(name: &[u8], position: u64) -> Result<String, XmlError> {
+fn ncname(name: &[u8], position: u64) -> Result<LocalName, XmlError> {
     let name = utf8(name, position)?;
     let valid = match name.as_bytes().split_first() {
         // The common case, told byte by byte: an ASCII name.
@@ -627,7 +720,7 @@ fn ncname(name: &[u8], position: u64) -> Result<String, XmlError> {
         }
     };
     if valid {
-        Ok(name.to_owned())
+        Ok(local_name(name))
     } else {
         Err(XmlError::InvalidName { position })
     }
@@ -1159,6 +1252,28 @@ mod tests {
     }
 
     #[test]
+    fn well_known_local_names_are_shared_and_others_copied() -> TestResult {
+        assert!(WELL_KNOWN_LOCAL_NAMES.windows(2).all(|w| w[0] < w[1]));
+        for name in WELL_KNOWN_LOCAL_NAMES {
+            assert!(matches!(local_name(name), Cow::Borrowed(n) if n == *name));
+        }
+        assert!(matches!(local_name("x-custom"), Cow::Owned(n) if n == "x-custom"));
+        let root = parse(
+            r#"<presence xmlns="urn:ietf:params:xml:ns:pidf"><tuple id="a"><x-custom/></tuple></presence>"#,
+        )?;
+        assert!(matches!(root.local, Cow::Borrowed("presence")));
+        let tuple = root.elements().next().ok_or("no tuple")?;
+        assert!(matches!(
+            tuple.attrs.first().map(|a| &a.local),
+            Some(Cow::Borrowed("id"))
+        ));
+        assert!(
+            matches!(tuple.elements().next().map(|e| &e.local), Some(Cow::Owned(n)) if n == "x-custom")
+        );
+        Ok(())
+    }
+
+    #[test]
     fn names_are_checked_alike_whether_ascii_or_not() -> TestResult {
         for bad in ["<-a/>", "<.a/>", "<a$/>", "<a \u{B7}c=\"2\"/>", "<\u{D7}/>"] {
             assert!(
@@ -1170,7 +1285,7 @@ mod tests {
         assert_eq!(root.local, "_a.b-c9");
         assert_eq!(root.attr(None, "é\u{B7}d"), Some("1"));
         assert_eq!(
-            root.elements().next().map(|e| e.local.as_str()),
+            root.elements().next().map(|e| e.local.as_ref()),
             Some("\u{C0}x\u{300}")
         );
         Ok(())

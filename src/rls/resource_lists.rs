@@ -117,7 +117,7 @@ pub fn parse(
         if !el.in_ns(RESOURCE_LISTS_NS) {
             continue; // RFC 4826 §3.2: elements from other namespaces are extensions.
         }
-        match el.local.as_str() {
+        match el.local.as_ref() {
             "list" => stack.push(el.elements()),
             "entry" if inside_list => out.entry(el)?,
             // RFC 4826 §3.2: <external anchor> points at a list on another server and

@@ -425,7 +425,7 @@ impl Dispatcher {
     fn send_reject(&mut self, req: &Request, key: Option<&ServerKey>, target: Target, r: Reject) {
         let mut resp = Response::to_request(req, r.status, Some(&super::transaction::new_tag()));
         if let Some(reason) = r.reason {
-            resp.reason = reason.into_owned();
+            resp.reason = reason;
         }
         for (n, v) in r.headers {
             resp.headers.push(n, v);
@@ -960,7 +960,7 @@ impl Handler<InboundRejected> for Dispatcher {
         }
         let mut resp =
             Response::from_headers(&headers, status, Some(&super::transaction::new_tag()));
-        resp.reason = reason;
+        resp.reason = reason.into();
         self.send_response(None, resp, target, close);
     }
 }

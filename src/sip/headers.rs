@@ -207,6 +207,11 @@ impl Via {
     pub fn sent_by(&self) -> String {
         SentBy(self).to_string()
     }
+
+    /// `host[:port]` as written, to write somewhere without a `String` of its own.
+    pub fn sent_by_display(&self) -> impl fmt::Display + '_ {
+        SentBy(self)
+    }
 }
 
 /// Writes a Via's `host[:port]`.

@@ -175,8 +175,8 @@ pub struct Request {
 pub struct Response {
     /// Status code, 100–699.
     pub status: u16,
-    /// Reason phrase.
-    pub reason: String,
+    /// Reason phrase (the standard ones are not copied).
+    pub reason: Cow<'static, str>,
     /// Headers.
     pub headers: Headers,
     /// Body, raw.
@@ -287,7 +287,7 @@ pub fn parse(buf: &[u8]) -> Result<Message, ParseFailure> {
             .ok_or_else(|| fail_h(ParseError::BadStartLine))?;
         Ok(Message::Response(Response {
             status,
-            reason: reason.to_owned(),
+            reason: Cow::Owned(reason.to_owned()),
             headers,
             body,
         }))
@@ -413,7 +413,7 @@ impl Response {
         }
         Response {
             status,
-            reason: reason_phrase(status).to_owned(),
+            reason: Cow::Borrowed(reason_phrase(status)),
             headers,
             body: Bytes::new(),
         }

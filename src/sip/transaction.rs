@@ -12,6 +12,7 @@
 //! ```
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -27,20 +28,26 @@ pub const MAX_SERVER_TRANSACTIONS: usize = 200_000;
 /// RFC 3261 §17.2.3: branch, sent-by and method identify a server transaction.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ServerKey {
-    branch: String,
-    sent_by: String,
+    /// The branch, a space (which neither may contain), then the sent-by in lower case: one
+    /// allocation per key.
+    branch_sent_by: String,
     method: Method,
 }
 
 impl ServerKey {
     /// The key of a request with top Via `via` and request method `method`.
     pub fn new(via: &Via, method: &Method) -> Option<Self> {
-        let branch = via.branch()?.to_owned();
-        let mut sent_by = via.sent_by();
-        sent_by.make_ascii_lowercase();
+        let branch = via.branch()?;
+        let mut branch_sent_by = String::with_capacity(branch.len() + 48);
+        branch_sent_by.push_str(branch);
+        branch_sent_by.push(' ');
+        // Infallible: writing into a String.
+        let _ = write!(branch_sent_by, "{}", via.sent_by_display());
+        if let Some(sent_by) = branch_sent_by.get_mut(branch.len() + 1..) {
+            sent_by.make_ascii_lowercase();
+        }
         Some(Self {
-            branch,
-            sent_by,
+            branch_sent_by,
             method: method.clone(),
         })
     }
