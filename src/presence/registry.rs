@@ -183,7 +183,10 @@ impl Registry {
                 entry.sent += 1;
                 &entry.addr
             }
-            // Inserted just above.
+            // Proof: the entry was inserted just above if it was missing, and nothing
+            // between takes it out (std's HashMap has no entry API that avoids copying the
+            // key of a known presentity, nor can a borrow returned from a hit be followed by
+            // the insert of a miss).
             None => unreachable!("presentity {aor} just inserted"),
         }
     }
