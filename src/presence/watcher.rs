@@ -629,7 +629,8 @@ impl<V: NotifyView> Watcher<V> {
 
     fn notify(&self, state: &SubscriptionState, content: NotifyContent) -> Request {
         let i = &self.init;
-        let mut h = Headers::default();
+        // The headers below and the Via the dispatcher adds, without regrowing.
+        let mut h = Headers(Vec::with_capacity(14 + i.dialog.route_set.len()));
         for route in &i.dialog.route_set {
             h.push("Route", route.to_string());
         }

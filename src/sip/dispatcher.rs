@@ -740,12 +740,11 @@ impl Dispatcher {
     }
 
     fn handle_response(&mut self, resp: Response, source: Source, ctx: &mut Context<Self>) {
-        let branch = resp
-            .top_via()
-            .ok()
-            .and_then(|v| v.branch().map(str::to_owned));
+        // Only the top Via's branch is read: a response that matches no transaction of ours
+        // is dropped whatever else it says.
+        let branch = resp.headers.list("Via").next().and_then(Via::branch_of);
         let method = resp.cseq().ok().map(|c| c.method);
-        let Some(branch) = branch else {
+        let Some(branch) = branch.map(str::to_owned) else {
             debug!("response from {} without a Via branch dropped", source.peer);
             return;
         };

@@ -203,6 +203,18 @@ impl Via {
         self.params.get("branch").flatten()
     }
 
+    /// The branch parameter of a Via value, read without parsing the rest: matching a
+    /// response to its client transaction needs nothing else.
+    pub fn branch_of(value: &str) -> Option<&str> {
+        split_outside_quotes(value, ';').skip(1).find_map(|param| {
+            let (name, value) = param.split_once('=')?;
+            name.trim()
+                .eq_ignore_ascii_case("branch")
+                .then(|| value.trim())
+                .filter(|b| !b.is_empty())
+        })
+    }
+
     /// `host[:port]` as written.
     pub fn sent_by(&self) -> String {
         SentBy(self).to_string()
@@ -635,6 +647,29 @@ pub fn accepts_coding(accept: &[Weighted], coding: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_branch_is_read_alike_with_or_without_parsing_the_via() {
+        for v in [
+            "SIP/2.0/TCP 127.0.0.1:5060;branch=z9hG4bK.abc;rport",
+            "SIP/2.0/UDP h.example ; rport ; BRANCH = z9hG4bKx ;received=1.2.3.4",
+            "SIP/2.0/TCP [::1]:5061;x=\"a;branch=no\";branch=z9hG4bKq",
+            "SIP/2.0/UDP h.example;rport",
+            "SIP/2.0/UDP h.example;branch=",
+        ] {
+            let parsed = Via::parse(v).ok();
+            let parsed = parsed
+                .as_ref()
+                .and_then(Via::branch)
+                .filter(|b| !b.is_empty());
+            assert_eq!(Via::branch_of(v), parsed, "{v}");
+        }
+        assert_eq!(
+            Via::branch_of("SIP/2.0/UDP h;branch=z9hG4bK1"),
+            Some("z9hG4bK1")
+        );
+        assert_eq!(Via::branch_of("SIP/2.0/UDP h;rport"), None);
+    }
 
     #[test]
     fn quoted_parameter_values_are_accepted() {
