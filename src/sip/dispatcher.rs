@@ -226,6 +226,9 @@ struct ClientTx {
 pub struct Dispatcher {
     settings: DispatcherSettings,
     transports: Transports,
+    /// This actor, as the transports tell it of a request they could not send: made once
+    /// in `started`, shared by every client transaction.
+    send_failed_to: Option<Arc<Recipient<SendFailed>>>,
     routes: HashMap<Method, Route>,
     events: BTreeSet<String>,
     accept: BTreeSet<String>,
@@ -305,6 +308,7 @@ impl Dispatcher {
             sent_by,
             settings,
             transports,
+            send_failed_to: None,
             routes: HashMap::new(),
             events: BTreeSet::new(),
             accept: BTreeSet::new(),
@@ -853,6 +857,7 @@ impl Actor for Dispatcher {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        self.send_failed_to = Some(Arc::new(ctx.address().recipient()));
         // Transports push into this mailbox with try_send; a generous capacity absorbs bursts.
         ctx.set_mailbox_capacity(4096);
         ctx.run_interval(SWEEP_INTERVAL, |act, _| act.server_tx.sweep(Instant::now()));
@@ -1044,7 +1049,10 @@ impl Handler<SendRequest> for Dispatcher {
             target: msg.target,
             bytes: bytes.clone(),
             close_after: false,
-            on_failure: Some(ctx.address().recipient()),
+            on_failure: Some(match &self.send_failed_to {
+                Some(to) => Arc::clone(to),
+                None => Arc::new(ctx.address().recipient()),
+            }),
             tag: fail_tag,
         });
         if !sent {

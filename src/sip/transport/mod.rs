@@ -13,6 +13,7 @@ pub mod tcp_connection;
 pub mod udp;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 use actix::prelude::*;
@@ -134,7 +135,8 @@ pub struct Outbound {
     /// Close the connection once these bytes are written (after a framing error).
     pub close_after: bool,
     /// Told if the bytes could not be handed to the network (no route, connect failed).
-    pub on_failure: Option<Recipient<SendFailed>>,
+    /// Shared: a copy of an actix recipient allocates three times, an `Arc` not at all.
+    pub on_failure: Option<Arc<Recipient<SendFailed>>>,
     /// Opaque tag returned in `SendFailed`, e.g. a transaction branch.
     pub tag: u64,
 }
