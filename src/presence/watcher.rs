@@ -306,10 +306,16 @@ const MARK_LOW_WATER: u32 = 500;
 
 /// The id of a subscription's stored row.
 pub fn subscription_id(dialog: &DialogId, usage: &str) -> String {
-    format!(
-        "{};{};{};{usage}",
-        dialog.call_id, dialog.local_tag, dialog.remote_tag
-    )
+    [
+        dialog.call_id.as_str(),
+        ";",
+        &dialog.local_tag,
+        ";",
+        &dialog.remote_tag,
+        ";",
+        usage,
+    ]
+    .concat()
 }
 
 /// Why a stored subscription could not be restored.
@@ -635,26 +641,30 @@ impl<V: NotifyView> Watcher<V> {
             h.push("Route", route.to_string());
         }
         h.push("Max-Forwards", "70");
+        // Values are concatenated: a `format!` per header was a tenth of what a NOTIFY cost.
         h.push(
             "From",
-            format!("{};tag={}", i.dialog.local_uri, i.dialog.local_tag),
+            [i.dialog.local_uri.as_str(), ";tag=", &i.dialog.local_tag].concat(),
         );
         h.push(
             "To",
-            format!("{};tag={}", i.dialog.remote_uri, i.dialog.remote_tag),
+            [i.dialog.remote_uri.as_str(), ";tag=", &i.dialog.remote_tag].concat(),
         );
         h.push("Call-ID", i.dialog.call_id.clone());
-        h.push("CSeq", format!("{} NOTIFY", self.local_cseq));
+        h.push(
+            "CSeq",
+            [itoa::Buffer::new().format(self.local_cseq), " NOTIFY"].concat(),
+        );
         h.push("Contact", local_contact(&i.dialog.source));
         let package = self.view.event_package();
         h.push(
             "Event",
             match &i.dialog.event_id {
-                Some(id) => format!("{package};id={id}"),
+                Some(id) => [package, ";id=", id].concat(),
                 None => package.to_owned(),
             },
         );
-        h.push("Subscription-State", state.to_string());
+        h.push("Subscription-State", state.render());
         for (name, value) in self.view.extra_headers() {
             h.push(*name, *value);
         }

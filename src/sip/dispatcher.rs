@@ -40,7 +40,8 @@ use super::message::{
 };
 use super::reject::Reject;
 use super::transaction::{
-    new_branch, next_timer_e, ClientKey, ServerKey, ServerMatch, ServerTransactions,
+    client_key_of, new_client_key, next_timer_e, push_branch, ClientKey, ServerKey, ServerMatch,
+    ServerTransactions,
 };
 use super::transport::{
     Inbound, InboundProblem, InboundRejected, Outbound, SendFailed, Source, Target, Transport,
@@ -218,8 +219,6 @@ struct ClientTx {
     started: Instant,
     /// When this transaction's next timer (E or F) is due; matches one `client_timers` entry.
     due: Instant,
-    /// The `Outbound::tag` under which a send failure is reported.
-    fail_tag: u64,
 }
 
 /// The dispatcher actor.
@@ -247,8 +246,6 @@ pub struct Dispatcher {
     /// interval instead of a spawned timer per transaction, which made the actor's context
     /// scan thousands of timers on every wake-up.
     client_timers: BinaryHeap<Reverse<(Instant, ClientKey)>>,
-    next_fail_tag: u64,
-    fail_tags: HashMap<u64, ClientKey>,
     /// Requests handed to their handlers, each resolving to the handler's answer. One set
     /// polled by one context item (`Answers`), which polls only the requests whose answer
     /// moved: a context item per request made every wake-up of this actor poll every request
@@ -317,8 +314,6 @@ impl Dispatcher {
             server_tx: ServerTransactions::default(),
             client_tx: HashMap::new(),
             client_timers: BinaryHeap::new(),
-            next_fail_tag: 1,
-            fail_tags: HashMap::new(),
             held: Some(Vec::new()),
             answers: FuturesUnordered::new(),
         }
@@ -746,31 +741,31 @@ impl Dispatcher {
     fn handle_response(&mut self, resp: Response, source: Source, ctx: &mut Context<Self>) {
         // Only the top Via's branch is read: a response that matches no transaction of ours
         // is dropped whatever else it says.
-        let branch = resp.headers.list("Via").next().and_then(Via::branch_of);
-        let method = resp.cseq().ok().map(|c| c.method);
-        let Some(branch) = branch.map(str::to_owned) else {
+        let Some(branch) = resp.headers.list("Via").next().and_then(Via::branch_of) else {
             debug!("response from {} without a Via branch dropped", source.peer);
             return;
         };
-        let matches = self
-            .client_tx
-            .get(&branch)
-            .is_some_and(|tx| Some(&tx.method) == method.as_ref());
-        if !matches {
+        let method = resp.cseq().ok().map(|c| c.method);
+        let key = client_key_of(branch).filter(|key| {
+            self.client_tx
+                .get(key)
+                .is_some_and(|tx| Some(&tx.method) == method.as_ref())
+        });
+        let Some(key) = key else {
             debug!(
                 "response {} from {} matches no transaction",
                 resp.status, source.peer
             );
             return;
-        }
+        };
         if resp.status < 200 {
             // RFC 3261 §17.1.2.2: in Proceeding, retransmit every T2.
-            if let Some(tx) = self.client_tx.get_mut(&branch) {
+            if let Some(tx) = self.client_tx.get_mut(&key) {
                 tx.interval = self.settings.t2;
             }
             return;
         }
-        self.finish_client(&branch, ClientResult::Response(Arc::new(resp)), ctx);
+        self.finish_client(key, ClientResult::Response(Arc::new(resp)), ctx);
     }
 
     /// Runs every client-transaction timer that is due: Timer E retransmits on UDP, Timer F
@@ -782,10 +777,10 @@ impl Dispatcher {
             if *at > now {
                 break;
             }
-            let Some(Reverse((at, branch))) = self.client_timers.pop() else {
+            let Some(Reverse((at, key))) = self.client_timers.pop() else {
                 break;
             };
-            let Some(tx) = self.client_tx.get_mut(&branch) else {
+            let Some(tx) = self.client_tx.get_mut(&key) else {
                 continue;
             };
             if tx.due != at {
@@ -794,7 +789,7 @@ impl Dispatcher {
             let elapsed = now.saturating_duration_since(tx.started);
             if elapsed >= timer_f {
                 debug!("{} to {}: Timer F fired", tx.method, tx.target.addr);
-                self.finish_client(&branch, ClientResult::Timeout, ctx);
+                self.finish_client(key, ClientResult::Timeout, ctx);
                 continue;
             }
             let next = if tx.target.transport.is_reliable() {
@@ -812,7 +807,7 @@ impl Dispatcher {
                 next
             };
             tx.due = now + next;
-            self.client_timers.push(Reverse((tx.due, branch)));
+            self.client_timers.push(Reverse((tx.due, key)));
         }
     }
 
@@ -833,9 +828,8 @@ impl Dispatcher {
 
 impl Dispatcher {
     /// Ends a client transaction and tells its owner.
-    fn finish_client(&mut self, branch: &str, result: ClientResult, _ctx: &mut Context<Self>) {
-        if let Some(tx) = self.client_tx.remove(branch) {
-            self.fail_tags.remove(&tx.fail_tag);
+    fn finish_client(&mut self, key: ClientKey, result: ClientResult, _ctx: &mut Context<Self>) {
+        if let Some(tx) = self.client_tx.remove(&key) {
             tx.owner.do_send(ClientOutcome {
                 tag: tx.tag,
                 result,
@@ -1027,12 +1021,21 @@ impl Handler<SendRequest> for Dispatcher {
 
     fn handle(&mut self, msg: SendRequest, ctx: &mut Self::Context) {
         let mut req = msg.request;
-        let branch = new_branch();
-        let via = format!(
-            "SIP/2.0/{} {};branch={branch};rport",
-            msg.target.transport.as_str(),
-            self.local_sent_by(&msg.target)
-        );
+        // A random key, so a branch cannot be guessed from another; one in use is drawn again.
+        let mut key = new_client_key();
+        while self.client_tx.contains_key(&key) {
+            key = new_client_key();
+        }
+        let transport = msg.target.transport.as_str();
+        let sent_by = self.local_sent_by(&msg.target);
+        let mut via = String::with_capacity(40 + transport.len() + sent_by.len());
+        via.push_str("SIP/2.0/");
+        via.push_str(transport);
+        via.push(' ');
+        via.push_str(sent_by);
+        via.push_str(";branch=");
+        push_branch(&mut via, key);
+        via.push_str(";rport");
         req.headers.0.retain(|h| h.name != "Via");
         req.headers.0.insert(
             0,
@@ -1042,9 +1045,6 @@ impl Handler<SendRequest> for Dispatcher {
             },
         );
         let bytes = Bytes::from(req.to_bytes());
-        let fail_tag = self.next_fail_tag;
-        self.next_fail_tag += 1;
-        self.fail_tags.insert(fail_tag, branch.clone());
         let sent = self.transports.send(Outbound {
             target: msg.target,
             bytes: bytes.clone(),
@@ -1053,10 +1053,9 @@ impl Handler<SendRequest> for Dispatcher {
                 Some(to) => Arc::clone(to),
                 None => Arc::new(ctx.address().recipient()),
             }),
-            tag: fail_tag,
+            tag: key,
         });
         if !sent {
-            self.fail_tags.remove(&fail_tag);
             msg.owner.do_send(ClientOutcome {
                 tag: msg.tag,
                 result: ClientResult::TransportError,
@@ -1071,9 +1070,9 @@ impl Handler<SendRequest> for Dispatcher {
         };
         let started = Instant::now();
         let due = started + first;
-        self.client_timers.push(Reverse((due, branch.clone())));
+        self.client_timers.push(Reverse((due, key)));
         self.client_tx.insert(
-            branch,
+            key,
             ClientTx {
                 owner: msg.owner,
                 tag: msg.tag,
@@ -1083,7 +1082,6 @@ impl Handler<SendRequest> for Dispatcher {
                 interval: next_timer_e(t1, self.settings.t2),
                 started,
                 due,
-                fail_tag,
             },
         );
     }
@@ -1093,8 +1091,7 @@ impl Handler<SendFailed> for Dispatcher {
     type Result = ();
 
     fn handle(&mut self, msg: SendFailed, ctx: &mut Self::Context) {
-        if let Some(branch) = self.fail_tags.get(&msg.tag).cloned() {
-            self.finish_client(&branch, ClientResult::TransportError, ctx);
-        }
+        // The tag is the transaction's key (see `SendRequest`).
+        self.finish_client(msg.tag, ClientResult::TransportError, ctx);
     }
 }

@@ -36,7 +36,7 @@ impl Params {
     /// Reads `;a=b;c;d="quoted ; value"` (leading `;` optional).
     pub fn parse(s: &str, what: &'static str) -> Result<Self, HeaderError> {
         let mut out = Vec::new();
-        for part in split_outside_quotes(s, ';') {
+        for part in split_outside_quotes(s, b';') {
             let part = part.trim();
             if part.is_empty() {
                 continue;
@@ -105,8 +105,13 @@ pub fn unquote(s: &str) -> &str {
         .unwrap_or(s)
 }
 
-/// Splits on `sep` outside double-quoted strings and `<…>`; always yields at least one part.
-pub fn split_outside_quotes(s: &str, sep: char) -> SplitOutsideQuotes<'_> {
+/// Splits on `sep` (an ASCII character) outside double-quoted strings and `<…>`; always
+/// yields at least one part.
+pub fn split_outside_quotes(s: &str, sep: u8) -> SplitOutsideQuotes<'_> {
+    debug_assert!(
+        sep.is_ascii() && !matches!(sep, b'"' | b'<' | b'>' | b'\\'),
+        "a separator inside a character would split it; a delimiter cannot be one"
+    );
     SplitOutsideQuotes { rest: Some(s), sep }
 }
 
@@ -115,7 +120,7 @@ pub fn split_outside_quotes(s: &str, sep: char) -> SplitOutsideQuotes<'_> {
 pub struct SplitOutsideQuotes<'a> {
     /// What is left to split; `None` once the last part was given.
     rest: Option<&'a str>,
-    sep: char,
+    sep: u8,
 }
 
 impl<'a> Iterator for SplitOutsideQuotes<'a> {
@@ -123,22 +128,36 @@ impl<'a> Iterator for SplitOutsideQuotes<'a> {
 
     fn next(&mut self) -> Option<&'a str> {
         let s = self.rest?;
-        let (mut quoted, mut angle, mut escaped) = (false, false, false);
-        for (i, c) in s.char_indices() {
-            if escaped {
-                escaped = false;
-                continue;
-            }
-            match c {
-                '\\' if quoted => escaped = true,
-                '"' => quoted = !quoted,
-                '<' if !quoted => angle = true,
-                '>' if !quoted => angle = false,
-                c if c == self.sep && !quoted && !angle => {
-                    self.rest = Some(&s[i + c.len_utf8()..]);
-                    return Some(&s[..i]);
+        let bytes = s.as_bytes();
+        let (mut quoted, mut angle) = (false, false);
+        let mut i = 0;
+        // From one byte that matters in the current state to the next, found by memchr: in a
+        // quoted string `"` and `\`, inside `<…>` `>` and `"`, elsewhere the separator, `"`
+        // and `<`. Each is ASCII, and no byte of a multi-byte UTF-8 character is, so a split
+        // never falls inside a character.
+        while i < bytes.len() {
+            let rest = &bytes[i..];
+            let found = if quoted {
+                memchr::memchr2(b'"', b'\\', rest)
+            } else if angle {
+                memchr::memchr2(b'>', b'"', rest)
+            } else {
+                memchr::memchr3(self.sep, b'"', b'<', rest)
+            };
+            let Some(at) = found.map(|at| i + at) else {
+                break;
+            };
+            i = at + 1;
+            match bytes[at] {
+                // An escaped byte in a quoted string is skipped.
+                b'\\' => i += 1,
+                b'"' => quoted = !quoted,
+                b'<' => angle = true,
+                b'>' => angle = false,
+                _ => {
+                    self.rest = Some(&s[at + 1..]);
+                    return Some(&s[..at]);
                 }
-                _ => {}
             }
         }
         self.rest = None;
@@ -148,7 +167,7 @@ impl<'a> Iterator for SplitOutsideQuotes<'a> {
 
 /// Splits a comma-separated header value into its elements (empty elements dropped).
 pub fn split_list(s: &str) -> impl Iterator<Item = &str> {
-    split_outside_quotes(s, ',')
+    split_outside_quotes(s, b',')
         .map(str::trim)
         .filter(|p| !p.is_empty())
 }
@@ -206,7 +225,7 @@ impl Via {
     /// The branch parameter of a Via value, read without parsing the rest: matching a
     /// response to its client transaction needs nothing else.
     pub fn branch_of(value: &str) -> Option<&str> {
-        split_outside_quotes(value, ';').skip(1).find_map(|param| {
+        split_outside_quotes(value, b';').skip(1).find_map(|param| {
             let (name, value) = param.split_once('=')?;
             name.trim()
                 .eq_ignore_ascii_case("branch")
@@ -532,24 +551,37 @@ impl SubscriptionState {
     }
 }
 
-impl fmt::Display for SubscriptionState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match &self.state {
+impl SubscriptionState {
+    /// The header value, built without a formatting pass (every NOTIFY carries one).
+    pub fn render(&self) -> String {
+        let state = match &self.state {
             SubState::Active => "active",
             SubState::Pending => "pending",
             SubState::Terminated => "terminated",
             SubState::Extension(s) => s,
-        })?;
+        };
+        let mut out = String::with_capacity(state.len() + 48);
+        out.push_str(state);
         if let Some(r) = &self.reason {
-            write!(f, ";reason={}", r.as_str())?;
+            out.push_str(";reason=");
+            out.push_str(r.as_str());
         }
+        let mut digits = itoa::Buffer::new();
         if let Some(e) = self.expires {
-            write!(f, ";expires={e}")?;
+            out.push_str(";expires=");
+            out.push_str(digits.format(e));
         }
         if let Some(r) = self.retry_after {
-            write!(f, ";retry-after={r}")?;
+            out.push_str(";retry-after=");
+            out.push_str(digits.format(r));
         }
-        Ok(())
+        out
+    }
+}
+
+impl fmt::Display for SubscriptionState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.render())
     }
 }
 
@@ -726,13 +758,69 @@ mod tests {
 
     #[test]
     fn splitting_keeps_empty_parts_and_escaped_quotes() {
-        let parts: Vec<_> = split_outside_quotes(";a=\"x\\\";y\";;b", ';').collect();
+        let parts: Vec<_> = split_outside_quotes(";a=\"x\\\";y\";;b", b';').collect();
         assert_eq!(parts, vec!["", "a=\"x\\\";y\"", "", "b"]);
-        assert_eq!(split_outside_quotes("", ',').collect::<Vec<_>>(), vec![""]);
+        assert_eq!(split_outside_quotes("", b',').collect::<Vec<_>>(), vec![""]);
         assert_eq!(
-            split_outside_quotes("a,", ',').collect::<Vec<_>>(),
+            split_outside_quotes("a,", b',').collect::<Vec<_>>(),
             vec!["a", ""]
         );
+    }
+
+    /// The splitter as first written, a character at a time: the reference for the memchr one.
+    fn split_char_by_char(s: &str, sep: char) -> Vec<&str> {
+        let mut parts = Vec::new();
+        let mut rest = s;
+        'parts: loop {
+            let (mut quoted, mut angle, mut escaped) = (false, false, false);
+            for (i, c) in rest.char_indices() {
+                if escaped {
+                    escaped = false;
+                    continue;
+                }
+                match c {
+                    '\\' if quoted => escaped = true,
+                    '"' => quoted = !quoted,
+                    '<' if !quoted => angle = true,
+                    '>' if !quoted => angle = false,
+                    c if c == sep && !quoted && !angle => {
+                        parts.push(&rest[..i]);
+                        rest = &rest[i + 1..];
+                        continue 'parts;
+                    }
+                    _ => {}
+                }
+            }
+            parts.push(rest);
+            return parts;
+        }
+    }
+
+    #[test]
+    fn splitting_agrees_with_the_character_by_character_reference() {
+        let cases = [
+            "SIP/2.0/TCP 10.0.0.1:5060;branch=z9hG4bKabc;rport=5060;received=10.0.0.2",
+            "\"Zoë; Ünïcødé, \\\"q\\\"\" <sip:zoë@x;lr>;tag=é;x=\"a,b\",<sip:b@y>",
+            "<sip:a@x;p=\"q>\";r>;s,t",
+            "a\\;b;\"c\\\\\";d\";e\"",
+            "\"unterminated;x,y",
+            "<unterminated;x,y",
+            "\"ends in an escape\\",
+            ">;<>;\"\";;",
+            "é;ü,€;😀,\"😀;\"",
+            "",
+            ";",
+            ",,",
+        ];
+        for case in cases {
+            for sep in [';', ','] {
+                assert_eq!(
+                    split_outside_quotes(case, sep as u8).collect::<Vec<_>>(),
+                    split_char_by_char(case, sep),
+                    "{case:?} split on {sep:?}"
+                );
+            }
+        }
     }
 
     #[test]

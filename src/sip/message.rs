@@ -364,16 +364,30 @@ impl HeaderAccess for Response {
     }
 }
 
-/// Writes head and body; Content-Length is always computed from the body.
-fn write_message(start_line: fmt::Arguments<'_>, headers: &Headers, body: &[u8]) -> Vec<u8> {
-    use std::io::Write;
-    let mut out = Vec::with_capacity(256 + headers.0.len() * 48 + body.len());
-    // Writing into a Vec cannot fail.
-    let _ = write!(out, "{start_line}\r\n");
+/// A buffer for a message with these headers and body, sized so that writing it never
+/// regrows (the start line is reckoned at `start_line` bytes).
+fn message_buffer(start_line: usize, headers: &Headers, body: &[u8]) -> Vec<u8> {
+    let head: usize = headers
+        .0
+        .iter()
+        .map(|h| h.name.len() + h.value.len() + 4)
+        .sum();
+    Vec::with_capacity(start_line + head + 40 + body.len())
+}
+
+/// Appends headers and body after the start line; Content-Length is always computed from the
+/// body. Plain byte copies: this runs for every message sent, and `write!` cost a formatting
+/// pass per header line.
+fn finish_message(mut out: Vec<u8>, headers: &Headers, body: &[u8]) -> Vec<u8> {
     for h in headers.0.iter().filter(|h| h.name != "Content-Length") {
-        let _ = write!(out, "{}: {}\r\n", h.name, h.value);
+        out.extend_from_slice(h.name.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(h.value.as_bytes());
+        out.extend_from_slice(b"\r\n");
     }
-    let _ = write!(out, "Content-Length: {}\r\n\r\n", body.len());
+    out.extend_from_slice(b"Content-Length: ");
+    out.extend_from_slice(itoa::Buffer::new().format(body.len()).as_bytes());
+    out.extend_from_slice(b"\r\n\r\n");
     out.extend_from_slice(body);
     out
 }
@@ -381,11 +395,15 @@ fn write_message(start_line: fmt::Arguments<'_>, headers: &Headers, body: &[u8])
 impl Request {
     /// The request as bytes.
     pub fn to_bytes(&self) -> Vec<u8> {
-        write_message(
-            format_args!("{} {} SIP/2.0", self.method, self.uri),
-            &self.headers,
-            &self.body,
-        )
+        use std::io::Write;
+        let method = self.method.as_str();
+        let mut out = message_buffer(method.len() + 96, &self.headers, &self.body);
+        out.extend_from_slice(method.as_bytes());
+        out.push(b' ');
+        // Writing into a Vec cannot fail.
+        let _ = write!(out, "{}", self.uri);
+        out.extend_from_slice(b" SIP/2.0\r\n");
+        finish_message(out, &self.headers, &self.body)
     }
 }
 
@@ -421,11 +439,13 @@ impl Response {
 
     /// The response as bytes.
     pub fn to_bytes(&self) -> Vec<u8> {
-        write_message(
-            format_args!("SIP/2.0 {} {}", self.status, self.reason),
-            &self.headers,
-            &self.body,
-        )
+        let mut out = message_buffer(16 + self.reason.len(), &self.headers, &self.body);
+        out.extend_from_slice(b"SIP/2.0 ");
+        out.extend_from_slice(itoa::Buffer::new().format(self.status).as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(self.reason.as_bytes());
+        out.extend_from_slice(b"\r\n");
+        finish_message(out, &self.headers, &self.body)
     }
 }
 

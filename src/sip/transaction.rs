@@ -155,9 +155,43 @@ pub fn next_timer_e(current: Duration, t2: Duration) -> Duration {
     (current * 2).min(t2)
 }
 
-/// A fresh RFC 3261 branch (magic cookie + 64 random bits).
-pub fn new_branch() -> String {
-    format!("z9hG4bK{:016x}", rand::random::<u64>())
+/// RFC 3261 §8.1.1.7: every branch we send starts with it.
+const MAGIC_COOKIE: &str = "z9hG4bK";
+
+/// Digits of a branch's key: 64 bits in lowercase hex.
+const KEY_DIGITS: usize = 16;
+
+/// A fresh client transaction key: 64 random bits, so that nobody who sees one branch can
+/// guess another (a forged 481 to someone else's NOTIFY would end their subscription).
+pub fn new_client_key() -> ClientKey {
+    rand::random()
+}
+
+/// Appends the RFC 3261 branch of client transaction `key`: the magic cookie, then the key in
+/// 16 lowercase hex digits.
+pub fn push_branch(out: &mut String, key: ClientKey) {
+    out.push_str(MAGIC_COOKIE);
+    for shift in (0..KEY_DIGITS).rev() {
+        let nibble = ((key >> (shift * 4)) & 0xf) as u8;
+        out.push(char::from(match nibble {
+            0..=9 => b'0' + nibble,
+            _ => b'a' + nibble - 10,
+        }));
+    }
+}
+
+/// The client transaction key a response's top-Via branch names, if it is a branch we could
+/// have sent: exactly what [`push_branch`] writes (branches compare case-sensitively).
+pub fn client_key_of(branch: &str) -> Option<ClientKey> {
+    let digits = branch.strip_prefix(MAGIC_COOKIE)?;
+    if digits.len() != KEY_DIGITS
+        || !digits
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    {
+        return None;
+    }
+    u64::from_str_radix(digits, 16).ok()
 }
 
 /// A fresh tag (RFC 3261 §19.3: at least 32 random bits).
@@ -165,8 +199,9 @@ pub fn new_tag() -> String {
     format!("{:016x}", rand::random::<u64>())
 }
 
-/// Client transactions are keyed by branch (RFC 3261 §17.1.3: branch and CSeq method).
-pub type ClientKey = String;
+/// Client transactions are keyed by their branch (RFC 3261 §17.1.3: branch and CSeq method),
+/// held as the 64 random bits the branch spells (see [`push_branch`]).
+pub type ClientKey = u64;
 
 #[cfg(test)]
 mod tests {
@@ -234,5 +269,28 @@ mod tests {
             seen.push(e.as_millis());
         }
         assert_eq!(seen, vec![1000, 2000, 4000, 4000, 4000]);
+    }
+
+    #[test]
+    fn a_branch_names_its_key_and_nothing_else_does() {
+        for key in [0, 1, 0xdead_beef, u64::MAX, new_client_key()] {
+            let mut branch = String::new();
+            push_branch(&mut branch, key);
+            assert_eq!(branch, format!("z9hG4bK{key:016x}"));
+            assert_eq!(client_key_of(&branch), Some(key));
+        }
+        for other in [
+            "",
+            "z9hG4bK",
+            "z9hG4bK00000000000000ff0",
+            "z9hG4bK00000000000000f",
+            "z9hG4bK00000000000000FF",
+            "Z9HG4BK00000000000000ff",
+            "z9hG4bK+000000000000000",
+            "z9hG4bK00000000000000é",
+            "abc",
+        ] {
+            assert_eq!(client_key_of(other), None, "{other}");
+        }
     }
 }

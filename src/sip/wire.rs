@@ -37,18 +37,11 @@ pub const MAX_HEADER_LINES: usize = 256;
 /// Returns the length of the head including the blank line that ends it, if complete.
 /// Accepts CRLF (RFC 3261) and, leniently, bare LF line ends.
 pub fn head_len(buf: &[u8]) -> Option<usize> {
-    let mut i = 0;
-    while i < buf.len() {
-        if buf[i] == b'\n' {
-            match buf.get(i + 1) {
-                Some(b'\n') => return Some(i + 2),
-                Some(b'\r') if buf.get(i + 2) == Some(&b'\n') => return Some(i + 3),
-                _ => {}
-            }
-        }
-        i += 1;
-    }
-    None
+    memchr::memchr_iter(b'\n', buf).find_map(|i| match buf.get(i + 1) {
+        Some(b'\n') => Some(i + 2),
+        Some(b'\r') if buf.get(i + 2) == Some(&b'\n') => Some(i + 3),
+        _ => None,
+    })
 }
 
 /// Expands a compact header name to its full form (RFC 3261 §7.3.3 and extensions).
@@ -136,7 +129,12 @@ pub fn canonical_name(name: &str) -> Cow<'static, str> {
 
 /// RFC 3261 §25.1 `token` characters.
 pub fn is_token_char(c: char) -> bool {
-    matches!(c, 'a'..='z' | 'A'..='Z' | '0'..='9' | '-' | '.' | '!' | '%' | '*' | '_' | '+' | '`' | '\'' | '~')
+    c.is_ascii() && is_token_byte(c as u8)
+}
+
+/// RFC 3261 §25.1 `token` characters, as bytes (every one is ASCII).
+pub fn is_token_byte(b: u8) -> bool {
+    matches!(b, b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~')
 }
 
 /// A head split into its start line and normalised `(name, value)` header pairs.
@@ -151,18 +149,21 @@ pub struct Head<'a> {
 /// Splits a head (everything before the body) into start line and normalised headers.
 pub fn split_head(head: &[u8]) -> Result<Head<'_>, WireError> {
     let text = std::str::from_utf8(head).map_err(|_| WireError::NotUtf8)?;
-    let mut lines = text
-        .split('\n')
-        .map(|l| l.strip_suffix('\r').unwrap_or(l))
-        // A head ends with a blank line; leading blank lines are keep-alive residue.
+    // At most one header per line: the list is sized once instead of regrowing.
+    let line_ends = memchr::memchr_iter(b'\n', head).count();
+    // A head ends with a blank line; leading blank lines are keep-alive residue.
+    let mut lines = line_spans(head)
+        .map(|span| &text[span])
         .skip_while(|l| l.is_empty());
     let start_line = lines.next().ok_or(WireError::Empty)?;
-    let mut headers: Vec<(Cow<'static, str>, String)> = Vec::new();
+    let mut headers: Vec<(Cow<'static, str>, String)> =
+        Vec::with_capacity(line_ends.min(MAX_HEADER_LINES));
     for line in lines {
-        if line.is_empty() {
+        let bytes = line.as_bytes();
+        let Some(&first) = bytes.first() else {
             break;
-        }
-        if line.starts_with([' ', '\t']) {
+        };
+        if first == b' ' || first == b'\t' {
             // RFC 3261 §7.3.1: a continuation line is folded into the previous value with a
             // single space.
             let (_, value) = headers.last_mut().ok_or(WireError::StrayContinuation)?;
@@ -178,18 +179,43 @@ pub fn split_head(head: &[u8]) -> Result<Head<'_>, WireError> {
         if headers.len() >= MAX_HEADER_LINES {
             return Err(WireError::TooManyHeaders);
         }
-        let (name, value) = line.split_once(':').ok_or(WireError::BadHeaderLine)?;
+        let colon = memchr::memchr(b':', bytes).ok_or(WireError::BadHeaderLine)?;
         // RFC 3261 §7.3.1 allows whitespace between the name and the colon.
-        let name = name.trim_end_matches([' ', '\t']);
-        if name.is_empty() || !name.chars().all(is_token_char) {
+        let name_end = bytes[..colon]
+            .iter()
+            .rposition(|b| *b != b' ' && *b != b'\t')
+            .map_or(0, |last| last + 1);
+        let name = &bytes[..name_end];
+        if name.is_empty() || !name.iter().all(|b| is_token_byte(*b)) {
             return Err(WireError::BadHeaderLine);
         }
+        // Both ends are ASCII (the colon, and the name's last token byte), so these are
+        // character boundaries.
+        let (name, value) = (&line[..name.len()], &line[colon + 1..]);
         headers.push((canonical_name(name), value.trim().to_owned()));
     }
     Ok(Head {
         start_line,
         headers,
     })
+}
+
+/// Where the lines of `bytes` lie: split at each `\n`, a `\r` before it left out (the spans
+/// of `split('\n')` with the `\r` stripped), line ends found by `memchr`. Every bound is a
+/// line end or an end of `bytes`, so a `str` may be sliced at them.
+fn line_spans(bytes: &[u8]) -> impl Iterator<Item = std::ops::Range<usize>> + '_ {
+    let mut start = 0;
+    memchr::memchr_iter(b'\n', bytes)
+        .chain(std::iter::once(bytes.len()))
+        .map(move |end| {
+            let line = start..end;
+            start = end + 1;
+            if bytes[line.clone()].ends_with(b"\r") {
+                line.start..line.end - 1
+            } else {
+                line
+            }
+        })
 }
 
 /// The Content-Length of a head, if present. Several equal values are accepted; different
@@ -218,10 +244,9 @@ pub fn content_length(headers: &[(Cow<'static, str>, String)]) -> Result<Option<
 /// accepted, different or invalid ones are an error.
 pub fn scan_content_length(head: &[u8]) -> Result<Option<usize>, WireError> {
     let mut found: Option<usize> = None;
-    let mut lines = head.split(|b| *b == b'\n').skip(1).peekable();
+    let mut lines = line_spans(head).map(|span| &head[span]).skip(1).peekable();
     while let Some(line) = lines.next() {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        let Some(colon) = line.iter().position(|b| *b == b':') else {
+        let Some(colon) = memchr::memchr(b':', line) else {
             continue;
         };
         let name = line[..colon].trim_ascii_end();
@@ -261,6 +286,28 @@ mod tests {
         assert_eq!(head_len(b"A\r\nB: c\r\n\r\nbody"), Some(11));
         assert_eq!(head_len(b"A\nB: c\n\nbody"), Some(8));
         assert_eq!(head_len(b"A\r\nB: c\r\n"), None);
+    }
+
+    #[test]
+    fn lines_end_at_lf_with_or_without_cr() {
+        let spans = |b: &'static [u8]| {
+            line_spans(b)
+                .map(|r| std::str::from_utf8(&b[r]).unwrap())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(spans(b"a\r\nb\nc\r\n\r\n"), vec!["a", "b", "c", "", ""]);
+        assert_eq!(spans(b""), vec![""]);
+        assert_eq!(spans(b"\r"), vec![""]);
+        assert_eq!(spans(b"x\r\r\ny"), vec!["x\r", "y"]);
+        let head = split_head(b"\r\n\nSIP/2.0 200 OK\nVia: a\r\nTo : \xc3\xa9\r\n\r\n").unwrap();
+        assert_eq!(head.start_line, "SIP/2.0 200 OK");
+        assert_eq!(
+            head.headers,
+            vec![
+                ("Via".into(), "a".to_owned()),
+                ("To".into(), "é".to_owned())
+            ]
+        );
     }
 
     #[test]
