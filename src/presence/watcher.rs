@@ -318,6 +318,29 @@ pub fn subscription_id(dialog: &DialogId, usage: &str) -> String {
     .concat()
 }
 
+/// True when `v` can go into a header value as it is: not empty, no ASCII control character
+/// (a CR or LF would end the header line, a NUL cut it).
+fn header_safe(v: &str) -> bool {
+    !v.is_empty() && !v.bytes().any(|b| b.is_ascii_control())
+}
+
+/// A stored local or remote URI, as `to_row` wrote it: a rendered `NameAddr` without
+/// parameters (`<uri>`, maybe after a quoted display name). It goes back out as written, so it
+/// is checked for that shape and kept as text; parsing it again cost two URI parses per
+/// subscription at every restart.
+fn stored_name_addr(v: &str, what: &'static str) -> Result<String, RestoreError> {
+    let uri = v
+        .strip_suffix('>')
+        .and_then(|rest| rest.rsplit_once('<'))
+        .map(|(_, uri)| uri);
+    let shaped = uri.is_some_and(|u| u.contains(':') && !u.contains([' ', '\t']));
+    if shaped && header_safe(v) {
+        Ok(v.to_owned())
+    } else {
+        Err(RestoreError::Invalid(what))
+    }
+}
+
 /// Why a stored subscription could not be restored.
 #[derive(Debug, thiserror::Error)]
 pub enum RestoreError {
@@ -346,14 +369,24 @@ impl SubscriptionDialog {
             v.parse::<SocketAddr>()
                 .map_err(|_| RestoreError::Invalid(what))
         };
+        // What goes back out in a header as stored must not be able to break a header line.
+        let text = |v: &str, what| {
+            header_safe(v)
+                .then(|| v.to_owned())
+                .ok_or(RestoreError::Invalid(what))
+        };
         Ok(SubscriptionDialog {
             aor: Aor::parse(&row.aor).ok_or(RestoreError::Invalid("AOR"))?,
-            event_id: row.event_id.clone(),
-            call_id: row.call_id.clone(),
-            local_tag: row.local_tag.clone(),
-            remote_tag: row.remote_tag.clone(),
-            local_uri: name_addr(&row.local_uri, "local URI")?.to_string(),
-            remote_uri: name_addr(&row.remote_uri, "remote URI")?.to_string(),
+            event_id: row
+                .event_id
+                .as_deref()
+                .map(|id| text(id, "event id"))
+                .transpose()?,
+            call_id: text(&row.call_id, "Call-ID")?,
+            local_tag: text(&row.local_tag, "local tag")?,
+            remote_tag: text(&row.remote_tag, "remote tag")?,
+            local_uri: stored_name_addr(&row.local_uri, "local URI")?,
+            remote_uri: stored_name_addr(&row.remote_uri, "remote URI")?,
             remote_target: Uri::parse(&row.remote_target)
                 .map_err(|_| RestoreError::Invalid("remote target"))?,
             route_set,
@@ -938,6 +971,78 @@ impl<V: NotifyView> Handler<ClientOutcome> for Watcher<V> {
                 info!("watcher {id}: NOTIFY could not be sent, subscription ended");
                 ctx.stop();
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dialog() -> SubscriptionDialog {
+        SubscriptionDialog {
+            aor: Aor::parse("sip:alice@example.org").unwrap(),
+            event_id: Some("7".into()),
+            call_id: "c1@10.0.0.2".into(),
+            local_tag: "l1".into(),
+            remote_tag: "r1".into(),
+            local_uri: "<sip:alice@example.org>".into(),
+            remote_uri: "\"Bob \\\"B\\\" <x>\" <sip:bob@example.org;user=phone>".into(),
+            remote_target: Uri::parse("sip:bob@10.0.0.2:5070;transport=tcp").unwrap(),
+            route_set: vec![NameAddr::parse("<sip:proxy.example.org;lr>", "Route").unwrap()],
+            remote_cseq: 3,
+            expires: 3600,
+            source: Source {
+                transport: Transport::Tcp,
+                local: "10.0.0.1:5060".parse().unwrap(),
+                peer: "10.0.0.2:40000".parse().unwrap(),
+                connection: None,
+            },
+            accept: None,
+            accept_encoding: None,
+        }
+    }
+
+    #[test]
+    fn a_stored_dialog_reads_back_as_written() {
+        let d = dialog();
+        let row = d.to_row("id", unix_now() + 600, 100);
+        let back = SubscriptionDialog::from_row(&row).unwrap();
+        assert_eq!(back.local_uri, d.local_uri);
+        assert_eq!(back.remote_uri, d.remote_uri);
+        assert_eq!(back.call_id, d.call_id);
+        assert_eq!(
+            (back.local_tag, back.remote_tag),
+            (d.local_tag, d.remote_tag)
+        );
+        assert_eq!(back.event_id, d.event_id);
+        assert_eq!(back.remote_target, d.remote_target);
+        assert_eq!(back.route_set, d.route_set);
+        assert_eq!(back.aor, d.aor);
+    }
+
+    #[test]
+    fn stored_text_that_could_break_a_header_is_refused() {
+        let good = dialog().to_row("id", unix_now() + 600, 100);
+        let cases: [(&str, fn(&mut SubscriptionRow)); 9] = [
+            ("CRLF in a URI", |r| {
+                r.local_uri = "<sip:a@x>\r\nX: y".into()
+            }),
+            ("no angle brackets", |r| {
+                r.remote_uri = "sip:bob@example.org".into()
+            }),
+            ("no scheme", |r| r.remote_uri = "<bob>".into()),
+            ("empty URI", |r| r.local_uri = "<>".into()),
+            ("space in the URI", |r| r.local_uri = "<sip:a @x>".into()),
+            ("LF in the Call-ID", |r| r.call_id = "c\nX: y".into()),
+            ("empty tag", |r| r.remote_tag = String::new()),
+            ("NUL in a tag", |r| r.local_tag = "a\0".into()),
+            ("CR in the event id", |r| r.event_id = Some("1\r".into())),
+        ];
+        for (what, spoil) in cases {
+            let mut row = good.clone();
+            spoil(&mut row);
+            assert!(SubscriptionDialog::from_row(&row).is_err(), "{what}");
         }
     }
 }

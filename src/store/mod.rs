@@ -729,6 +729,37 @@ mod migration_tests {
     }
 
     #[test]
+    fn every_plain_subscription_is_read_once_across_pages_on_both_backends() {
+        use worker::{load_snapshot, read_subscriptions, SUBSCRIPTION_CHUNK_ROWS};
+        let dir = tempfile::tempdir().unwrap();
+        for mut conn in stores(dir.path(), "pages") {
+            let (_, epoch) = load_snapshot(&mut conn, 0).unwrap();
+            // Two full pages and a part of one (PostgreSQL reads in pages of a chunk), plus
+            // list subscriptions, which are not plain and are read elsewhere.
+            let count = 2 * SUBSCRIPTION_CHUNK_ROWS + 345;
+            let mut changes: Vec<Change> = (0..count)
+                .map(|i| {
+                    let mut row = batch::tests::subscription(&format!("s{i}"), 1000);
+                    row.expires_at = i64::MAX;
+                    Change::SubscriptionCreated(Box::new(row))
+                })
+                .collect();
+            for i in 0..3 {
+                let mut row = batch::tests::subscription(&format!("list{i}"), 1000);
+                row.expires_at = i64::MAX;
+                row.list_source = Some("request".into());
+                changes.push(Change::SubscriptionCreated(Box::new(row)));
+            }
+            commit(&mut conn, &changes, epoch).unwrap();
+            let mut ids = Vec::new();
+            let read = read_subscriptions(&mut conn, epoch, |r| ids.push(r.id)).unwrap();
+            assert_eq!(read, count);
+            let expected: Vec<String> = (0..count).map(|i| format!("s{i}")).collect();
+            assert_eq!(sorted(ids), sorted(expected));
+        }
+    }
+
+    #[test]
     fn every_sqlite_migration_reverts_and_reapplies() {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}/redo.db", dir.path().display());
