@@ -10,8 +10,10 @@
 //! first of them), which polls only the futures that were woken. The dispatcher's `Answers`
 //! does the same for the requests it hands over.
 //!
-//! A handler answers with a `Deferred`: a value now, or a future and what to do with its
-//! output, on the actor, once it completes (which may be to wait again).
+//! A handler answers with a `Deferred`: a value now, a future and what to do with its output,
+//! on the actor, once it completes (which may be to wait again), or the asker's channel handed
+//! over to another actor that answers it (`hand_over`: the registry passes a PUBLISH's to its
+//! presentity, so no hub actor is woken between the commit and the response).
 //!
 //! Owns: one actor's waiting futures and their continuations. Must not: know what they wait
 //! for.
@@ -113,6 +115,9 @@ pub struct Deferred<A: Actor<Context = Context<A>>, R>(Step<A, R>);
 enum Step<A: Actor<Context = Context<A>>, R> {
     /// Answered at once.
     Now(R),
+    /// Answered by someone else: the asker's channel is handed to them, and this actor is
+    /// not woken again for the answer.
+    HandOver(Box<dyn FnOnce(Option<OneshotSender<R>>)>),
     /// Answered by the continuation `future` gives, run on the actor.
     Later {
         /// Where the future waits.
@@ -128,9 +133,17 @@ impl<A: Actor<Context = Context<A>>, R: 'static> Deferred<A, R> {
         Deferred(Step::Now(r))
     }
 
+    /// An answer another actor gives: `hand_over` is given the asker's channel (`None` when
+    /// the asker does not wait for an answer) and passes it on. If the channel is dropped
+    /// unanswered, the asker sees its request fail, as if this actor had stopped.
+    pub fn hand_over(hand_over: impl FnOnce(Option<OneshotSender<R>>) + 'static) -> Self {
+        Deferred(Step::HandOver(Box::new(hand_over)))
+    }
+
     /// Sends the answer to `to` now, or once its wait (and any further wait) is over.
     fn settle(self, ctx: &mut Context<A>, to: Option<OneshotSender<R>>) {
         match self.0 {
+            Step::HandOver(hand_over) => hand_over(to),
             Step::Now(r) => {
                 if let Some(to) = to {
                     // The asker may have given up waiting: nothing to do then.
@@ -301,5 +314,43 @@ mod tests {
             tokio::task::yield_now().await;
         }
         panic!("the continuation did not run");
+    }
+
+    /// Hands the asker's channel to a spawned task, which answers `n + 1` after a gate opens,
+    /// or drops the channel unanswered for `n == 0`.
+    struct HandsOver;
+
+    impl Actor for HandsOver {
+        type Context = Context<Self>;
+    }
+
+    impl Handler<Ask> for HandsOver {
+        type Result = Deferred<Self, u32>;
+
+        fn handle(&mut self, msg: Ask, _ctx: &mut Context<Self>) -> Self::Result {
+            let Ask(n, gate) = msg;
+            Deferred::hand_over(move |to| {
+                actix_rt::spawn(async move {
+                    let _ = gate.await;
+                    if let (Some(to), true) = (to, n > 0) {
+                        let _ = to.send(n + 1);
+                    }
+                });
+            })
+        }
+    }
+
+    #[actix_rt::test]
+    async fn a_handed_over_channel_is_answered_by_whoever_holds_it() {
+        let addr = HandsOver.start();
+        let (open, gate) = tokio::sync::oneshot::channel();
+        let ask = addr.send(Ask(41, gate));
+        open.send(()).unwrap();
+        assert_eq!(ask.await.unwrap(), 42);
+        // Dropped unanswered: the asker sees its request fail, as if the actor had stopped.
+        let (open, gate) = tokio::sync::oneshot::channel();
+        let ask = addr.send(Ask(0, gate));
+        open.send(()).unwrap();
+        assert!(matches!(ask.await, Err(MailboxError::Closed)));
     }
 }

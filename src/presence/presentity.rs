@@ -38,9 +38,15 @@ pub struct BindingTuple {
     pub priority: Option<f32>,
 }
 
-/// Apply a PUBLISH that passed the stateless checks.
-#[derive(Message, Debug)]
-#[rtype(result = "Result<PublishAccepted, Reject>")]
+/// Where a PUBLISH's outcome goes: straight to whoever answers the request (the dispatcher's
+/// channel, through the registry's mapping to a SIP reply), so that no hub actor is woken
+/// between the commit and the response.
+pub type PublishRespond = Box<dyn FnOnce(Result<PublishAccepted, Reject>) + Send>;
+
+/// Apply a PUBLISH that passed the stateless checks; the outcome goes to `respond` once the
+/// change is committed (or refused).
+#[derive(Message)]
+#[rtype(result = "()")]
 pub struct Publish {
     /// What it asks for.
     pub kind: PublishKind,
@@ -52,6 +58,8 @@ pub struct Publish {
     pub content_type: String,
     /// Granted expiry, seconds.
     pub expires: u32,
+    /// Told the outcome.
+    pub respond: PublishRespond,
 }
 
 /// A publication loaded from the store at start-up.
@@ -432,15 +440,18 @@ enum Plan {
 impl Handler<Publish> for Presentity {
     // Atomic: the presentity takes no other message while its change is being committed, so
     // two PUBLISHes for one entity-tag cannot both pass the check (RFC 3903 §6 step 5).
-    type Result = AtomicResponse<Self, Result<PublishAccepted, Reject>>;
+    type Result = AtomicResponse<Self, ()>;
 
-    fn handle(&mut self, msg: Publish, _ctx: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, mut msg: Publish, _ctx: &mut Self::Context) -> Self::Result {
         self.received += 1;
+        // Replaced by a no-op: the outcome goes to the original once known.
+        let respond = std::mem::replace(&mut msg.respond, Box::new(|_| {}));
         let plan = match self.plan(msg) {
             Ok(plan) => plan,
             Err(reject) => {
                 self.check_idle();
-                return AtomicResponse::new(Box::pin(fut::ready(Err(reject))));
+                respond(Err(reject));
+                return AtomicResponse::new(Box::pin(fut::ready(())));
             }
         };
         let change = match &plan {
@@ -459,12 +470,14 @@ impl Handler<Publish> for Presentity {
         let retry_after = self.settings.retry_after;
         let persist = self.store.send(Persist(vec![change]));
         AtomicResponse::new(Box::pin(persist.into_actor(self).map(
-            move |res, act, ctx| match res {
-                Ok(Ok(())) => Ok(act.apply(plan, ctx)),
-                _ => {
-                    act.check_idle();
-                    Err(Reject::new(503).header("Retry-After", retry_after.to_string()))
-                }
+            move |res, act, ctx| {
+                respond(match res {
+                    Ok(Ok(())) => Ok(act.apply(plan, ctx)),
+                    _ => {
+                        act.check_idle();
+                        Err(Reject::new(503).header("Retry-After", retry_after.to_string()))
+                    }
+                })
             },
         )))
     }

@@ -305,28 +305,37 @@ impl Registry {
             }
             PublishKind::Refresh(_) | PublishKind::Remove(_) => None,
         };
-        let publish = Publish {
-            kind: checked.kind,
-            doc,
-            body: req.body.clone(),
-            content_type: req
-                .headers
-                .get("Content-Type")
-                .unwrap_or(PIDF_CONTENT_TYPE)
-                .to_owned(),
-            expires: checked.expires,
-        };
-        let sent = self.presentity(&aor, ctx).send(publish);
-        self.awaiting.then(sent, |res, _, _| match res {
-            Ok(Ok(accepted)) => {
-                let mut reply = Reply::ok().header("Expires", accepted.expires.to_string());
-                if let Some(etag) = accepted.etag {
-                    reply = reply.header("SIP-ETag", etag);
-                }
-                Ok(reply)
-            }
-            Ok(Err(reject)) => Err(reject),
-            Err(_) => Err(Reject::new(500)),
+        let (kind, expires) = (checked.kind, checked.expires);
+        let body = req.body.clone();
+        let content_type = req
+            .headers
+            .get("Content-Type")
+            .unwrap_or(PIDF_CONTENT_TYPE)
+            .to_owned();
+        let presentity = self.presentity(&aor, ctx).clone();
+        // The presentity answers the dispatcher itself once the change is committed: the
+        // registry is not woken again for this request.
+        Deferred::hand_over(move |to| {
+            presentity.do_send(Publish {
+                kind,
+                doc,
+                body,
+                content_type,
+                expires,
+                respond: Box::new(move |outcome| {
+                    let answer = outcome.map(|accepted| {
+                        let mut reply = Reply::ok().header("Expires", accepted.expires.to_string());
+                        if let Some(etag) = accepted.etag {
+                            reply = reply.header("SIP-ETag", etag);
+                        }
+                        reply
+                    });
+                    if let Some(to) = to {
+                        // The dispatcher may have given up on the request: nothing to do then.
+                        let _ = to.send(answer);
+                    }
+                }),
+            });
         })
     }
 }

@@ -1024,7 +1024,8 @@ mod tests {
     #[test]
     fn stored_text_that_could_break_a_header_is_refused() {
         let good = dialog().to_row("id", unix_now() + 600, 100);
-        let cases: [(&str, fn(&mut SubscriptionRow)); 9] = [
+        type Spoil = fn(&mut SubscriptionRow);
+        let cases: [(&str, Spoil); 9] = [
             ("CRLF in a URI", |r| {
                 r.local_uri = "<sip:a@x>\r\nX: y".into()
             }),
