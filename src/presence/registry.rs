@@ -387,8 +387,8 @@ pub fn subscription_dialog(
                 .map_err(|_| Reject::with_reason(400, "Malformed Record-Route"))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let from = req.header_from().map_err(|_| Reject::new(400))?;
-    let to = req.header_to().map_err(|_| Reject::new(400))?;
+    // Parsed and checked by the dispatcher.
+    let (from, to) = (&msg.from, &msg.to);
     let cseq = req.cseq().map_err(|_| Reject::new(400))?;
     let call_id = req.call_id().map_err(|_| Reject::new(400))?.to_owned();
 
@@ -398,16 +398,8 @@ pub fn subscription_dialog(
         call_id,
         local_tag: new_tag(),
         remote_tag: from.tag().unwrap_or_default().to_owned(),
-        local_uri: NameAddr {
-            params: Default::default(),
-            ..to
-        }
-        .to_string(),
-        remote_uri: NameAddr {
-            params: Default::default(),
-            ..from
-        }
-        .to_string(),
+        local_uri: to.without_params().to_string(),
+        remote_uri: from.without_params().to_string(),
         remote_target: contact.uri,
         route_set,
         remote_cseq: cseq.seq,

@@ -102,9 +102,9 @@ impl Registrar {
         &mut self,
         msg: &IncomingRequest,
     ) -> Result<(Aor, Option<Vec<Binding>>, bool), Reject> {
-        let req = &msg.request;
-        let to = req.header_to().map_err(|_| Reject::new(400))?;
-        let aor = Aor::from_uri(&to.uri).ok_or_else(|| Reject::with_reason(404, "Invalid AOR"))?;
+        // Parsed and checked by the dispatcher.
+        let aor =
+            Aor::from_uri(&msg.to.uri).ok_or_else(|| Reject::with_reason(404, "Invalid AOR"))?;
         let previous = self.bindings.get(&aor).cloned();
         match self.apply_register(msg, &aor) {
             Ok(changed) => Ok((aor, previous, changed)),

@@ -34,7 +34,7 @@ use crate::presence::watcher::{
 };
 use crate::sip::dispatcher::{IncomingRequest, Reply};
 use crate::sip::headers::{parse_token_list, NameAddr, Via};
-use crate::sip::message::{HeaderAccess, Method, Request};
+use crate::sip::message::{Method, Request};
 use crate::sip::{Dispatcher, Reject};
 use crate::store::{Change, ListResolver, Persist, ResolveList, SubscriptionRow};
 
@@ -219,10 +219,7 @@ impl ListServer {
 
     fn subscribe(&mut self, msg: IncomingRequest, _ctx: &mut Context<Self>) -> Answer {
         let req = msg.request.clone();
-        let subscriber = req
-            .header_from()
-            .ok()
-            .and_then(|f| Aor::from_uri(&f.uri))
+        let subscriber = Aor::from_uri(&msg.from.uri)
             .map(|a| a.to_string())
             .unwrap_or_default();
         if list::is_request_list(&req) {

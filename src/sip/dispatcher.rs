@@ -34,7 +34,7 @@ use futures_util::stream::{FuturesUnordered, StreamExt};
 use log::{debug, info, warn};
 
 use super::dialog::DialogId;
-use super::headers::{parse_delta_seconds, parse_token_list, Via};
+use super::headers::{parse_delta_seconds, parse_token_list, NameAddr, Via};
 use super::message::{
     parse, HeaderAccess, Headers, Message as SipMessage, Method, Request, Response,
 };
@@ -62,6 +62,10 @@ pub struct IncomingRequest {
     pub source: Source,
     /// The dialog it belongs to, when it was routed by the dialog table.
     pub dialog: Option<DialogId>,
+    /// Its From, as the dispatcher parsed and checked it (every request's is).
+    pub from: NameAddr,
+    /// Its To, likewise.
+    pub to: NameAddr,
 }
 
 /// Tells a handler that its reply has been handed to the transport (so that, e.g., a NOTIFY
@@ -515,9 +519,10 @@ impl Dispatcher {
         }
     }
 
-    /// RFC 3261 §8.1.1: the headers every request must carry. Gives the top Via and, when the
-    /// To carries a tag, the dialog the request claims to belong to.
-    fn check_mandatory(req: &Request) -> Result<(Via, Option<DialogId>), Reject> {
+    /// RFC 3261 §8.1.1: the headers every request must carry. Gives the top Via, the parsed
+    /// From and To (handed on, so no handler parses them again) and, when the To carries a
+    /// tag, the dialog the request claims to belong to.
+    fn check_mandatory(req: &Request) -> Result<Mandatory, Reject> {
         let bad = |what: &'static str| Reject::with_reason(400, what);
         let mut vias = req.headers.list("Via");
         let via = vias
@@ -560,7 +565,12 @@ impl Dispatcher {
         if parse_delta_seconds(max_forwards, "Max-Forwards").map_or(true, |m| m > 255) {
             return Err(bad("Malformed Max-Forwards"));
         }
-        Ok((via, dialog))
+        Ok(Mandatory {
+            via,
+            dialog,
+            from,
+            to,
+        })
     }
 
     fn handle_request(&mut self, mut req: Request, source: Source) {
@@ -569,7 +579,12 @@ impl Dispatcher {
             debug!("ACK from {} ignored", source.peer);
             return;
         }
-        let (via, dialog) = match Self::check_mandatory(&req) {
+        let Mandatory {
+            via,
+            dialog,
+            from,
+            to,
+        } = match Self::check_mandatory(&req) {
             Ok(checked) => checked,
             Err(reject) => {
                 info!(
@@ -623,6 +638,8 @@ impl Dispatcher {
                     request: request.clone(),
                     source,
                     dialog,
+                    from,
+                    to,
                 };
                 // No timer per request: handlers are this process's actors and always answer;
                 // if one has stopped, the send fails at once with a MailboxError.
@@ -840,6 +857,14 @@ impl Dispatcher {
 
 fn is_same_family(a: IpAddr, b: IpAddr) -> bool {
     a.is_ipv4() == b.is_ipv4()
+}
+
+/// What `check_mandatory` found in a request's mandatory headers.
+struct Mandatory {
+    via: Via,
+    dialog: Option<DialogId>,
+    from: NameAddr,
+    to: NameAddr,
 }
 
 enum Routed {

@@ -292,7 +292,8 @@ pub fn split_host_port(s: &str) -> Option<(Host, Option<u16>)> {
 /// A name-addr or addr-spec header value: From, To, Contact, Route, Record-Route.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NameAddr {
-    /// Display name, unquoted.
+    /// Display name without its surrounding quotes, escapes kept as received (`\"`, `\\`),
+    /// so that it is written back between quotes as it is.
     pub display: Option<String>,
     /// The URI.
     pub uri: Uri,
@@ -323,14 +324,30 @@ impl NameAddr {
     pub fn tag(&self) -> Option<&str> {
         self.params.get("tag").flatten()
     }
+
+    /// The value without its header parameters: `"Name" <uri>` (a subscription's URIs, as
+    /// its NOTIFYs' From and To carry them with their own tags).
+    pub fn without_params(&self) -> impl fmt::Display + '_ {
+        AddrOnly(self)
+    }
+}
+
+/// Writes a name-addr's display name and URI, not its parameters.
+struct AddrOnly<'a>(&'a NameAddr);
+
+impl fmt::Display for AddrOnly<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Escaped already: escaping again would turn `\"` into `\\"`, which ends the string.
+        if let Some(d) = &self.0.display {
+            write!(f, "\"{d}\" ")?;
+        }
+        write!(f, "<{}>", self.0.uri)
+    }
 }
 
 impl fmt::Display for NameAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if let Some(d) = &self.display {
-            write!(f, "\"{}\" ", d.replace('"', "\\\""))?;
-        }
-        write!(f, "<{}>{}", self.uri, self.params)
+        write!(f, "{}{}", AddrOnly(self), self.params)
     }
 }
 
@@ -821,6 +838,18 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn a_name_addr_renders_without_its_parameters() {
+        let n = NameAddr::parse("\"A \\\"q\\\"\" <sip:a@x;lr>;tag=1;x", "From").unwrap();
+        assert_eq!(
+            n.without_params().to_string(),
+            "\"A \\\"q\\\"\" <sip:a@x;lr>"
+        );
+        assert_eq!(n.to_string(), format!("{};tag=1;x", n.without_params()));
+        let n = NameAddr::parse("sip:b@y;tag=2", "To").unwrap();
+        assert_eq!(n.without_params().to_string(), "<sip:b@y>");
     }
 
     #[test]
