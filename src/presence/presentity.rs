@@ -48,6 +48,15 @@ pub type PublishRespond = Box<dyn FnOnce(Result<PublishAccepted, Reject>) + Send
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Publish {
+    /// The change asked for.
+    pub request: PublishRequest,
+    /// Told the outcome.
+    pub respond: PublishRespond,
+}
+
+/// What a PUBLISH that passed the stateless checks asks of its presentity.
+#[derive(Debug)]
+pub struct PublishRequest {
     /// What it asks for.
     pub kind: PublishKind,
     /// The parsed body, for initial and modify.
@@ -58,8 +67,6 @@ pub struct Publish {
     pub content_type: String,
     /// Granted expiry, seconds.
     pub expires: u32,
-    /// Told the outcome.
-    pub respond: PublishRespond,
 }
 
 /// A publication loaded from the store at start-up.
@@ -323,7 +330,7 @@ impl Presentity {
     }
 
     /// RFC 3903 §6 against the current state: what the PUBLISH changes, without changing it.
-    fn plan(&mut self, msg: Publish) -> Result<Plan, Reject> {
+    fn plan(&mut self, msg: PublishRequest) -> Result<Plan, Reject> {
         self.seq += 1;
         let seq = self.seq;
         match msg.kind {
@@ -442,11 +449,10 @@ impl Handler<Publish> for Presentity {
     // two PUBLISHes for one entity-tag cannot both pass the check (RFC 3903 §6 step 5).
     type Result = AtomicResponse<Self, ()>;
 
-    fn handle(&mut self, mut msg: Publish, _ctx: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, msg: Publish, _ctx: &mut Self::Context) -> Self::Result {
         self.received += 1;
-        // Replaced by a no-op: the outcome goes to the original once known.
-        let respond = std::mem::replace(&mut msg.respond, Box::new(|_| {}));
-        let plan = match self.plan(msg) {
+        let Publish { request, respond } = msg;
+        let plan = match self.plan(request) {
             Ok(plan) => plan,
             Err(reject) => {
                 self.check_idle();

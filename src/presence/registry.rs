@@ -22,7 +22,7 @@ use super::document::PIDF_CONTENT_TYPE;
 use super::pidf::{self, PidfError};
 use super::presentity::{
     AddWatcher, BindingTuple, PresenceChanged, Presentity, PresentitySettings, Publish,
-    RemoveWatcher, RestorePublication, SetBindings, Stop,
+    PublishRequest, RemoveWatcher, RestorePublication, SetBindings, Stop,
 };
 use super::publication::{self, PublishKind, PublishLimits};
 use super::watcher::{
@@ -317,11 +317,13 @@ impl Registry {
         // registry is not woken again for this request.
         Deferred::hand_over(move |to| {
             presentity.do_send(Publish {
-                kind,
-                doc,
-                body,
-                content_type,
-                expires,
+                request: PublishRequest {
+                    kind,
+                    doc,
+                    body,
+                    content_type,
+                    expires,
+                },
                 respond: Box::new(move |outcome| {
                     let answer = outcome.map(|accepted| {
                         let mut reply = Reply::ok().header("Expires", accepted.expires.to_string());
