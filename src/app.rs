@@ -2,7 +2,8 @@
 //!
 //! Owns: binding the configured sockets, then starting, in order, the dispatcher's context,
 //! the domain actors that register with it, and the transports; waiting for the shutdown
-//! future; then stopping. Takes bound sockets and a shutdown future so tests and embedders
+//! future; then stopping. The threads it starts inherit `affinity.other_threads`; the SIP
+//! thread (this one) takes `affinity.sip_thread` once they are all started. Takes bound sockets and a shutdown future so tests and embedders
 //! can run it on port 0 with their own stop signal. Must not: make protocol decisions.
 
 use std::future::Future;
@@ -310,6 +311,21 @@ async fn start_store(
     ))
 }
 
+/// Pins the calling thread to the CPUs under `key`; a set the kernel refuses is the
+/// operator's to fix.
+fn pin_this_thread(key: &str, cpus: &[usize]) -> Result<(), StartError> {
+    crate::affinity::pin_current_thread(cpus).map_err(|e| {
+        StartError::Config(crate::config::ConfigError::Invalid {
+            key: key.into(),
+            problem: e.to_string(),
+        })
+    })?;
+    if !cpus.is_empty() {
+        info!("{key}: pinned to CPUs {cpus:?}");
+    }
+    Ok(())
+}
+
 /// Runs the server on `sockets` until `shutdown` completes. Must be called inside an actix
 /// system.
 pub async fn run(
@@ -318,6 +334,9 @@ pub async fn run(
     sockets: BoundSockets,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), StartError> {
+    // Every thread started from here on inherits this set (see `affinity`); the SIP thread
+    // takes its own once they are all started.
+    pin_this_thread("affinity.other_threads", &settings.affinity.other_threads)?;
     let (committer, worker, snapshot) = start_store(&settings, store_conn).await?;
     let dispatcher_ctx = Context::<Dispatcher>::new();
     let dispatcher = dispatcher_ctx.address();
@@ -381,6 +400,7 @@ pub async fn run(
         t2: settings.sip.t2(),
         server_name: settings.sip.server_name.clone(),
     };
+    pin_this_thread("affinity.sip_thread", &settings.affinity.sip_thread)?;
     let dispatcher = dispatcher_ctx.run(Dispatcher::new(dispatcher_settings, transports));
     // Requests wait in the dispatcher until every stored dialog is back (recovered NOTIFYs
     // go out meanwhile): a refresh of a recovered dialog never gets 481.

@@ -49,6 +49,8 @@ pub struct Settings {
     pub rls: RlsSettings,
     /// `[log]`: logging.
     pub log: LogSettings,
+    /// `[affinity]`: the CPUs presenced's threads may run on.
+    pub affinity: AffinitySettings,
 }
 
 /// `[sip]` section.
@@ -283,6 +285,18 @@ impl Default for RlsSettings {
     }
 }
 
+/// `[affinity]` section: CPU indices, as the kernel numbers them; an empty list leaves those
+/// threads to the scheduler (the default).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AffinitySettings {
+    /// CPUs of the SIP thread: transports, dispatcher, presentities, watchers, lists.
+    pub sip_thread: Vec<usize>,
+    /// CPUs of every other thread: the store's writer and WAL checkpointer, the list resolver,
+    /// the TCP I/O thread (`sip.tcp_io_thread`).
+    pub other_threads: Vec<usize>,
+}
+
 /// `[log]` section.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -463,7 +477,22 @@ impl Settings {
         if let Err(e) = crate::store::ListQuery::parse(&l.list_query) {
             return Err(invalid("rls.list_query", &e.to_string()));
         }
+        for (key, cpus) in self.affinity.keyed() {
+            if let Err(e) = crate::affinity::check(cpus) {
+                return Err(invalid(key, &e.to_string()));
+            }
+        }
         Ok(())
+    }
+}
+
+impl AffinitySettings {
+    /// Each set with its key, for errors that name it.
+    pub fn keyed(&self) -> [(&'static str, &[usize]); 2] {
+        [
+            ("affinity.sip_thread", &self.sip_thread),
+            ("affinity.other_threads", &self.other_threads),
+        ]
     }
 }
 

@@ -22,12 +22,14 @@
 //!   server-known lists, one `Watcher<ListView>` per list subscription.
 //! - [`store`]: persistence (diesel; SQLite or PostgreSQL), group commits, list lookups.
 //! - [`app`]: start-up and shutdown order.
+//! - [`affinity`]: the CPUs the SIP thread and the other threads may run on.
 //! - [`awaiting`]: the futures a hub actor waits on, polled only when woken.
 //!
 //! # Glossary (RFC terms, used exactly)
 //! presentity, watcher, subscription, publication, entity-tag, notifier, resource list,
 //! AOR (address of record), contact, binding, dialog, transaction.
 
+pub mod affinity;
 pub mod app;
 pub mod awaiting;
 pub mod config;

@@ -510,6 +510,11 @@ fn bad_configs_exit_with_status_two_and_name_the_key() -> TestResult {
             "presence.min_expires",
         ),
         ("[sip\n", "presenced.toml"),
+        ("[affinity]\nsip_thread = [4096]\n", "affinity.sip_thread"),
+        (
+            "[affinity]\nother_threads = [0, 1024]\n",
+            "affinity.other_threads",
+        ),
     ];
     for (text, key) in cases {
         let path = dir.path().join("presenced.toml");
@@ -613,5 +618,86 @@ fn tcp_on_its_own_io_thread_serves_pipelined_requests_and_keeps_alive() -> TestR
     }
     ua.send(b"\r\n\r\n");
     assert_eq!(ua.expect_raw(2), b"\r\n");
+    Ok(())
+}
+
+/// `Cpus_allowed_list` of every thread of `pid`, the main thread first.
+fn thread_cpus(pid: i32) -> Vec<(i32, String)> {
+    let mut threads: Vec<(i32, String)> = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .map(|e| {
+            let tid: i32 = e.unwrap().file_name().to_str().unwrap().parse().unwrap();
+            let status = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/status")).unwrap();
+            let cpus = status
+                .lines()
+                .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+                .unwrap()
+                .trim()
+                .to_owned();
+            (tid, cpus)
+        })
+        .collect();
+    threads.sort_by_key(|(tid, _)| (*tid != pid, *tid));
+    threads
+}
+
+#[test]
+fn the_sip_thread_and_every_other_thread_run_on_their_configured_cpus() -> TestResult {
+    let allowed = presenced::affinity::allowed_cpus();
+    let sip = allowed[0];
+    // Two different CPUs where the machine lets this process have two.
+    let other = *allowed.get(1).unwrap_or(&sip);
+    let server = TestServer::start_with(
+        "",
+        &format!("[affinity]\nsip_thread = [{sip}]\nother_threads = [{other}]\n"),
+    );
+    let threads = thread_cpus(server.pid());
+    assert!(
+        threads.len() >= 2,
+        "the store's thread at least: {threads:?}"
+    );
+    assert_eq!(threads[0], (server.pid(), sip.to_string()), "{threads:?}");
+    for (tid, cpus) in &threads[1..] {
+        assert_eq!(cpus, &other.to_string(), "thread {tid}: {threads:?}");
+    }
+    assert_eq!(
+        server.log_count(&format!("affinity.sip_thread: pinned to CPUs [{sip}]")),
+        1
+    );
+    // And it serves, writes included (the store's thread commits a PUBLISH).
+    let mut ua = UdpUa::new(server.udp);
+    ua.send(&ua.request("OPTIONS", "sip:example.org").build());
+    ua.expect_status(200);
+    let body = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/pidf/liblinphone-away.xml"
+    ))?;
+    let publish = ua
+        .request("PUBLISH", "sip:alice@example.org")
+        .header("Event: presence")
+        .header("Expires: 60")
+        .body("application/pidf+xml", &body);
+    ua.send(&publish.build());
+    let ok = ua.expect_status(200);
+    assert!(ok.header("SIP-ETag").is_some());
+    Ok(())
+}
+
+#[test]
+fn a_cpu_set_the_kernel_refuses_stops_the_start_with_status_two_naming_the_key() -> TestResult {
+    // CPU 1023 is in range but online on no machine this runs on.
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("presenced.toml");
+    std::fs::write(
+        &path,
+        base_config(dir.path(), "", "[affinity]\nsip_thread = [1023]\n"),
+    )?;
+    let out = run_binary(&["--config", path.to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let errors: Vec<&str> = err.lines().filter(|l| l.contains("ERROR")).collect();
+    assert_eq!(errors.len(), 1, "logged once: {err}");
+    assert!(errors[0].contains("affinity.sip_thread"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
     Ok(())
 }
