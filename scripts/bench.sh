@@ -23,6 +23,10 @@
 # best lies in that range on this machine, memory:// at 16 to 32, the durable stores at 32 to 64),
 # STEP_SECONDS (default 5), LOAD_SECONDS (presenced-load runs, default 5), RUNS (repeats of each
 # presenced-load measurement, median reported, default 3).
+# PIN (default 1 on a machine of 2 or more CPUs, else 0): the server's SIP thread runs on CPU 0
+# (`[affinity] sip_thread`), its other threads and every load generator (SIPp, presenced-load)
+# on CPU 1, so that neither the instrument nor the store's thread shares the SIP thread's core;
+# PIN=0 leaves every thread to the scheduler. A co-located PostgreSQL is left to the scheduler.
 # --quick: fewer steps and shorter runs (a check that the script works, not figures).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -38,6 +42,12 @@ fi
 command -v sipp >/dev/null || { echo "sipp missing: apt-get install -y sip-tester" >&2; exit 2; }
 [ -x /usr/bin/time ] || { echo "/usr/bin/time missing: apt-get install -y time" >&2; exit 2; }
 cargo build --release --locked --quiet --bins >&2
+PIN=${PIN:-$([ "$(nproc)" -ge 2 ] && echo 1 || echo 0)}
+LOADPIN=()
+if [ "$PIN" = 1 ]; then
+  command -v taskset >/dev/null || { echo "taskset missing: apt-get install -y util-linux" >&2; exit 2; }
+  LOADPIN=(taskset -c 1)
+fi
 BIN=target/release/presenced
 LOAD=target/release/presenced-load
 WORK=$(mktemp -d)
@@ -68,6 +78,9 @@ url = "$url"
 [log]
 level = "warn,presenced::app=info,presenced::presence::registry=info"
 EOF
+  if [ "$PIN" = 1 ]; then
+    printf '[affinity]\nsip_thread = [0]\nother_threads = [1]\n' >> "$dir/presenced.toml"
+  fi
   : > "$dir/log"
   "$BIN" --config "$dir/presenced.toml" 2>> "$dir/log" &
   SERVER_PID=$!
@@ -101,7 +114,7 @@ sipp_step() {
   mkdir -p "$dir"
   local c0; c0=$(cpu_ticks "$SERVER_PID")
   # SIPp's own -timeout does not always end it under overload; `timeout` does.
-  ( cd "$dir" && /usr/bin/time -f "%U %S" -o "$dir/time" timeout -s KILL $((STEP_SECONDS * 3 + 20)) sipp "$addr" -t "$t" -i 127.0.0.1 \
+  ( cd "$dir" && /usr/bin/time -f "%U %S" -o "$dir/time" timeout -s KILL $((STEP_SECONDS * 3 + 20)) "${LOADPIN[@]}" sipp "$addr" -t "$t" -i 127.0.0.1 \
       -sf "$OLDPWD/scripts/sipp/$sc.xml" -inf "$WORK/presentities.csv" -m "$calls" -r "$rate" \
       -l $((rate * 2)) -timeout $((STEP_SECONDS * 3 + 10))s -nostdin -trace_rtt -rtt_freq 1 \
       -trace_stat -fd 1 > "$dir/out" 2>&1 ) || true
@@ -118,8 +131,13 @@ sipp_step() {
 echo "# presenced benchmarks"
 echo
 echo "Measured $(date -u +%Y-%m-%d) on $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo) RAM ($(uname -m), $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1)), loopback only."
-echo "Command: \`${ONLY:+ONLY=\"$ONLY\" }${BENCH_PG_URL:+BENCH_PG_URL=… }scripts/bench.sh > BENCHMARKS.md\` (STEPS=\"$STEPS\", STEP_SECONDS=$STEP_SECONDS, LOAD_SECONDS=$LOAD_SECONDS, RUNS=${RUNS:-3}, DURABLE_WINDOWS=\"${DURABLE_WINDOWS:-16 32 48 64}\")."
-echo "Server and load generator share the machine's 2 cores; the server is one actix thread."
+echo "Command: \`${ONLY:+ONLY=\"$ONLY\" }${BENCH_PG_URL:+BENCH_PG_URL=… }scripts/bench.sh > BENCHMARKS.md\` (STEPS=\"$STEPS\", STEP_SECONDS=$STEP_SECONDS, LOAD_SECONDS=$LOAD_SECONDS, RUNS=${RUNS:-3}, DURABLE_WINDOWS=\"${DURABLE_WINDOWS:-16 32 48 64}\", PIN=$PIN)."
+echo "Server and load generator share the machine's $(nproc) cores; the server is one actix thread."
+if [ "$PIN" = 1 ]; then
+  echo "PIN=1: the server's SIP thread on CPU 0; its other threads and the load generators on CPU 1 (\`taskset -c 1\`); a co-located PostgreSQL where the scheduler puts it."
+else
+  echo "PIN=0: every thread where the scheduler puts it."
+fi
 # This VM's speed varies by ±25 % from one run to the next (shared host), so every
 # presenced-load figure is the median of RUNS runs, with the range beside it.
 RUNS=${RUNS:-3}
@@ -178,7 +196,7 @@ for mode in publish subscribe; do
   for _ in $(seq "$RUNS"); do
     start_server "memory://"
     c0=$(cpu_ticks "$SERVER_PID")
-    out=$("$LOAD" "$mode" --server "$TCP" --connections 4 --window 32 --seconds "$LOAD_SECONDS")
+    out=$("${LOADPIN[@]}" "$LOAD" "$mode" --server "$TCP" --connections 4 --window 32 --seconds "$LOAD_SECONDS")
     c1=$(cpu_ticks "$SERVER_PID")
     tx=$(sed -n 's/.*transactions=\([0-9]*\).*/\1/p' <<< "$out")
     secs=$(sed -n 's/.*seconds=\([0-9.]*\).*/\1/p' <<< "$out")
@@ -230,7 +248,7 @@ for mode in publish subscribe; do
                     start_server "$BENCH_PG_URL?options=-c%20search_path%3Dbench" ;;
         esac
         c0=$(cpu_ticks "$SERVER_PID")
-        out=$("$LOAD" "$mode" --server "$TCP" --connections 4 --window "$w" --seconds "$LOAD_SECONDS")
+        out=$("${LOADPIN[@]}" "$LOAD" "$mode" --server "$TCP" --connections 4 --window "$w" --seconds "$LOAD_SECONDS")
         c1=$(cpu_ticks "$SERVER_PID")
         tx=$(sed -n 's/.*transactions=\([0-9]*\).*/\1/p' <<< "$out")
         secs=$(sed -n 's/.*seconds=\([0-9.]*\).*/\1/p' <<< "$out")
@@ -275,7 +293,7 @@ for rate in 2400 5000 10000; do
   for _ in $(seq "$RUNS"); do
     start_server
     c0=$(cpu_ticks "$SERVER_PID")
-    out=$("$LOAD" fanout --server "$TCP" --connections 4 --presentities 1000 --watchers 10 --rate "$rate" --seconds "$LOAD_SECONDS" | tail -1)
+    out=$("${LOADPIN[@]}" "$LOAD" fanout --server "$TCP" --connections 4 --presentities 1000 --watchers 10 --rate "$rate" --seconds "$LOAD_SECONDS" | tail -1)
     c1=$(cpu_ticks "$SERVER_PID")
     n=$(sed -n 's/.*notifies=\([0-9]*\).*/\1/p' <<< "$out")
     nrs="$nrs $(sed -n 's/.*notify_rate=\([0-9]*\).*/\1/p' <<< "$out")"
@@ -300,7 +318,7 @@ echo "|---|---|---|---|"
 for k in 10000 "$HOLD_BIG"; do
   start_server
   idle=$(rss_kb "$SERVER_PID")
-  "$LOAD" hold --server "$TCP" --connections 16 --subscriptions "$k" --seconds 600 > "$WORK/hold" &
+  "${LOADPIN[@]}" "$LOAD" hold --server "$TCP" --connections 16 --subscriptions "$k" --seconds 600 > "$WORK/hold" &
   lp=$!
   for _ in $(seq 1200); do grep -q '^held' "$WORK/hold" 2>/dev/null && break; sleep 0.1; done
   sleep 1
@@ -329,7 +347,7 @@ for st in sqlite ${BENCH_PG_URL:+postgres}; do
       url="sqlite://$WORK/server/presenced.db"
     fi
     start_server "$url"
-    "$LOAD" recover --server "$TCP" --connections 16 --subscriptions "$HOLD_BIG" --seconds 300 > "$WORK/recover" &
+    "${LOADPIN[@]}" "$LOAD" recover --server "$TCP" --connections 16 --subscriptions "$HOLD_BIG" --seconds 300 > "$WORK/recover" &
     lp=$!
     for _ in $(seq 3000); do grep -q '^held' "$WORK/recover" 2>/dev/null && break; sleep 0.1; done
     sleep 1
