@@ -77,12 +77,8 @@ fn pin(_cpus: &[usize]) -> Result<(), AffinityError> {
 }
 
 /// The CPUs the calling thread may run on, ascending; empty where that cannot be read.
-pub fn allowed_cpus() -> Vec<usize> {
-    allowed()
-}
-
 #[cfg(target_os = "linux")]
-fn allowed() -> Vec<usize> {
+pub fn allowed_cpus() -> Vec<usize> {
     // SAFETY: as in `pin`; `sched_getaffinity` writes at most the size it is given, and
     // `CPU_ISSET` is given indices below `CPU_SETSIZE`.
     unsafe {
@@ -96,8 +92,9 @@ fn allowed() -> Vec<usize> {
     }
 }
 
+/// The CPUs the calling thread may run on: unknown off Linux.
 #[cfg(not(target_os = "linux"))]
-fn allowed() -> Vec<usize> {
+pub fn allowed_cpus() -> Vec<usize> {
     Vec::new()
 }
 

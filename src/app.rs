@@ -3,8 +3,9 @@
 //! Owns: binding the configured sockets, then starting, in order, the dispatcher's context,
 //! the domain actors that register with it, and the transports; waiting for the shutdown
 //! future; then stopping. The threads it starts inherit `affinity.other_threads`; the SIP
-//! thread (this one) takes `affinity.sip_thread` once they are all started. Takes bound sockets and a shutdown future so tests and embedders
-//! can run it on port 0 with their own stop signal. Must not: make protocol decisions.
+//! thread (this one) takes `affinity.sip_thread` once they are all started. Takes bound
+//! sockets and a shutdown future so tests and embedders can run it on port 0 with their own
+//! stop signal. Must not: make protocol decisions.
 
 use std::future::Future;
 use std::net::SocketAddr;

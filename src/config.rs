@@ -488,7 +488,7 @@ impl Settings {
 
 impl AffinitySettings {
     /// Each set with its key, for errors that name it.
-    pub fn keyed(&self) -> [(&'static str, &[usize]); 2] {
+    fn keyed(&self) -> [(&'static str, &[usize]); 2] {
         [
             ("affinity.sip_thread", &self.sip_thread),
             ("affinity.other_threads", &self.other_threads),
