@@ -15,10 +15,13 @@ use log::{info, warn};
 
 use std::sync::{Arc, Mutex};
 
-use crate::config::{ListenTransport, Settings};
+use crate::config::{ListenTransport, Settings, UnknownUser};
+use crate::presence::directory::{DirectorySettings, UserDirectory};
 use crate::presence::document::PIDF_CONTENT_TYPE;
 use crate::presence::presentity::PresentitySettings;
+use crate::presence::presentity::UsersUse;
 use crate::presence::publication::PublishLimits;
+use crate::presence::registry::UsersContext;
 use crate::presence::registry::{prepare_recovered, RecoveredSubscription, RestorePublications};
 use crate::presence::watcher::WatcherSettings;
 use crate::presence::xml::XmlLimits;
@@ -35,6 +38,7 @@ use crate::sip::transport::tcp_connection::ConnectionSettings;
 use crate::sip::transport::{TcpTransport, Transports, UdpTransport};
 use crate::sip::Method;
 use crate::sip::{Dispatcher, DispatcherSettings};
+use crate::store::users::{UsersDb, UsersQueries};
 use crate::store::{
     self, AnyConnection, Committer, ListQuery, ListResolver, LoadSnapshot, Persist, Snapshot,
     StoreError, StoreWorker, StreamSubscriptions, SubscriptionChunk,
@@ -128,6 +132,13 @@ async fn start_presence(
         presentity: PresentitySettings {
             closed_when_unknown: p.closed_when_unknown,
             retry_after: settings.store.retry_after_s,
+            registration_state: p.registration_state,
+            users: UsersUse {
+                long_term: !settings.users.user_query.trim().is_empty(),
+                phones: !settings.users.phones_query.trim().is_empty(),
+                first_wait: std::time::Duration::from_millis(settings.users.first_notify_wait_ms),
+                ttl: std::time::Duration::from_secs(settings.users.cache_ttl_s),
+            },
         },
         watcher: WatcherSettings {
             expires: (p.default_expires, p.min_expires, p.max_expires),
@@ -137,8 +148,14 @@ async fn start_presence(
         },
     };
     let (done, restored) = tokio::sync::oneshot::channel();
+    let directory = start_user_directory(settings)?;
     let registry = Registry::new(config.clone(), dispatcher.clone(), store.clone())
         .on_restored(done)
+        .with_users(UsersContext {
+            directory: directory.clone(),
+            unknown_is_404: settings.users.unknown == UnknownUser::NotFound,
+            last_active: snapshot.activity,
+        })
         .start();
     let r = &settings.registrar;
     let registrar = Registrar::new(
@@ -176,6 +193,7 @@ async fn start_presence(
         store.clone(),
         start_list_resolver(settings)?,
     )
+    .with_directory(directory)
     .start();
     let _ = registrar.send(RestoreBindings(snapshot.bindings)).await;
     registry.do_send(RestorePublications(snapshot.publications));
@@ -259,6 +277,54 @@ fn start_list_resolver(settings: &Settings) -> Result<Option<Addr<ListResolver>>
     Ok(Some(SyncArbiter::start(1, move || {
         ListResolver::new(url.clone(), sqlite, query.clone(), max)
     })))
+}
+
+/// Starts the users database's pool and the directory in front of it; none when no users
+/// query is configured. The database is opened on first use, so a users database that is down
+/// at start-up only degrades lookups.
+fn start_user_directory(settings: &Settings) -> Result<Option<Addr<UserDirectory>>, StartError> {
+    let u = &settings.users;
+    if !u.enabled() {
+        info!("users: no users database (no users query configured)");
+        return Ok(None);
+    }
+    let queries =
+        UsersQueries::parse(u).map_err(|(key, problem)| crate::config::ConfigError::Invalid {
+            key: key.into(),
+            problem,
+        })?;
+    let url = if u.db_url.is_empty() {
+        settings.store.url.clone()
+    } else {
+        u.db_url.clone()
+    };
+    info!(
+        "users: database {} (long-term presence {}, phone numbers {})",
+        store::redact(&url),
+        if queries.user.is_some() { "on" } else { "off" },
+        if queries.phones.is_some() {
+            "on"
+        } else {
+            "off"
+        },
+    );
+    let sqlite = settings.store.sqlite();
+    let db = SyncArbiter::start(u.pool_size, move || {
+        UsersDb::new(url.clone(), sqlite, queries.clone())
+    });
+    Ok(Some(
+        UserDirectory::new(
+            DirectorySettings {
+                users: !u.user_query.trim().is_empty(),
+                phones: !u.phones_query.trim().is_empty(),
+                ttl: std::time::Duration::from_secs(u.cache_ttl_s),
+                max_entries: u.cache_max_entries,
+                phones_per_query: u.phones_per_query,
+            },
+            db,
+        )
+        .start(),
+    ))
 }
 
 /// Opens the database and applies migrations (before any socket is served); `None` for

@@ -51,6 +51,8 @@ pub struct Settings {
     pub log: LogSettings,
     /// `[affinity]`: the CPUs presenced's threads may run on.
     pub affinity: AffinitySettings,
+    /// `[users]`: the service's users database (long-term presence, phone-number aliases).
+    pub users: UsersSettings,
 }
 
 /// `[sip]` section.
@@ -144,6 +146,22 @@ pub struct PresenceSettings {
     /// NOTIFY bodies of at least this many bytes go out deflated when the SUBSCRIBE's
     /// Accept-Encoding allows deflate; 0 never deflates.
     pub deflate_min_bytes: usize,
+    /// Whether registrar bindings stand for presence: only without a live publication
+    /// (`fallback`), always (`always`), or never (`off`).
+    pub registration_state: RegistrationState,
+}
+
+/// When registrar bindings give a presentity `open` tuples.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RegistrationState {
+    /// Only while the AOR has no live publication (repro's rule): a device that publishes
+    /// `closed` is closed, whatever its registration says.
+    Fallback,
+    /// Beside every publication.
+    Always,
+    /// Never.
+    Off,
 }
 
 impl Default for PresenceSettings {
@@ -160,6 +178,7 @@ impl Default for PresenceSettings {
             max_body_bytes: 65536,
             max_xml_depth: 32,
             deflate_min_bytes: 1024,
+            registration_state: RegistrationState::Fallback,
         }
     }
 }
@@ -282,6 +301,71 @@ impl Default for RlsSettings {
             lookup_without_eventlist: false,
             linphone_compat: LinphoneCompat::Auto,
         }
+    }
+}
+
+/// What a watcher of a user the users database does not know is told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum UnknownUser {
+    /// A PIDF document with no tuple and a note (Flexisip's).
+    #[serde(rename = "note")]
+    Note,
+    /// The SUBSCRIBE gets 404 (repro's).
+    #[serde(rename = "404")]
+    NotFound,
+}
+
+/// `[users]` section: the service's users database.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UsersSettings {
+    /// `sqlite://…`, `postgres://…` or `mysql://…` (feature `mysql`); empty means the store's.
+    pub db_url: String,
+    /// Does this user exist? (`:user`, `:domain`); a row means yes. Empty: long-term presence
+    /// off.
+    pub user_query: String,
+    /// Which users have these numbers? (`:phones`, a list); rows `username`, `domain`,
+    /// `phone`. Empty: phone-number aliases off.
+    pub phones_query: String,
+    /// The user's password or HA1 (`:user`, `:domain`); column `password`. Empty: off.
+    pub password_query: String,
+    /// How long a lookup's answer is reused, seconds.
+    pub cache_ttl_s: u64,
+    /// Most answers kept in the cache (users and numbers each).
+    pub cache_max_entries: usize,
+    /// `note` or `404`: what a watcher of an unknown user gets.
+    pub unknown: UnknownUser,
+    /// How long a new watcher's first NOTIFY waits for the users database, ms.
+    pub first_notify_wait_ms: u64,
+    /// Threads (each with its own connection) running lookups.
+    pub pool_size: usize,
+    /// Most numbers in one run of `phones_query`; longer lists are sent in chunks.
+    pub phones_per_query: usize,
+}
+
+impl Default for UsersSettings {
+    fn default() -> Self {
+        Self {
+            db_url: String::new(),
+            user_query: String::new(),
+            phones_query: String::new(),
+            password_query: String::new(),
+            cache_ttl_s: 60,
+            cache_max_entries: 1_000_000,
+            unknown: UnknownUser::Note,
+            first_notify_wait_ms: 300,
+            pool_size: 2,
+            phones_per_query: 500,
+        }
+    }
+}
+
+impl UsersSettings {
+    /// Whether any users query is configured (the users database is used at all).
+    pub fn enabled(&self) -> bool {
+        [&self.user_query, &self.phones_query, &self.password_query]
+            .iter()
+            .any(|q| !q.trim().is_empty())
     }
 }
 
@@ -476,6 +560,35 @@ impl Settings {
         }
         if let Err(e) = crate::store::ListQuery::parse(&l.list_query) {
             return Err(invalid("rls.list_query", &e.to_string()));
+        }
+        let u = &self.users;
+        if u.enabled() {
+            let url = if u.db_url.is_empty() {
+                &self.store.url
+            } else {
+                &u.db_url
+            };
+            if let Err(e) = crate::store::users::UsersBackend::from_url(url) {
+                let key = if u.db_url.is_empty() {
+                    "store.url"
+                } else {
+                    "users.db_url"
+                };
+                return Err(invalid(key, &e.to_string()));
+            }
+        }
+        crate::store::users::UsersQueries::parse(u).map_err(|(key, e)| invalid(key, &e))?;
+        if u.pool_size == 0 || u.pool_size > 64 {
+            return Err(invalid("users.pool_size", "must lie between 1 and 64"));
+        }
+        if u.phones_per_query == 0 || u.phones_per_query > 5000 {
+            return Err(invalid(
+                "users.phones_per_query",
+                "must lie between 1 and 5000",
+            ));
+        }
+        if u.first_notify_wait_ms > 10_000 {
+            return Err(invalid("users.first_notify_wait_ms", "at most 10000"));
         }
         for (key, cpus) in self.affinity.keyed() {
             if let Err(e) = crate::affinity::check(cpus) {

@@ -33,29 +33,6 @@ fn pidf(entity: &str, tuple: &str, basic: &str, note: &str) -> Vec<u8> {
     .into_bytes()
 }
 
-/// An initial SUBSCRIBE for the presence event with the UA as Contact.
-fn subscribe_request(ua: &impl Ua, aor: &str) -> RequestBuilder {
-    ua.new_request("SUBSCRIBE", aor)
-        .header("Event: presence")
-        .header(&format!("Contact: <sip:watcher@{}>", ua.local_addr()))
-}
-
-/// Sends an initial SUBSCRIBE; returns the 200 and the first NOTIFY (answered).
-fn subscribe(
-    ua: &mut impl Ua,
-    aor: &str,
-    expires: Option<u32>,
-) -> (SipMsg, SipMsg, RequestBuilder) {
-    let mut req = subscribe_request(ua, aor);
-    if let Some(e) = expires {
-        req = req.header(&format!("Expires: {e}"));
-    }
-    ua.send_bytes(&req.build());
-    let ok = ua.expect_response(200);
-    let notify = ua.expect_notify();
-    (ok, notify, req)
-}
-
 fn publish(
     ua: &mut impl Ua,
     aor: &str,

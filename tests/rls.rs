@@ -7,13 +7,10 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::io::{Read, Write};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::lists::*;
 use common::*;
-
-const LIST: &str = "sip:friends@example.org";
 
 fn rls_config(extra_rls: &str) -> String {
     let interval = if extra_rls.contains("min_notify_interval_ms") {
@@ -27,178 +24,10 @@ fn rls_config(extra_rls: &str) -> String {
     )
 }
 
-fn deflate(bytes: &[u8]) -> Vec<u8> {
-    let mut e = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
-    e.write_all(bytes).unwrap();
-    e.finish().unwrap()
-}
-
-fn inflate(bytes: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    flate2::read::ZlibDecoder::new(bytes)
-        .read_to_end(&mut out)
-        .unwrap();
-    out
-}
-
-fn resource_lists(uris: &[String]) -> Vec<u8> {
-    let mut s = String::from(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
-         <resource-lists xmlns=\"urn:ietf:params:xml:ns:resource-lists\"><list>\n",
-    );
-    for u in uris {
-        s.push_str(&format!("<entry uri=\"{u}\"/>\n"));
-    }
-    s.push_str("</list></resource-lists>\n");
-    s.into_bytes()
-}
-
 fn members(n: usize, prefix: &str) -> Vec<String> {
     (0..n)
         .map(|i| format!("sip:{prefix}{i:04}@example.org"))
         .collect()
-}
-
-/// A request-contained list SUBSCRIBE (RFC 5367), deflated when `deflated`.
-fn list_subscribe(ua: &impl Ua, uris: &[String], deflated: bool) -> RequestBuilder {
-    let xml = resource_lists(uris);
-    let mut r = ua
-        .new_request("SUBSCRIBE", LIST)
-        .header("Event: presence")
-        .header("Supported: eventlist")
-        .header("Require: recipient-list-subscribe")
-        .header("Content-Disposition: recipient-list")
-        .header("Accept: application/pidf+xml, application/rlmi+xml, multipart/related")
-        .header(&format!("Contact: <sip:watcher@{}>", ua.local_addr()))
-        .header("Expires: 600");
-    if deflated {
-        r = r
-            .header("Content-Encoding: deflate")
-            .header("Accept-Encoding: gzip;q=0.5, DEFLATE");
-        r.body("application/resource-lists+xml", &deflate(&xml))
-    } else {
-        r.body("application/resource-lists+xml", &xml)
-    }
-}
-
-/// One part of a multipart body.
-#[derive(Debug)]
-struct MimePart {
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-impl MimePart {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// A list NOTIFY as the test reads it (its own small MIME reader).
-#[derive(Debug)]
-struct ListNotify {
-    msg: SipMsg,
-    boundary: String,
-    parts: Vec<MimePart>,
-}
-
-impl ListNotify {
-    fn read(msg: SipMsg) -> Self {
-        let ct = msg.header("Content-Type").expect("Content-Type").to_owned();
-        assert!(ct.starts_with("multipart/related;"), "{ct}");
-        let boundary = ct
-            .split(';')
-            .find_map(|p| p.trim().strip_prefix("boundary="))
-            .expect("boundary")
-            .to_owned();
-        let raw = match msg.header("Content-Encoding") {
-            Some(e) if e.eq_ignore_ascii_case("deflate") => inflate(&msg.body),
-            _ => msg.body.clone(),
-        };
-        let text = String::from_utf8(raw).unwrap();
-        let delimiter = format!("--{boundary}");
-        assert!(
-            text.trim_end().ends_with(&format!("{delimiter}--")),
-            "closing delimiter"
-        );
-        let mut parts = Vec::new();
-        for chunk in text.split(&delimiter).skip(1) {
-            if chunk.starts_with("--") {
-                break;
-            }
-            let chunk = chunk.strip_prefix("\r\n").unwrap();
-            let (head, body) = chunk.split_once("\r\n\r\n").unwrap();
-            let headers = head
-                .split("\r\n")
-                .filter_map(|l| l.split_once(':'))
-                .map(|(n, v)| (n.trim().to_owned(), v.trim().to_owned()))
-                .collect();
-            parts.push(MimePart {
-                headers,
-                body: body.strip_suffix("\r\n").unwrap_or(body).to_owned(),
-            });
-        }
-        Self {
-            msg,
-            boundary,
-            parts,
-        }
-    }
-
-    fn rlmi(&self) -> &str {
-        &self.parts[0].body
-    }
-
-    fn attr(&self, name: &str) -> String {
-        let rlmi = self.rlmi();
-        let list = &rlmi[rlmi.find("<list").unwrap()..];
-        let list = &list[..list.find('>').unwrap()];
-        let start = list.find(&format!(" {name}=\"")).unwrap() + name.len() + 3;
-        list[start..start + list[start..].find('"').unwrap()].to_owned()
-    }
-
-    fn version(&self) -> u32 {
-        self.attr("version").parse().unwrap()
-    }
-
-    fn full_state(&self) -> bool {
-        self.attr("fullState") == "true"
-    }
-
-    /// The resource URIs in the RLMI, in order.
-    fn resources(&self) -> Vec<String> {
-        self.rlmi()
-            .match_indices("<resource uri=\"")
-            .map(|(i, m)| {
-                let rest = &self.rlmi()[i + m.len()..];
-                rest[..rest.find('"').unwrap()].to_owned()
-            })
-            .collect()
-    }
-
-    /// The PIDF part of `uri`, found through its instance's cid.
-    fn pidf_of(&self, uri: &str) -> Option<&str> {
-        let rlmi = self.rlmi();
-        let at = rlmi.find(&format!("<resource uri=\"{uri}\""))?;
-        let resource = &rlmi[at..at + rlmi[at..].find("</resource>")?];
-        let cid_at = resource.find("cid=\"")? + 5;
-        let cid = &resource[cid_at..cid_at + resource[cid_at..].find('"')?];
-        self.parts[1..]
-            .iter()
-            .find(|p| {
-                let id = p.header("Content-ID").unwrap_or("");
-                id == cid || id == format!("<{cid}>")
-            })
-            .map(|p| p.body.as_str())
-    }
-}
-
-/// Receives the next list NOTIFY, answers it 200 and reads it.
-fn expect_list_notify(ua: &mut impl Ua) -> ListNotify {
-    ListNotify::read(ua.expect_notify())
 }
 
 fn publish(ua: &mut impl Ua, aor: &str, basic: &str, note: &str) {
@@ -213,30 +42,6 @@ fn publish(ua: &mut impl Ua, aor: &str, basic: &str, note: &str) {
         .body("application/pidf+xml", body.as_bytes());
     ua.send_bytes(&req.build());
     ua.expect_response(200);
-}
-
-/// Validates `docs` (name, text) with xmllint against a schema of tests/fixtures/schema.
-fn xmllint(schema: &str, docs: &[(String, String)]) {
-    let dir = tempfile::tempdir().unwrap();
-    let mut files = Vec::new();
-    for (name, text) in docs {
-        let path = dir.path().join(name);
-        std::fs::write(&path, text).unwrap();
-        files.push(path);
-    }
-    let out = Command::new("xmllint")
-        .arg("--noout")
-        .arg("--nonet")
-        .arg("--schema")
-        .arg(fixture(&format!("schema/{schema}")))
-        .args(&files)
-        .output()
-        .expect("xmllint must be installed (Debian: libxml2-utils)");
-    assert!(
-        out.status.success(),
-        "{schema}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 #[test]
@@ -315,14 +120,11 @@ fn the_liblinphone_capture_gets_deflated_linphone_style_notifies() -> TestResult
     let mut ua = UdpUa::new(server.udp);
     publish(&mut ua, "sip:alice@example.org", "open", "hi");
     // The capture as liblinphone sent it, with this test's address as Contact and Via.
-    let capture = std::fs::read(fixture("captures/liblinphone-rls-subscribe.sip"))?;
-    let head_end = capture.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
-    let head = String::from_utf8(capture[..head_end].to_vec())?
-        .replace("127.0.0.1:25082", &ua.local().to_string())
-        .replace("Route: <sip:127.0.0.1:5080;transport=udp;lr>\r\n", "");
-    let mut bytes = head.into_bytes();
-    bytes.extend_from_slice(&capture[head_end..]);
-    ua.send(&bytes);
+    ua.send(&capture(
+        "captures/liblinphone-rls-subscribe.sip",
+        "127.0.0.1:25082",
+        ua.local(),
+    ));
     let ok = ua.expect_status(200);
     let n = ua.expect_notify();
     // liblinphone needs these (auto: its Via branch is belle-sip's z9hG4bK. form).
@@ -444,24 +246,6 @@ fn member_changes_are_coalesced_into_one_partial_notify_and_a_refresh_gets_full_
     let partial = expect_list_notify(&mut ua);
     assert_eq!(partial.resources(), [new_list[1].clone()]);
     Ok(())
-}
-
-fn in_dialog_list_subscribe(
-    ua: &impl Ua,
-    initial: &RequestBuilder,
-    ok: &SipMsg,
-    cseq: u32,
-    expires: u32,
-    list: Option<&[String]>,
-) -> Vec<u8> {
-    let mut r =
-        in_dialog_subscribe_request(ua, initial, ok, cseq, expires).header("Supported: eventlist");
-    if let Some(uris) = list {
-        r = r
-            .header("Content-Disposition: recipient-list")
-            .body("application/resource-lists+xml", &resource_lists(uris));
-    }
-    r.build()
 }
 
 #[test]

@@ -19,6 +19,10 @@ pub struct PresenceDocument {
     pub version: u64,
     /// `application/pidf+xml` body.
     pub body: Bytes,
+    /// The AOR is a phone number no user owns (or whose owner could not be looked up): a
+    /// list shows its resource without an instance, as liblinphone expects of a number that
+    /// is not a user.
+    pub unowned_alias: bool,
 }
 
 /// A shared snapshot.

@@ -41,6 +41,10 @@ pub const CAPS_NS: &str = "urn:ietf:params:xml:ns:pidf:caps";
 /// The GEOPRIV location object namespace (RFC 4119).
 pub const GEOPRIV_NS: &str = "urn:ietf:params:xml:ns:pidf:geopriv10";
 
+/// The OMA presence namespace (OMA-SUP-XSD_prs_pidf_omapres), whose `service-description`
+/// carries a service's id and version.
+pub const OMA_PRES_NS: &str = "urn:oma:xml:prs:pidf:oma-pres";
+
 /// The prefixes [`serialize`] writes: PIDF as the default namespace (and as
 /// `pidf` on attributes such as the RFC 3863 `mustUnderstand`), then the
 /// conventional prefixes of RFCs 4480, 4479, 4482, 5196 and 4119.
@@ -52,6 +56,7 @@ pub const PREFIXES: PrefixMap<'static> = PrefixMap::new(&[
     (CIPID_NS, Some("c")),
     (CAPS_NS, Some("caps")),
     (GEOPRIV_NS, Some("gp")),
+    (OMA_PRES_NS, Some("op")),
 ]);
 
 const XML_DECLARATION: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n";

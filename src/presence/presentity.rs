@@ -1,31 +1,45 @@
 //! `Presentity`: one actor per AOR that has publications, registrar bindings or watchers.
 //!
 //! Owns: the AOR's publications by entity-tag (each with its expiry timer), the tuples derived
-//! from registrar bindings, the watchers' `Recipient`s, and the aggregated document, rebuilt on
-//! every change and pushed as one shared snapshot to every watcher. Created on demand by the
-//! `Registry`; when it holds nothing it says so (`PresentityIdle`) and stops when the registry
-//! answers `Stop`. Must not: talk SIP or touch the database.
+//! from registrar bindings (`presence.registration_state` decides when they count), what the
+//! users database says of the AOR (long-term presence, or the "unknown" document), when the
+//! AOR was last active, the watchers' `Recipient`s, and the aggregated document, rebuilt on
+//! every change and pushed as one shared snapshot to every watcher. A presentity whose AOR is a
+//! phone number (`user=phone`) owned by a user watches that user's presentity and shows its
+//! document under the number. A new watcher's first document waits for the users database up
+//! to `users.first_notify_wait_ms`. Created on demand by the `Registry`; when it holds nothing
+//! it says so (`PresentityIdle`) and stops when the registry answers `Stop`.
+//! Must not: talk SIP or touch the database.
 //!
 //! ```text
 //!  Publish / SetBindings / AddWatcher ──► state ──► aggregate ──► PresenceChanged ──► watchers
-//!  publication timer ──► expire ─────────┘
+//!  publication timer ──► expire ─────────┘              ▲
+//!  users database ──► account / number owner ───────────┘ (held watchers released)
+//!  owner's PresenceChanged (phone numbers) ─────────────┘
 //!  nothing left ──► PresentityIdle ──► Registry ──► Stop (if nothing was sent meanwhile)
 //! ```
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use bytes::Bytes;
-use log::debug;
+use log::{debug, warn};
 
 use super::aggregation::{aggregate, binding_tuple, AggregationOptions, Source};
 use super::aor::Aor;
+use super::directory::{
+    is_phone, LookupPhone, LookupUser, PhoneStatus, ResolvePhones, UserDirectory, UserStatus,
+};
 use super::document::{PresenceDocument, SharedDocument};
+use super::long_term::{capabilities, long_term_source, render_alias, unknown_document};
 use super::pidf::{self, PidfDocument};
 use super::publication::{new_entity_tag, PublishKind};
-use super::registry::{PresentityIdle, Registry};
+use super::registry::{AttachWatcher, DetachWatcher, PresentityIdle, Registry};
+use super::watcher::new_watcher_id;
+use super::xml::XmlLimits;
+use crate::config::RegistrationState;
 use crate::sip::Reject;
 use crate::store::{unix_now, Change, Persist, PublicationRow};
 
@@ -36,6 +50,8 @@ pub struct BindingTuple {
     pub contact: String,
     /// Tuple priority (from q, or the configured registrar priority).
     pub priority: Option<f32>,
+    /// The contact's `+org.linphone.specs`, its capabilities.
+    pub specs: Option<String>,
 }
 
 /// Where a PUBLISH's outcome goes: straight to whoever answers the request (the dispatcher's
@@ -132,6 +148,15 @@ pub struct RemoveWatcher {
 #[rtype(result = "()")]
 pub struct Stop;
 
+/// Ask the users database again (a subscription was refreshed): a number that became a
+/// user's, or left them, shows so; `fresh` forgets the directory's cached answer first.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct ResolveAgain {
+    /// Ask the database even where the directory has an answer cached.
+    pub fresh: bool,
+}
+
 /// Settings for aggregation.
 #[derive(Debug, Clone, Copy)]
 pub struct PresentitySettings {
@@ -139,6 +164,64 @@ pub struct PresentitySettings {
     pub closed_when_unknown: bool,
     /// Retry-After of a 503 when the store cannot commit, seconds.
     pub retry_after: u32,
+    /// When registrar bindings count as presence.
+    pub registration_state: RegistrationState,
+    /// What the users database is used for.
+    pub users: UsersUse,
+}
+
+/// What a presentity asks the users database, and how long it waits for it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct UsersUse {
+    /// `users.user_query` is set: existing users get long-term presence, unknown ones the
+    /// "unknown" document.
+    pub long_term: bool,
+    /// `users.phones_query` is set: `user=phone` AORs show their owner's presence.
+    pub phones: bool,
+    /// How long a new watcher's first document waits for the database.
+    pub first_wait: Duration,
+    /// How long an answer stands before a new watcher makes the presentity ask again.
+    pub ttl: Duration,
+}
+
+/// Last activity is written at most this often while a user keeps publishing (a removal or an
+/// expiry is written at once): it only shows once they are gone.
+const ACTIVITY_WRITE_INTERVAL_S: i64 = 60;
+
+/// What the users database said of this presentity's user.
+#[derive(Debug, Clone, Copy)]
+enum Account {
+    /// Not asked yet (or nothing to ask).
+    NotAsked,
+    /// Asked; no answer yet.
+    Asking,
+    /// Answered.
+    Known {
+        status: UserStatus,
+        /// When the answer came (a new watcher asks again after `UsersUse::ttl`).
+        at: Instant,
+        /// Unix seconds since when the user is known to exist here.
+        since: i64,
+    },
+}
+
+/// For a phone-number presentity: whose presence it shows.
+#[derive(Debug)]
+enum Alias {
+    /// Not a number, or numbers are not looked up.
+    None,
+    /// Asked; no answer yet.
+    Resolving,
+    /// Owned by a user, whose presentity it watches under `watch_id`; `doc` is the owner's
+    /// latest document.
+    Owner {
+        owner: Aor,
+        watch_id: u64,
+        doc: Option<SharedDocument>,
+        at: Instant,
+    },
+    /// Nobody owns it (or the database could not say).
+    Unowned { at: Instant, unavailable: bool },
 }
 
 struct Publication {
@@ -172,17 +255,45 @@ pub struct Presentity {
     registry: Addr<Registry>,
     /// The store: publications are committed before their 2xx.
     store: Recipient<Persist>,
+    /// The users database's answers; none when no users query is configured.
+    directory: Option<Addr<UserDirectory>>,
+    account: Account,
+    alias: Alias,
+    /// Watchers whose first document waits for the users database.
+    held: Vec<(u64, Recipient<PresenceChanged>)>,
+    /// Releases `held` after `UsersUse::first_wait`.
+    hold_timer: Option<SpawnHandle>,
+    /// When the AOR was last active (Unix seconds), and when that was last written.
+    last_active: Option<i64>,
+    written_active: Option<i64>,
+    /// A number's owner is being asked.
+    asking_alias: bool,
 }
 
 impl Presentity {
-    /// A presentity with nothing in it.
+    /// A presentity with nothing in it; `last_active` is what the store remembers.
     pub fn new(
         aor: Aor,
         settings: PresentitySettings,
         registry: Addr<Registry>,
         store: Recipient<Persist>,
+        directory: Option<Addr<UserDirectory>>,
+        last_active: Option<i64>,
     ) -> Self {
+        let alias = if settings.users.phones && directory.is_some() && is_phone(&aor) {
+            Alias::Resolving
+        } else {
+            Alias::None
+        };
         Self {
+            directory,
+            account: Account::NotAsked,
+            alias,
+            held: Vec::new(),
+            hold_timer: None,
+            last_active,
+            written_active: last_active,
+            asking_alias: false,
             aor: aor.clone(),
             settings,
             publications: HashMap::new(),
@@ -192,6 +303,7 @@ impl Presentity {
                 aor: aor.clone(),
                 version: 0,
                 body: Bytes::new(),
+                unowned_alias: false,
             }),
             stale: true,
             seq: 0,
@@ -203,10 +315,33 @@ impl Presentity {
     }
 
     fn build(&self, version: u64) -> PresenceDocument {
+        let (doc, unowned_alias) = match &self.alias {
+            Alias::Owner { owner, doc, .. } => (self.through_alias(owner, doc.as_ref()), false),
+            Alias::Resolving | Alias::Unowned { .. } => (unknown_document(self.aor.as_str()), true),
+            Alias::None => (self.aggregate(), false),
+        };
+        PresenceDocument {
+            aor: self.aor.clone(),
+            version,
+            body: Bytes::from(pidf::serialize(&doc)),
+            unowned_alias,
+        }
+    }
+
+    /// The AOR's own sources composed: publications newest first, the registration tuples
+    /// where `registration_state` lets them count, then the long-term source of a user the
+    /// database knows.
+    fn aggregate(&self) -> PidfDocument {
         let mut pubs: Vec<(&String, &Publication)> = self.publications.iter().collect();
         pubs.sort_by_key(|p| std::cmp::Reverse(p.1.seq));
-        let binding_docs: Vec<PidfDocument> = self
-            .bindings
+        let registered = match self.settings.registration_state {
+            RegistrationState::Always => true,
+            // repro's rule: registration stands in for presence only without a publication.
+            RegistrationState::Fallback => pubs.is_empty(),
+            RegistrationState::Off => false,
+        };
+        let bindings: &[BindingTuple] = if registered { &self.bindings } else { &[] };
+        let binding_docs: Vec<PidfDocument> = bindings
             .iter()
             .enumerate()
             .map(|(i, b)| {
@@ -216,6 +351,20 @@ impl Presentity {
                 d
             })
             .collect();
+        let long_term = match self.account {
+            Account::Known {
+                status: UserStatus::Exists,
+                since,
+                ..
+            } => Some(long_term_source(
+                self.aor.as_str(),
+                self.aor.as_str(),
+                since,
+                self.last_active,
+                &capabilities(self.bindings.iter().filter_map(|b| b.specs.as_deref())),
+            )),
+            _ => None,
+        };
         let mut sources: Vec<Source<'_>> = pubs
             .iter()
             .map(|(etag, p)| Source {
@@ -223,26 +372,50 @@ impl Presentity {
                 doc: &p.doc,
             })
             .collect();
-        sources.extend(
-            binding_docs
-                .iter()
-                .zip(&self.bindings)
-                .map(|(doc, b)| Source {
-                    key: b.contact.as_str(),
-                    doc,
-                }),
-        );
-        let doc = aggregate(
+        sources.extend(binding_docs.iter().zip(bindings).map(|(doc, b)| Source {
+            key: b.contact.as_str(),
+            doc,
+        }));
+        if let Some(doc) = &long_term {
+            sources.push(Source {
+                key: "long-term",
+                doc,
+            });
+        }
+        if sources.is_empty() && self.settings.users.long_term && self.directory.is_some() {
+            // Flexisip's document for a presentity nothing is known of.
+            return unknown_document(self.aor.as_str());
+        }
+        aggregate(
             self.aor.as_str(),
             &sources,
             &AggregationOptions {
                 closed_when_empty: self.settings.closed_when_unknown,
             },
-        );
-        PresenceDocument {
-            aor: self.aor.clone(),
-            version,
-            body: Bytes::from(pidf::serialize(&doc)),
+        )
+    }
+
+    /// The owner's document under this number: the number as entity, the owner's SIP URI as
+    /// the first contact.
+    fn through_alias(&self, owner: &Aor, doc: Option<&SharedDocument>) -> PidfDocument {
+        let limits = XmlLimits {
+            max_bytes: usize::MAX,
+            ..XmlLimits::default()
+        };
+        let parsed = doc.map(|d| pidf::parse(&d.body, &limits));
+        match parsed {
+            Some(Ok(mut d)) => {
+                render_alias(&mut d, self.aor.as_str(), owner.as_str());
+                d
+            }
+            Some(Err(e)) => {
+                warn!(
+                    "presentity {}: document of {owner} unreadable ({e})",
+                    self.aor
+                );
+                unknown_document(self.aor.as_str())
+            }
+            None => unknown_document(self.aor.as_str()),
         }
     }
 
@@ -275,7 +448,10 @@ impl Presentity {
     }
 
     fn is_empty(&self) -> bool {
-        self.publications.is_empty() && self.bindings.is_empty() && self.watchers.is_empty()
+        self.publications.is_empty()
+            && self.bindings.is_empty()
+            && self.watchers.is_empty()
+            && self.held.is_empty()
     }
 
     fn check_idle(&mut self) {
@@ -284,6 +460,7 @@ impl Presentity {
             self.registry.do_send(PresentityIdle {
                 aor: self.aor.clone(),
                 received: self.received,
+                last_active: self.last_active,
             });
         } else if !self.is_empty() {
             self.idle_reported = false;
@@ -294,9 +471,10 @@ impl Presentity {
         ctx.run_later(Duration::from_secs(u64::from(expires)), move |act, _| {
             if act.publications.remove(&etag).is_some() {
                 debug!("presentity {}: publication {etag} expired", act.aor);
+                let mut changes = vec![Change::PublicationRemoved(etag.clone())];
+                changes.extend(act.active(true));
                 // do_send: one per expiry; nothing waits for it.
-                act.store
-                    .do_send(Persist(vec![Change::PublicationRemoved(etag.clone())]));
+                act.store.do_send(Persist(changes));
                 act.changed();
                 act.check_idle();
             }
@@ -312,8 +490,197 @@ impl Actor for Presentity {
     }
 
     fn stopping(&mut self, _ctx: &mut Self::Context) -> Running {
+        self.leave_owner();
         debug!("presentity {}: stopped", self.aor);
         Running::Stop
+    }
+}
+
+/// The users database's side: asking it, holding new watchers for its answer, following a
+/// number's owner, and the last activity.
+impl Presentity {
+    /// Records activity now; the change to store, if it is due (a removal always is).
+    fn active(&mut self, removal: bool) -> Option<Change> {
+        if !self.settings.users.long_term {
+            return None;
+        }
+        let now = unix_now();
+        self.last_active = Some(now);
+        let due = removal
+            || self
+                .written_active
+                .is_none_or(|w| now - w >= ACTIVITY_WRITE_INTERVAL_S);
+        due.then(|| {
+            self.written_active = Some(now);
+            Change::LastActive {
+                aor: self.aor.to_string(),
+                at: now,
+            }
+        })
+    }
+
+    /// Whether a new watcher's first document should still wait for the database.
+    fn pending(&self) -> bool {
+        matches!(self.account, Account::Asking)
+            || matches!(
+                self.alias,
+                Alias::Resolving | Alias::Owner { doc: None, .. }
+            )
+    }
+
+    /// Asks the database what it has not answered, or answered too long ago (or could not
+    /// answer); `force` asks the number's owner again whatever the age.
+    fn ask(&mut self, force: bool, ctx: &mut Context<Self>) {
+        let Some(directory) = self.directory.clone() else {
+            return;
+        };
+        let ttl = self.settings.users.ttl;
+        let stale = |at: &Instant| at.elapsed() >= ttl;
+        let alias_due = !self.asking_alias
+            && match &self.alias {
+                Alias::None => false,
+                Alias::Resolving => true,
+                Alias::Owner { at, .. } => force || stale(at),
+                Alias::Unowned { at, unavailable } => force || *unavailable || stale(at),
+            };
+        if alias_due {
+            self.asking_alias = true;
+            let lookup = directory.send(LookupPhone(self.aor.clone()));
+            ctx.spawn(lookup.into_actor(self).map(|res, act, ctx| {
+                act.asking_alias = false;
+                act.owner_answered(res.unwrap_or(PhoneStatus::Unavailable), ctx);
+            }));
+        }
+        if !matches!(self.alias, Alias::None) || !self.settings.users.long_term {
+            return;
+        }
+        let account_due = match &self.account {
+            Account::NotAsked => true,
+            Account::Asking => false,
+            Account::Known { status, at, .. } => *status == UserStatus::Unavailable || stale(at),
+        };
+        if account_due {
+            let previous = self.account;
+            self.account = Account::Asking;
+            let lookup = directory.send(LookupUser(self.aor.clone()));
+            ctx.spawn(lookup.into_actor(self).map(move |res, act, ctx| {
+                act.account_answered(res.unwrap_or(UserStatus::Unavailable), previous, ctx);
+            }));
+        }
+    }
+
+    fn account_answered(&mut self, status: UserStatus, previous: Account, ctx: &mut Context<Self>) {
+        let since = match previous {
+            Account::Known {
+                status: UserStatus::Exists,
+                since,
+                ..
+            } => since,
+            _ => unix_now(),
+        };
+        self.account = Account::Known {
+            status,
+            at: Instant::now(),
+            since,
+        };
+        debug!("presentity {}: users database says {status:?}", self.aor);
+        if status == UserStatus::Unavailable {
+            self.retry_later(ctx);
+        }
+        self.changed();
+        self.release_held(ctx);
+    }
+
+    fn owner_answered(&mut self, status: PhoneStatus, ctx: &mut Context<Self>) {
+        let at = Instant::now();
+        match status {
+            PhoneStatus::Owner(owner) => {
+                if let Alias::Owner {
+                    owner: current,
+                    at: when,
+                    ..
+                } = &mut self.alias
+                {
+                    if *current == owner {
+                        *when = at;
+                        self.release_held(ctx);
+                        return;
+                    }
+                }
+                self.leave_owner();
+                let watch_id = new_watcher_id();
+                debug!("presentity {}: number of {owner}", self.aor);
+                // do_send: one per change of owner.
+                self.registry.do_send(AttachWatcher {
+                    id: watch_id,
+                    aors: vec![owner.clone()],
+                    recipient: ctx.address().recipient(),
+                });
+                self.alias = Alias::Owner {
+                    owner,
+                    watch_id,
+                    doc: None,
+                    at,
+                };
+            }
+            PhoneStatus::NoOwner | PhoneStatus::Unavailable => {
+                let unavailable = status == PhoneStatus::Unavailable;
+                debug!("presentity {}: no owner ({status:?})", self.aor);
+                self.leave_owner();
+                self.alias = Alias::Unowned { at, unavailable };
+                if unavailable {
+                    self.retry_later(ctx);
+                }
+                self.changed();
+            }
+        }
+        self.release_held(ctx);
+    }
+
+    /// Stops watching the owner of the number, if any.
+    fn leave_owner(&mut self) {
+        if let Alias::Owner {
+            owner, watch_id, ..
+        } = &self.alias
+        {
+            // do_send: one per change of owner or stop.
+            self.registry.do_send(DetachWatcher {
+                id: *watch_id,
+                aors: vec![owner.clone()],
+            });
+        }
+    }
+
+    /// While watched, asks an unavailable database again after the cache's lifetime.
+    fn retry_later(&mut self, ctx: &mut Context<Self>) {
+        let wait = self.settings.users.ttl.max(Duration::from_secs(1));
+        ctx.run_later(wait, |act, ctx| {
+            if !act.watchers.is_empty() || !act.held.is_empty() {
+                act.ask(false, ctx);
+            }
+        });
+    }
+
+    /// Sends held watchers their first document once nothing is pending any more, or when
+    /// the wait is over (`force`).
+    fn release_held(&mut self, ctx: &mut Context<Self>) {
+        self.release(false, ctx);
+    }
+
+    fn release(&mut self, force: bool, ctx: &mut Context<Self>) {
+        if self.held.is_empty() || (!force && self.pending()) {
+            return;
+        }
+        if let Some(t) = self.hold_timer.take() {
+            ctx.cancel_future(t);
+        }
+        if self.stale || self.current.body.is_empty() {
+            self.rebuild();
+        }
+        for (id, recipient) in std::mem::take(&mut self.held) {
+            recipient.do_send(PresenceChanged(self.current.clone()));
+            self.watchers.insert(id, recipient);
+        }
     }
 }
 
@@ -473,8 +840,10 @@ impl Handler<Publish> for Presentity {
                 replaces: old.clone(),
             },
         };
+        let mut changes = vec![change];
+        changes.extend(self.active(matches!(plan, Plan::Remove { .. })));
         let retry_after = self.settings.retry_after;
-        let persist = self.store.send(Persist(vec![change]));
+        let persist = self.store.send(Persist(changes));
         AtomicResponse::new(Box::pin(persist.into_actor(self).map(
             move |res, act, ctx| {
                 respond(match res {
@@ -516,6 +885,12 @@ impl Handler<SetBindings> for Presentity {
 
     fn handle(&mut self, msg: SetBindings, _ctx: &mut Self::Context) {
         self.received += 1;
+        // A registration, or its end, is activity; written at once when the last one goes.
+        let gone = msg.bindings.is_empty();
+        if let Some(change) = self.active(gone) {
+            // do_send: one per registration change; nothing waits for it.
+            self.store.do_send(Persist(vec![change]));
+        }
         self.bindings = msg.bindings;
         self.changed();
         self.check_idle();
@@ -525,13 +900,27 @@ impl Handler<SetBindings> for Presentity {
 impl Handler<AddWatcher> for Presentity {
     type Result = ();
 
-    fn handle(&mut self, msg: AddWatcher, _ctx: &mut Self::Context) {
+    fn handle(&mut self, msg: AddWatcher, ctx: &mut Self::Context) {
         self.received += 1;
-        if self.stale {
-            self.rebuild();
+        self.ask(false, ctx);
+        if self.pending() && !self.settings.users.first_wait.is_zero() {
+            // The first document waits for the users database, up to first_wait; what
+            // comes later goes out as a further NOTIFY.
+            self.held.push((msg.id, msg.recipient));
+            if self.hold_timer.is_none() {
+                let wait = self.settings.users.first_wait;
+                self.hold_timer = Some(ctx.run_later(wait, |act, ctx| {
+                    act.hold_timer = None;
+                    act.release(true, ctx);
+                }));
+            }
+        } else {
+            if self.stale {
+                self.rebuild();
+            }
+            msg.recipient.do_send(PresenceChanged(self.current.clone()));
+            self.watchers.insert(msg.id, msg.recipient);
         }
-        msg.recipient.do_send(PresenceChanged(self.current.clone()));
-        self.watchers.insert(msg.id, msg.recipient);
         self.check_idle();
     }
 }
@@ -541,7 +930,42 @@ impl Handler<RemoveWatcher> for Presentity {
 
     fn handle(&mut self, msg: RemoveWatcher, _ctx: &mut Self::Context) {
         self.watchers.remove(&msg.id);
+        self.held.retain(|(id, _)| *id != msg.id);
         self.check_idle();
+    }
+}
+
+impl Handler<PresenceChanged> for Presentity {
+    type Result = ();
+
+    /// The owner of this number has a new document.
+    fn handle(&mut self, msg: PresenceChanged, ctx: &mut Self::Context) {
+        match &mut self.alias {
+            Alias::Owner { owner, doc, .. } if *owner == msg.0.aor => *doc = Some(msg.0),
+            // From an owner this number has left meanwhile.
+            _ => return,
+        }
+        self.changed();
+        self.release_held(ctx);
+    }
+}
+
+impl Handler<ResolveAgain> for Presentity {
+    type Result = ();
+
+    fn handle(&mut self, msg: ResolveAgain, ctx: &mut Self::Context) {
+        if msg.fresh {
+            if let Some(directory) = &self.directory {
+                if !matches!(self.alias, Alias::None) {
+                    // do_send: one per refresh of a subscription to this number.
+                    directory.do_send(ResolvePhones {
+                        phones: vec![self.aor.clone()],
+                        fresh: true,
+                    });
+                }
+            }
+        }
+        self.ask(true, ctx);
     }
 }
 

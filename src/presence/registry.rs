@@ -18,11 +18,12 @@ use actix::prelude::*;
 use log::{debug, info, warn};
 
 use super::aor::Aor;
+use super::directory::{is_phone, LookupUser, UserDirectory, UserStatus};
 use super::document::PIDF_CONTENT_TYPE;
 use super::pidf::{self, PidfError};
 use super::presentity::{
     AddWatcher, BindingTuple, PresenceChanged, Presentity, PresentitySettings, Publish,
-    PublishRequest, RemoveWatcher, RestorePublication, SetBindings, Stop,
+    PublishRequest, RemoveWatcher, ResolveAgain, RestorePublication, SetBindings, Stop,
 };
 use super::publication::{self, PublishKind, PublishLimits};
 use super::watcher::{
@@ -36,7 +37,9 @@ use crate::sip::headers::{accepts_media, parse_weighted_list, NameAddr};
 use crate::sip::message::{HeaderAccess, Method};
 use crate::sip::transaction::new_tag;
 use crate::sip::{Dispatcher, Reject};
-use crate::store::{unix_now, Change, Persist, PublicationRow, SubscriptionChunk, SubscriptionRow};
+use crate::store::{
+    unix_now, ActivityRow, Change, Persist, PublicationRow, SubscriptionChunk, SubscriptionRow,
+};
 
 /// Settings the presence core needs, from `[presence]`.
 #[derive(Debug, Clone)]
@@ -98,6 +101,28 @@ pub struct PresentityIdle {
     pub aor: Aor,
     /// How many registry messages it had received.
     pub received: u64,
+    /// When it was last active, kept for its next presentity.
+    pub last_active: Option<i64>,
+}
+
+/// Subscriptions to these AORs were refreshed: their presentities ask the users database
+/// again (a list's numbers; the directory was already told to forget them).
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct Reresolve {
+    /// The AORs.
+    pub aors: Vec<Aor>,
+}
+
+/// What the users database gives the registry: the directory, and when each presentity was
+/// last active (from the store).
+pub struct UsersContext {
+    /// The directory; none when no users query is configured.
+    pub directory: Option<Addr<UserDirectory>>,
+    /// A SUBSCRIBE to a user the database does not know gets 404 (`users.unknown = "404"`).
+    pub unknown_is_404: bool,
+    /// Last activity by AOR, as stored.
+    pub last_active: Vec<ActivityRow>,
 }
 
 struct Entry {
@@ -119,6 +144,11 @@ pub struct Registry {
     watchers: Arc<WatcherShared>,
     /// Requests waiting for their presentity or their commit.
     awaiting: Awaiting<Self>,
+    /// The users database's answers; none when no users query is configured.
+    directory: Option<Addr<UserDirectory>>,
+    unknown_is_404: bool,
+    /// When presentities not running now were last active.
+    last_active: HashMap<Aor, i64>,
 }
 
 /// The registry's answer to a request.
@@ -155,7 +185,22 @@ impl Registry {
             store,
             restore: RestoreProgress::default(),
             awaiting: Awaiting::default(),
+            directory: None,
+            unknown_is_404: false,
+            last_active: HashMap::new(),
         }
+    }
+
+    /// Uses the users database as `users` says.
+    pub fn with_users(mut self, users: UsersContext) -> Self {
+        self.directory = users.directory;
+        self.unknown_is_404 = users.unknown_is_404;
+        self.last_active = users
+            .last_active
+            .into_iter()
+            .filter_map(|row| Some((Aor::parse(&row.aor)?, row.last_active)))
+            .collect();
+        self
     }
 
     /// `done` is told once the last stored subscription (the chunk marked last) is restored.
@@ -173,6 +218,8 @@ impl Registry {
                 self.config.presentity,
                 ctx.address(),
                 self.store.clone(),
+                self.directory.clone(),
+                self.last_active.get(aor).copied(),
             )
             .start();
             self.presentities
@@ -192,10 +239,25 @@ impl Registry {
     }
 
     fn subscribe(&mut self, msg: IncomingRequest, ctx: &mut Context<Self>) -> Answer {
-        match subscription_dialog(&msg, &self.config, &[PIDF_CONTENT_TYPE]) {
-            Ok(dialog_parts) => self.accept_subscribe(dialog_parts, ctx),
-            Err(e) => Deferred::now(Err(e)),
-        }
+        let dialog = match subscription_dialog(&msg, &self.config, &[PIDF_CONTENT_TYPE]) {
+            Ok(dialog) => dialog,
+            Err(e) => return Deferred::now(Err(e)),
+        };
+        let check = match &self.directory {
+            Some(d) if self.unknown_is_404 && !is_phone(&dialog.aor) => d.clone(),
+            _ => return self.accept_subscribe(dialog, ctx),
+        };
+        // repro's rule: a user the database does not know cannot be watched. A database that
+        // cannot answer refuses nobody.
+        let lookup = check.send(LookupUser(dialog.aor.clone()));
+        self.awaiting
+            .and_then(lookup, move |status, act, ctx| match status {
+                Ok(UserStatus::Absent) => {
+                    debug!("presentity {}: unknown user, 404", dialog.aor);
+                    Deferred::now(Err(Reject::new(404)))
+                }
+                _ => act.accept_subscribe(dialog, ctx),
+            })
     }
 
     /// Stores an accepted subscription, then starts its watcher and answers 200.
@@ -503,6 +565,22 @@ impl Handler<PresentityIdle> for Registry {
             if entry.sent == msg.received {
                 entry.addr.do_send(Stop);
                 self.presentities.remove(&msg.aor);
+                if let Some(at) = msg.last_active {
+                    self.last_active.insert(msg.aor, at);
+                }
+            }
+        }
+    }
+}
+
+impl Handler<Reresolve> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, msg: Reresolve, _ctx: &mut Self::Context) {
+        for aor in &msg.aors {
+            // Not counted: it adds nothing a stopping presentity would lose.
+            if let Some(entry) = self.presentities.get(aor) {
+                entry.addr.do_send(ResolveAgain { fresh: false });
             }
         }
     }

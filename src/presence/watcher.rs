@@ -31,7 +31,7 @@ use log::{debug, info};
 
 use super::aor::Aor;
 use super::document::{SharedDocument, PIDF_CONTENT_TYPE};
-use super::presentity::{PresenceChanged, Presentity, RemoveWatcher};
+use super::presentity::{PresenceChanged, Presentity, RemoveWatcher, ResolveAgain};
 use crate::sip::content_coding::deflate;
 use crate::sip::dialog::DialogId;
 use crate::sip::dispatcher::{
@@ -180,7 +180,11 @@ impl NotifyView for PresentityView {
 
     fn fill_row(&self, _update: Option<&()>, _row: &mut SubscriptionRow) {}
 
-    fn apply_update(&mut self, _: (), _: u64, _: Recipient<PresenceChanged>) {}
+    fn apply_update(&mut self, _: (), _: u64, _: Recipient<PresenceChanged>) {
+        // A refresh asks the users database again (a number's owner, a user's existence).
+        // do_send: one per refresh.
+        self.presentity.do_send(ResolveAgain { fresh: true });
+    }
 
     fn detach(&mut self, watcher_id: u64) {
         // do_send: one message per ended subscription.

@@ -43,6 +43,8 @@ struct Binding {
     expires_at: Instant,
     call_id: String,
     cseq: u32,
+    /// The contact's `+org.linphone.specs` (capabilities for long-term presence).
+    specs: Option<String>,
 }
 
 /// The registrar actor.
@@ -85,6 +87,7 @@ impl Registrar {
                     .map(|b| BindingTuple {
                         contact: b.contact.uri.to_string(),
                         priority: b.q.or(self.config.priority),
+                        specs: b.specs.clone(),
                     })
                     .collect()
             })
@@ -168,10 +171,14 @@ impl Registrar {
                     .get_unquoted("q")
                     .and_then(|q| q.parse::<f32>().ok())
                     .filter(|q| (0.0..=1.0).contains(q));
-                updates.push((contact, expires.min(self.config.max_expires), q));
+                let specs = contact
+                    .params
+                    .get_unquoted("+org.linphone.specs")
+                    .map(str::to_owned);
+                updates.push((contact, expires.min(self.config.max_expires), q, specs));
             }
             let list = self.bindings.entry(aor.clone()).or_default();
-            for (contact, expires, q) in updates {
+            for (contact, expires, q, specs) in updates {
                 let key = contact.uri.to_string().to_ascii_lowercase();
                 let existing = list.iter().position(|b| b.key == key);
                 if let Some(i) = existing {
@@ -197,10 +204,13 @@ impl Registrar {
                             expires_at: now + Duration::from_secs(u64::from(secs)),
                             call_id: call_id.clone(),
                             cseq,
+                            specs,
                         };
                         match slot {
                             Some(i) => {
-                                changed |= list[i].q != binding.q || list[i].key != binding.key;
+                                changed |= list[i].q != binding.q
+                                    || list[i].key != binding.key
+                                    || list[i].specs != binding.specs;
                                 list[i] = binding;
                             }
                             None => {
@@ -251,6 +261,7 @@ impl Registrar {
                 expires_at: unix + b.expires_at.saturating_duration_since(now).as_secs() as i64,
                 call_id: b.call_id.clone(),
                 cseq: i64::from(b.cseq),
+                linphone_specs: b.specs.clone(),
             })
             .collect();
         Change::BindingsReplaced {
@@ -352,6 +363,7 @@ impl Handler<RestoreBindings> for Registrar {
                 expires_at: now + Duration::from_secs(left),
                 call_id: row.call_id,
                 cseq: u32::try_from(row.cseq).unwrap_or(u32::MAX),
+                specs: row.linphone_specs,
             };
             self.bindings.entry(aor.clone()).or_default().push(binding);
             aors.push(aor);

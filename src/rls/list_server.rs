@@ -27,6 +27,7 @@ use super::rlmi::RLMI_CONTENT_TYPE;
 use crate::awaiting::{Awaiting, Deferred};
 use crate::config::LinphoneCompat;
 use crate::presence::aor::Aor;
+use crate::presence::directory::UserDirectory;
 use crate::presence::document::PIDF_CONTENT_TYPE;
 use crate::presence::registry::{subscription_dialog, PresenceConfig, Registry};
 use crate::presence::watcher::{
@@ -60,6 +61,8 @@ pub struct ListServer {
     watchers: Arc<WatcherShared>,
     /// Requests waiting for the registry, a list lookup or their commit.
     awaiting: Awaiting<Self>,
+    /// Resolves a list's phone numbers in one batch; none without a users database.
+    directory: Option<Addr<UserDirectory>>,
 }
 
 /// The list server's answer to a request.
@@ -100,7 +103,14 @@ impl ListServer {
             resolver,
             watchers,
             awaiting: Awaiting::default(),
+            directory: None,
         }
+    }
+
+    /// Lists resolve their phone numbers through `directory`.
+    pub fn with_directory(mut self, directory: Option<Addr<UserDirectory>>) -> Self {
+        self.directory = directory;
+        self
     }
 
     /// Hands a request to the registry unchanged.
@@ -145,6 +155,7 @@ impl ListServer {
             self.registry.clone(),
             self.lookup(new.source, &new.subscriber),
         )
+        .with_directory(self.directory.clone())
     }
 
     fn lookup(&self, source: ListSource, subscriber: &str) -> Option<ServerLookup> {

@@ -26,9 +26,10 @@ use super::list::{self, ListLimits, ListSource, Member};
 use super::multipart::{self, Part, PartIdStyle};
 use super::rlmi::{self, Instance, InstanceState, Resource, RLMI_CONTENT_TYPE};
 use crate::presence::aor::Aor;
+use crate::presence::directory::{is_phone, ResolvePhones, UserDirectory};
 use crate::presence::document::{SharedDocument, PIDF_CONTENT_TYPE};
 use crate::presence::presentity::PresenceChanged;
-use crate::presence::registry::{AttachWatcher, DetachWatcher, Registry};
+use crate::presence::registry::{AttachWatcher, DetachWatcher, Registry, Reresolve};
 use crate::presence::watcher::{Due, NotifyContent, NotifyView, UpdateFuture};
 use crate::sip::message::Request;
 use crate::sip::Reject;
@@ -90,6 +91,8 @@ pub struct ListView {
     registry: Addr<Registry>,
     /// For server-known lists: looked up again on refresh.
     lookup: Option<ServerLookup>,
+    /// Resolves the list's phone numbers in one batch; none without a users database.
+    directory: Option<Addr<UserDirectory>>,
 }
 
 impl ListView {
@@ -122,7 +125,36 @@ impl ListView {
             settings,
             registry,
             lookup,
+            directory: None,
         }
+    }
+
+    /// The list's phone numbers are resolved through `directory`.
+    pub fn with_directory(mut self, directory: Option<Addr<UserDirectory>>) -> Self {
+        self.directory = directory;
+        self
+    }
+
+    /// The members that are phone numbers.
+    fn phones(members: &[Member]) -> Vec<Aor> {
+        Self::watched(members)
+            .into_iter()
+            .filter(is_phone)
+            .collect()
+    }
+
+    /// Hands the list's numbers to the directory at once, so they cost one (chunked) query
+    /// rather than one per member; `fresh` asks again what is cached (a refresh).
+    fn resolve_phones(&self, fresh: bool) -> Vec<Aor> {
+        let phones = Self::phones(&self.members);
+        if let (Some(directory), false) = (&self.directory, phones.is_empty()) {
+            // do_send: one per list subscription, refresh or list change.
+            directory.do_send(ResolvePhones {
+                phones: phones.clone(),
+                fresh,
+            });
+        }
+        phones
     }
 
     /// The watched members' AORs, without duplicates.
@@ -140,6 +172,7 @@ impl ListView {
     // presentity of their AOR too (RFC 4662 §4.4 would have the RLS subscribe to them with a
     // back-end SUBSCRIBE); a later issue adds back-end subscriptions.
     pub fn attach(&mut self, watcher_id: u64, watcher: Recipient<PresenceChanged>) {
+        self.resolve_phones(false);
         let aors = Self::watched(&self.members);
         self.awaiting.extend(aors.iter().cloned());
         // do_send: one message per list subscription (or list change).
@@ -179,6 +212,25 @@ impl ListView {
             ));
         };
         let id = self.instance_id(aor);
+        // A number is listed exactly as the subscriber wrote it: liblinphone matches the
+        // resource to its friend byte for byte.
+        let uri = if is_phone(aor) {
+            member.uri.clone()
+        } else {
+            aor.to_string()
+        };
+        if self.docs.get(aor).is_some_and(|d| d.unowned_alias) {
+            // A number no user owns: a resource with no instance (what liblinphone expects;
+            // a part without a <contact> makes it abort).
+            return Some((
+                Resource {
+                    uri,
+                    name: member.name,
+                    instances: Vec::new(),
+                },
+                None,
+            ));
+        }
         let (state, part) = match self.docs.get(aor) {
             Some(doc) => {
                 let cid = multipart::new_content_id(host);
@@ -195,7 +247,7 @@ impl ListView {
         };
         Some((
             Resource {
-                uri: aor.to_string(),
+                uri,
                 name: member.name,
                 instances: vec![Instance {
                     id,
@@ -396,6 +448,13 @@ impl NotifyView for ListView {
             if members != self.members {
                 self.replace(members, watcher_id, watcher);
             }
+        }
+        // A refresh resolves the numbers again: one that became a user's appears, one that
+        // left the service disappears.
+        let phones = self.resolve_phones(true);
+        if !phones.is_empty() {
+            // do_send: one per refresh.
+            self.registry.do_send(Reresolve { aors: phones });
         }
     }
 

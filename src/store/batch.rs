@@ -34,6 +34,8 @@ pub struct Batch<'a> {
     pub subscriptions: Vec<(&'a str, SubscriptionWrite)>,
     /// Every binding of each AOR, replacing what is stored; in the order first seen.
     pub bindings: Vec<(&'a str, &'a [BindingRow])>,
+    /// The latest activity of each AOR, in the order first seen.
+    pub activity: Vec<(&'a str, i64)>,
 }
 
 impl<'a> Batch<'a> {
@@ -43,6 +45,7 @@ impl<'a> Batch<'a> {
         let mut new_at: HashMap<&str, usize> = HashMap::new();
         let mut sub_at: HashMap<&str, usize> = HashMap::new();
         let mut aor_at: HashMap<&str, usize> = HashMap::new();
+        let mut active_at: HashMap<&str, usize> = HashMap::new();
         let mut fresh: Vec<Option<&PublicationRow>> = Vec::new();
         for change in changes {
             match change {
@@ -98,6 +101,13 @@ impl<'a> Batch<'a> {
                         batch.bindings.push((aor, rows));
                     }
                 },
+                Change::LastActive { aor, at } => match active_at.get(aor.as_str()) {
+                    Some(&i) => batch.activity[i].1 = batch.activity[i].1.max(*at),
+                    None => {
+                        active_at.insert(aor, batch.activity.len());
+                        batch.activity.push((aor, *at));
+                    }
+                },
             }
         }
         batch.publications_new = fresh.into_iter().flatten().collect();
@@ -110,6 +120,7 @@ impl<'a> Batch<'a> {
             && self.publications_new.is_empty()
             && self.subscriptions.is_empty()
             && self.bindings.is_empty()
+            && self.activity.is_empty()
     }
 
     /// A publication inserted earlier in the batch is simply not inserted; any other is
@@ -270,6 +281,7 @@ pub(crate) mod tests {
             expires_at: 1,
             call_id: "c".into(),
             cseq: 1,
+            linphone_specs: None,
         }
     }
 

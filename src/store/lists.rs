@@ -12,7 +12,8 @@ use diesel::prelude::*;
 use diesel::sql_types::{Nullable, Text};
 use log::debug;
 
-use super::{connect, AnyConnection, SqliteOptions, StoreError};
+use super::sql_template::{Markers, SqlTemplate, SqlTemplateError};
+use super::{connect_foreign, AnyConnection, SqliteOptions, StoreError};
 
 /// A named parameter of the list query.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,63 +51,25 @@ pub struct ListQuery {
 
 impl ListQuery {
     /// Reads the configured query; `None` when it is empty (server-known lists disabled).
-    /// Parameters inside quoted strings and identifiers and PostgreSQL `::` casts are left
-    /// alone.
     pub fn parse(sql: &str) -> Result<Option<Self>, ListQueryError> {
         if sql.trim().is_empty() {
             return Ok(None);
         }
-        let mut q = Self {
-            sqlite: String::with_capacity(sql.len()),
-            postgres: String::with_capacity(sql.len()),
-            params: Vec::new(),
-        };
-        let mut chars = sql.char_indices().peekable();
-        let mut quote: Option<char> = None;
-        let mut previous = '\0';
-        while let Some((i, c)) = chars.next() {
-            if let Some(open) = quote {
-                // A doubled quote inside a literal is an escaped quote: closing and reopening
-                // gives the same result.
-                if c == open {
-                    quote = None;
+        let template = SqlTemplate::parse(sql, &[("from", ListParam::From), ("to", ListParam::To)])
+            .map_err(|e| match e {
+                SqlTemplateError::UnknownParameter { name, .. } => {
+                    ListQueryError::UnknownParameter(name)
                 }
-            } else if c == '\'' || c == '"' {
-                quote = Some(c);
-            } else if c == ':'
-                && previous != ':'
-                && chars.peek().is_some_and(|(_, n)| is_name_start(*n))
-            {
-                let rest = &sql[i + 1..];
-                let len = rest
-                    .find(|ch: char| !(ch.is_ascii_alphanumeric() || ch == '_'))
-                    .unwrap_or(rest.len());
-                let name = &rest[..len];
-                let param = match name.to_ascii_lowercase().as_str() {
-                    "from" => ListParam::From,
-                    "to" => ListParam::To,
-                    _ => return Err(ListQueryError::UnknownParameter(name.to_owned())),
-                };
-                q.params.push(param);
-                q.sqlite.push('?');
-                q.postgres.push_str(&format!("${}", q.params.len()));
-                for _ in 0..len {
-                    chars.next();
-                }
-                previous = 'x';
-                continue;
-            }
-            q.sqlite.push(c);
-            q.postgres.push(c);
-            previous = c;
-        }
-        if quote.is_some() {
-            return Err(ListQueryError::Unterminated);
-        }
-        if !q.params.contains(&ListParam::To) {
+                SqlTemplateError::Unterminated => ListQueryError::Unterminated,
+            })?;
+        if !template.uses(ListParam::To) {
             return Err(ListQueryError::MissingTo);
         }
-        Ok(Some(q))
+        Ok(Some(Self {
+            sqlite: template.render(Markers::Question, |_| 1),
+            postgres: template.render(Markers::Dollar, |_| 1),
+            params: template.params().collect(),
+        }))
     }
 
     /// The values to bind, in marker order.
@@ -119,10 +82,6 @@ impl ListQuery {
             })
             .collect()
     }
-}
-
-fn is_name_start(c: char) -> bool {
-    c.is_ascii_alphabetic() || c == '_'
 }
 
 /// One member of a server-known list, as the query returns it.
@@ -180,7 +139,7 @@ impl Handler<ResolveList> for ListResolver {
     fn handle(&mut self, msg: ResolveList, _ctx: &mut Self::Context) -> Self::Result {
         let conn = match self.conn.as_mut() {
             Some(c) => c,
-            None => self.conn.insert(connect(&self.url, self.sqlite)?),
+            None => self.conn.insert(connect_foreign(&self.url, self.sqlite)?),
         };
         let binds = self.query.binds(&msg.subscriber, &msg.list_uri);
         let result = match conn {

@@ -15,6 +15,8 @@ pub mod committer;
 pub mod lists;
 pub mod models;
 pub mod schema;
+pub mod sql_template;
+pub mod users;
 pub mod worker;
 mod write_postgres;
 mod write_sqlite;
@@ -29,7 +31,7 @@ use log::info;
 pub use batch::Batch;
 pub use committer::{Committer, Persist, StoreUnavailable};
 pub use lists::{ListMemberRow, ListQuery, ListResolver, ResolveList};
-pub use models::{BindingRow, PublicationRow, SubscriptionRow};
+pub use models::{ActivityRow, BindingRow, PublicationRow, SubscriptionRow};
 pub use worker::{LoadSnapshot, Snapshot, StoreWorker, StreamSubscriptions, SubscriptionChunk};
 
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
@@ -203,6 +205,29 @@ pub fn connect(url: &str, sqlite: SqliteOptions) -> Result<AnyConnection, StoreE
     }
 }
 
+/// Opens a database presenced only reads and does not own (a users database, the list
+/// query's): SQLite keeps its journal mode (switching it would need a write lock, and is the
+/// owner's choice), waits for locks as the store does, and is used read-only.
+pub fn connect_foreign(url: &str, sqlite: SqliteOptions) -> Result<AnyConnection, StoreError> {
+    match Backend::from_url(url)? {
+        Backend::Sqlite(path) => {
+            let mut conn =
+                SqliteConnection::establish(&path.to_string_lossy()).map_err(|source| {
+                    StoreError::Open {
+                        url: redact(url),
+                        source,
+                    }
+                })?;
+            diesel::sql_query(format!("PRAGMA busy_timeout = {}", sqlite.busy_timeout_ms))
+                .execute(&mut conn)
+                .and_then(|_| diesel::sql_query("PRAGMA query_only = ON").execute(&mut conn))
+                .map_err(StoreError::Query)?;
+            Ok(AnyConnection::Sqlite(conn))
+        }
+        _ => connect(url, sqlite),
+    }
+}
+
 /// One state change, as a store records it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Change {
@@ -234,6 +259,13 @@ pub enum Change {
         aor: String,
         /// Its bindings now.
         rows: Vec<BindingRow>,
+    },
+    /// A presentity was last active at `at` (Unix seconds).
+    LastActive {
+        /// The AOR.
+        aor: String,
+        /// When.
+        at: i64,
     },
 }
 
@@ -325,6 +357,7 @@ mod migration_tests {
                     expires_at: 1,
                     call_id: "c".into(),
                     cseq: 1,
+                    linphone_specs: Some("groupchat/1.1".into()),
                 }],
             }],
             1,
@@ -389,6 +422,7 @@ mod migration_tests {
                 expires_at: 1,
                 call_id: "c".into(),
                 cseq,
+                linphone_specs: Some("lime".into()),
             };
             commit(
                 &mut conn,
@@ -435,7 +469,29 @@ mod migration_tests {
                             binding("sip:a@b", "sip:3", 2),
                         ],
                     },
+                    Change::LastActive {
+                        aor: "sip:a@b".into(),
+                        at: 20,
+                    },
+                    Change::LastActive {
+                        aor: "sip:a@b".into(),
+                        at: 10,
+                    },
+                    Change::LastActive {
+                        aor: "sip:c@d".into(),
+                        at: 5,
+                    },
                 ],
+                1,
+            )
+            .unwrap();
+            // A later batch overwrites what a presentity's activity was.
+            commit(
+                &mut conn,
+                &[Change::LastActive {
+                    aor: "sip:c@d".into(),
+                    at: 7,
+                }],
                 1,
             )
             .unwrap();
@@ -484,13 +540,28 @@ mod migration_tests {
                     ("s3".to_owned(), 3000, 2999, 1)
                 ]
             );
-            let binds: Vec<(String, i64)> = bindings::table
-                .select((bindings::contact, bindings::cseq))
+            let binds: Vec<(String, i64, Option<String>)> = bindings::table
+                .select((bindings::contact, bindings::cseq, bindings::linphone_specs))
+                .load(&mut conn)
+                .unwrap();
+            let lime = Some("lime".to_owned());
+            assert_eq!(
+                sorted(binds),
+                [
+                    ("sip:2".to_owned(), 2, lime.clone()),
+                    ("sip:3".to_owned(), 2, lime)
+                ]
+            );
+            let activity: Vec<(String, i64)> = schema::presentity_activity::table
+                .select((
+                    schema::presentity_activity::aor,
+                    schema::presentity_activity::last_active,
+                ))
                 .load(&mut conn)
                 .unwrap();
             assert_eq!(
-                sorted(binds),
-                [("sip:2".to_owned(), 2), ("sip:3".to_owned(), 2)]
+                sorted(activity),
+                [("sip:a@b".to_owned(), 20), ("sip:c@d".to_owned(), 7)]
             );
         }
     }

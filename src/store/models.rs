@@ -2,7 +2,7 @@
 
 use diesel::prelude::*;
 
-use super::schema::{bindings, publications, subscriptions};
+use super::schema::{bindings, presentity_activity, publications, subscriptions};
 
 /// A subscription dialog (RFC 6665 dialog usage) as stored.
 #[derive(Debug, Clone, PartialEq, Queryable, Selectable, Insertable, AsChangeset)]
@@ -94,4 +94,16 @@ pub struct BindingRow {
     pub call_id: String,
     /// CSeq of the REGISTER.
     pub cseq: i64,
+    /// The contact's `+org.linphone.specs` parameter, as sent.
+    pub linphone_specs: Option<String>,
+}
+
+/// When a presentity was last active, as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Insertable)]
+#[diesel(table_name = presentity_activity)]
+pub struct ActivityRow {
+    /// The AOR.
+    pub aor: String,
+    /// Unix seconds.
+    pub last_active: i64,
 }

@@ -9,6 +9,14 @@ diesel::table! {
         expires_at -> BigInt,
         call_id -> Text,
         cseq -> BigInt,
+        linphone_specs -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    presentity_activity (aor) {
+        aor -> Text,
+        last_active -> BigInt,
     }
 }
 
@@ -71,6 +79,7 @@ diesel::table! {
 
 diesel::allow_tables_to_appear_in_same_query!(
     bindings,
+    presentity_activity,
     publications,
     resource_list_members,
     store_epoch,

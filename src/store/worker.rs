@@ -15,8 +15,8 @@ use log::{debug, warn};
 
 use super::checkpoint::{WalCheckpointer, WRITER_AUTOCHECKPOINT_PAGES};
 use super::committer::{CommitQueue, Committed, Drain};
-use super::models::{BindingRow, PublicationRow, SubscriptionRow};
-use super::schema::{bindings, publications, store_epoch, subscriptions};
+use super::models::{ActivityRow, BindingRow, PublicationRow, SubscriptionRow};
+use super::schema::{bindings, presentity_activity, publications, store_epoch, subscriptions};
 use super::{commit, open, AnyConnection, Backend, SqliteOptions, StoreError};
 
 /// Every recovered subscription's NOTIFY CSeq mark moves up by this much for each start of the
@@ -60,6 +60,8 @@ pub struct Snapshot {
     pub publications: Vec<PublicationRow>,
     /// Live bindings.
     pub bindings: Vec<BindingRow>,
+    /// When each presentity was last active.
+    pub activity: Vec<ActivityRow>,
     /// Rows deleted because they expired during the downtime.
     pub expired: usize,
 }
@@ -287,6 +289,9 @@ pub fn load_snapshot(c: &mut AnyConnection, now: i64) -> QueryResult<(Snapshot, 
                 .select(PublicationRow::as_select())
                 .load(c)?,
             bindings: bindings::table.select(BindingRow::as_select()).load(c)?,
+            activity: presentity_activity::table
+                .select(ActivityRow::as_select())
+                .load(c)?,
             expired,
         };
         Ok((snapshot, epoch))

@@ -218,6 +218,7 @@ pub(super) fn write(c: &mut PgConnection, batch: &Batch<'_>, epoch: i64) -> Quer
             st.bigint(rows.iter().map(|r| r.expires_at).collect()),
             st.text(rows.iter().map(|r| r.call_id.as_str()).collect()),
             st.bigint(rows.iter().map(|r| r.cseq).collect()),
+            st.opt_text(rows.iter().map(|r| r.linphone_specs.as_deref()).collect()),
         ];
         st.part(
             "bindings_gone",
@@ -231,11 +232,24 @@ pub(super) fn write(c: &mut PgConnection, batch: &Batch<'_>, epoch: i64) -> Quer
         st.part(
             "bindings_put",
             format!(
-                "INSERT INTO bindings (aor, contact, q_value, expires_at, call_id, cseq) \
-                 SELECT * FROM UNNEST({}::text[], {}::text[], {}::float8[], {}::int8[], {}::text[], {}::int8[]) \
+                "INSERT INTO bindings (aor, contact, q_value, expires_at, call_id, cseq, linphone_specs) \
+                 SELECT * FROM UNNEST({}::text[], {}::text[], {}::float8[], {}::int8[], {}::text[], {}::int8[], {}::text[]) \
                  ON CONFLICT (aor, contact) DO UPDATE SET q_value = EXCLUDED.q_value, \
-                 expires_at = EXCLUDED.expires_at, call_id = EXCLUDED.call_id, cseq = EXCLUDED.cseq",
-                cols[0], cols[1], cols[2], cols[3], cols[4], cols[5]
+                 expires_at = EXCLUDED.expires_at, call_id = EXCLUDED.call_id, cseq = EXCLUDED.cseq, \
+                 linphone_specs = EXCLUDED.linphone_specs",
+                cols[0], cols[1], cols[2], cols[3], cols[4], cols[5], cols[6]
+            ),
+        );
+    }
+    if !batch.activity.is_empty() {
+        let aors = st.text(batch.activity.iter().map(|(aor, _)| *aor).collect());
+        let ats = st.bigint(batch.activity.iter().map(|(_, at)| *at).collect());
+        st.part(
+            "activity_put",
+            format!(
+                "INSERT INTO presentity_activity (aor, last_active) \
+                 SELECT * FROM UNNEST({aors}::text[], {ats}::int8[]) \
+                 ON CONFLICT (aor) DO UPDATE SET last_active = EXCLUDED.last_active"
             ),
         );
     }

@@ -11,7 +11,7 @@ use diesel::upsert::excluded;
 use diesel::SqliteConnection;
 
 use super::batch::Batch;
-use super::schema::{bindings, publications, subscriptions};
+use super::schema::{bindings, presentity_activity, publications, subscriptions};
 use super::SubscriptionRow;
 
 /// Rows per statement: well under SQLite's limit on bound variables (32,766).
@@ -74,6 +74,18 @@ pub(super) fn write(c: &mut SqliteConnection, batch: &Batch<'_>, epoch: i64) -> 
     for chunk in rows.chunks(BINDS_PER_STATEMENT / 6) {
         diesel::insert_into(bindings::table)
             .values(chunk.to_vec())
+            .execute(c)?;
+    }
+    // A presentity's activity changes when it is last seen, not per request: one upsert each.
+    for (aor, at) in &batch.activity {
+        diesel::insert_into(presentity_activity::table)
+            .values((
+                presentity_activity::aor.eq(*aor),
+                presentity_activity::last_active.eq(*at),
+            ))
+            .on_conflict(presentity_activity::aor)
+            .do_update()
+            .set(presentity_activity::last_active.eq(excluded(presentity_activity::last_active)))
             .execute(c)?;
     }
     Ok(())

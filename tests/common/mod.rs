@@ -16,6 +16,8 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+pub mod lists;
+
 pub type TestResult = Result<(), Box<dyn std::error::Error>>;
 
 /// How long any single expectation waits.
@@ -633,4 +635,27 @@ pub fn in_dialog_subscribe_request(
     r.header("Event: presence")
         .header(&format!("Contact: <sip:watcher@{}>", ua.local_addr()))
         .header(&format!("Expires: {expires}"))
+}
+
+/// An initial SUBSCRIBE for the presence event with the UA as Contact.
+pub fn subscribe_request(ua: &impl Ua, aor: &str) -> RequestBuilder {
+    ua.new_request("SUBSCRIBE", aor)
+        .header("Event: presence")
+        .header(&format!("Contact: <sip:watcher@{}>", ua.local_addr()))
+}
+
+/// Sends an initial SUBSCRIBE; returns the 200 and the first NOTIFY (answered).
+pub fn subscribe(
+    ua: &mut impl Ua,
+    aor: &str,
+    expires: Option<u32>,
+) -> (SipMsg, SipMsg, RequestBuilder) {
+    let mut req = subscribe_request(ua, aor);
+    if let Some(e) = expires {
+        req = req.header(&format!("Expires: {e}"));
+    }
+    ua.send_bytes(&req.build());
+    let ok = ua.expect_response(200);
+    let notify = ua.expect_notify();
+    (ok, notify, req)
 }

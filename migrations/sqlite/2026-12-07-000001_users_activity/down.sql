@@ -1,0 +1,2 @@
+DROP TABLE presentity_activity;
+ALTER TABLE bindings DROP COLUMN linphone_specs;
