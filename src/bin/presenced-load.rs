@@ -17,6 +17,11 @@
 //! - `recover`: like `hold`, but every Contact is a listener of ours; after the server is
 //!   killed and restarted, the recovered NOTIFYs arrive on connections it opens to us, and the
 //!   output gives the Unix times (ms) of the first and the last of them.
+//! - `phone-list`: `--lists` list subscriptions (RFC 5367), one after another, each of
+//!   `--members` phone numbers `sip:+3361NNNNNNN@example.org;user=phone`, list k taking N
+//!   from k × members on (as `scripts/bench_phones.sh` fills the users database), so no list
+//!   is answered from what an earlier one cached; each is unsubscribed before the next. Gives the time from the SUBSCRIBE to the end of its first full state (p50 and
+//!   max) and the fewest resources with an instance (matched numbers) any list got.
 //!
 //! Output: one line of `key=value` pairs (mode, transactions, seconds, rate, p50_us, p99_us,
 //! notifies, …) for scripts to read.
@@ -43,6 +48,8 @@ struct Args {
     watchers: usize,
     rate: u64,
     subscriptions: usize,
+    lists: usize,
+    members: usize,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -60,6 +67,8 @@ fn parse_args() -> Result<Args, String> {
         watchers: 10,
         rate: 1000,
         subscriptions: 10_000,
+        lists: 10,
+        members: 1000,
     };
     while let Some(flag) = it.next() {
         let value = it.next().ok_or(format!("{flag} needs a value"))?;
@@ -77,6 +86,8 @@ fn parse_args() -> Result<Args, String> {
             "--watchers" => a.watchers = num()? as usize,
             "--rate" => a.rate = num()?,
             "--subscriptions" => a.subscriptions = num()? as usize,
+            "--lists" => a.lists = num()? as usize,
+            "--members" => a.members = num()? as usize,
             other => return Err(format!("unknown option {other}")),
         }
     }
@@ -108,6 +119,13 @@ impl Msg {
     }
     fn is_request(&self) -> bool {
         !self.start.starts_with("SIP/2.0")
+    }
+    /// The tag of the To header (the server's, in a response to an initial request).
+    fn param_of_to_tag(&self) -> String {
+        self.header("To")
+            .and_then(|to| to.split(";tag=").nth(1))
+            .map(|t| t.split(';').next().unwrap_or(t).to_owned())
+            .unwrap_or_default()
     }
     /// A 200 to this request.
     fn ok(&self) -> Vec<u8> {
@@ -703,9 +721,10 @@ async fn run(args: Args) -> Result<String, String> {
                 ));
             }
         }
+        "phone-list" => return phone_lists(&args).await.map_err(|e| e.to_string()),
         other => {
             return Err(format!(
-                "unknown mode {other} (publish, subscribe, fanout, hold, recover)"
+                "unknown mode {other} (publish, subscribe, fanout, hold, recover, phone-list)"
             ))
         }
     }
@@ -724,6 +743,129 @@ async fn run(args: Args) -> Result<String, String> {
         "mode={} transactions={tx} seconds={secs:.2} rate={:.0} p50_us={} p99_us={} notifies={} failures={}",
         args.mode, tx as f64 / secs, percentile(&l, 0.5), percentile(&l, 0.99),
         stats.notifies.load(Ordering::Relaxed), stats.failures.load(Ordering::Relaxed)
+    ))
+}
+
+/// Reads from `stream` into `buf` until `done` is true of a message, answering every request
+/// (NOTIFY) with 200 and giving `done` every message; fails after 30 s.
+async fn read_until(
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+    mut done: impl FnMut(&Msg) -> bool,
+) -> std::io::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        while let Some(m) = take(buf) {
+            if m.is_request() {
+                stream.write_all(&m.ok()).await?;
+            }
+            if done(&m) {
+                return Ok(());
+            }
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, stream.read_buf(buf)).await {
+            Ok(Ok(0)) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Err(std::io::ErrorKind::TimedOut.into()),
+        }
+    }
+}
+
+/// The `phone-list` mode.
+async fn phone_lists(args: &Args) -> std::io::Result<String> {
+    let mut stream = TcpStream::connect(args.server).await?;
+    let local = stream.local_addr()?;
+    let mut buf = BytesMut::with_capacity(1 << 20);
+    let mut times_us = Vec::new();
+    let mut fewest_matched = usize::MAX;
+    for k in 0..args.lists {
+        let mut body = String::from(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<resource-lists \
+             xmlns=\"urn:ietf:params:xml:ns:resource-lists\"><list>\n",
+        );
+        for i in k * args.members..(k + 1) * args.members {
+            body.push_str(&format!(
+                "<entry uri=\"sip:+3361{i:07}@example.org;user=phone\"/>\n"
+            ));
+        }
+        body.push_str("</list></resource-lists>\n");
+        let call_id = format!("phone-list-{k}-{}", next_id());
+        let tag = format!("pl{k}");
+        let extra = format!(
+            "Event: presence\r\nSupported: eventlist\r\nRequire: recipient-list-subscribe\r\n\
+             Content-Disposition: recipient-list\r\n\
+             Accept: multipart/related, application/rlmi+xml, application/pidf+xml\r\n\
+             Contact: <sip:load@{local};transport=tcp>\r\nExpires: 600\r\n\
+             Content-Type: application/resource-lists+xml\r\n"
+        );
+        let sent = Instant::now();
+        stream
+            .write_all(&request(
+                "SUBSCRIBE",
+                "friends",
+                local,
+                &call_id,
+                1,
+                (&tag, None),
+                &extra,
+                &body,
+            ))
+            .await?;
+        let (mut resources, mut matched) = (0usize, 0usize);
+        let mut to_tag = String::new();
+        read_until(&mut stream, &mut buf, |m| {
+            if m.header("Call-ID") != Some(call_id.as_str()) {
+                return false; // the end of the list before
+            }
+            if !m.is_request() && m.status() == 200 {
+                to_tag = m.param_of_to_tag();
+            }
+            if m.start.starts_with("NOTIFY ") {
+                let text = String::from_utf8_lossy(&m.body);
+                resources += text.matches("<resource ").count();
+                matched += text.matches("<instance ").count();
+            }
+            resources >= args.members
+        })
+        .await?;
+        times_us.push(sent.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
+        fewest_matched = fewest_matched.min(matched);
+        let extra = format!(
+            "Event: presence\r\nContact: <sip:load@{local};transport=tcp>\r\nExpires: 0\r\n"
+        );
+        stream
+            .write_all(&request(
+                "SUBSCRIBE",
+                "friends",
+                local,
+                &call_id,
+                2,
+                (&tag, Some(&to_tag)),
+                &extra,
+                "",
+            ))
+            .await?;
+        read_until(&mut stream, &mut buf, |m| {
+            m.header("Call-ID") == Some(call_id.as_str())
+                && m.header("Subscription-State")
+                    .is_some_and(|s| s.starts_with("terminated"))
+        })
+        .await?;
+    }
+    times_us.sort_unstable();
+    Ok(format!(
+        "mode=phone-list lists={} members={} p50_ms={:.1} max_ms={:.1} fewest_matched={}",
+        args.lists,
+        args.members,
+        f64::from(percentile(&times_us, 0.5)) / 1000.0,
+        f64::from(percentile(&times_us, 1.0)) / 1000.0,
+        if fewest_matched == usize::MAX {
+            0
+        } else {
+            fewest_matched
+        },
     ))
 }
 
