@@ -16,8 +16,12 @@
 #  5. RSS with 10,000 and 100,000 held subscriptions;
 #  6. durable commits (SQLite; PostgreSQL too when BENCH_PG_URL is set) against memory://;
 #  7. kill -9 with 100,000 stored subscriptions: reload time and the time until every one
-#     has had its recovered NOTIFY.
-# Parameters (environment): ONLY (section names: sipp ceiling durable fanout memory restart;
+#     has had its recovered NOTIFY;
+#  8. lists of 1,000 phone numbers resolved through each users database
+#     (scripts/bench_phones.sh: SQLite; PostgreSQL with BENCH_PG_URL; MariaDB with
+#     BENCH_MYSQL_URL).
+# Parameters (environment): ONLY (section names: sipp ceiling durable fanout memory restart
+# phones;
 # default all), STEPS (SIPp call rates, default "250 500 1000 2000 4000"), DURABLE_WINDOWS
 # (calls in flight per connection tried for each store, default "16 32 48 64": each store's
 # best lies in that range on this machine, memory:// at 16 to 32, the durable stores at 32 to 64),
@@ -375,4 +379,13 @@ for st in sqlite ${BENCH_PG_URL:+postgres}; do
 done
 echo
 echo "Times from the restart (process start) on, median of $RUNS restarts (range). The NOTIFYs go over new TCP connections to the watchers' Contact."
+fi
+
+if section phones; then
+echo
+echo "## Phone-number lists: 1,000 numbers resolved through the users database"
+echo
+echo "Command: \`scripts/bench_phones.sh\` (LISTS=20 MEMBERS=1000${BENCH_PG_URL:+, BENCH_PG_URL=…}${BENCH_MYSQL_URL:+, BENCH_MYSQL_URL=…}): one table of 20,000 accounts, each owning a number, indexed on the phone column; 20 request-contained lists of 1,000 numbers each, one after another, no number in two lists, each unsubscribed before the next; users settings at their defaults. Target: the first full state with every match within 300 ms."
+echo
+LISTS=20 MEMBERS=1000 scripts/bench_phones.sh
 fi

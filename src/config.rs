@@ -351,7 +351,7 @@ impl Default for UsersSettings {
             phones_query: String::new(),
             password_query: String::new(),
             cache_ttl_s: 60,
-            cache_max_entries: 1_000_000,
+            cache_max_entries: 200_000,
             unknown: UnknownUser::Note,
             first_notify_wait_ms: 300,
             pool_size: 2,

@@ -515,6 +515,24 @@ fn bad_configs_exit_with_status_two_and_name_the_key() -> TestResult {
             "[affinity]\nother_threads = [0, 1024]\n",
             "affinity.other_threads",
         ),
+        (
+            "[presence]\nregistration_state = \"sometimes\"\n",
+            "registration_state",
+        ),
+        (
+            "[users]\nuser_query = \"SELECT 1 FROM a WHERE login = :login\"\n",
+            "users.user_query",
+        ),
+        (
+            "[users]\nphones_query = \"SELECT login AS username, domain, phone FROM a\"\n",
+            "users.phones_query",
+        ),
+        (
+            "[users]\ndb_url = \"memory://\"\nuser_query = \"SELECT 1 WHERE :user = 'a'\"\n",
+            "users.db_url",
+        ),
+        ("[users]\nunknown = \"403\"\n", "unknown"),
+        ("[users]\npool_size = 0\n", "users.pool_size"),
     ];
     for (text, key) in cases {
         let path = dir.path().join("presenced.toml");

@@ -224,6 +224,27 @@ mod tests {
     }
 
     #[test]
+    fn the_documents_are_the_fixtures_written_from_flexisips_description() {
+        // 2026-12-07T09:00:00Z known here, last active 08:30; capabilities of two devices.
+        let caps = capabilities(["groupchat/1.1", "ephemeral,groupchat/1.0"]);
+        let doc = long_term_source(
+            "sip:alice@example.org",
+            "sip:alice@example.org",
+            1_796_634_000,
+            Some(1_796_632_200),
+            &caps,
+        );
+        assert_eq!(
+            serialize(&doc),
+            include_str!("../../tests/fixtures/pidf/long-term.xml").trim_end()
+        );
+        assert_eq!(
+            serialize(&unknown_document("sip:nobody@example.org")),
+            include_str!("../../tests/fixtures/pidf/unknown.xml").trim_end()
+        );
+    }
+
+    #[test]
     fn an_alias_shows_the_phone_as_entity_and_the_user_as_first_contact() {
         let mut doc = long_term_source(
             "sip:alice@example.org",
