@@ -183,6 +183,19 @@ impl Drop for UsersDb {
     }
 }
 
+/// Fills `db` with `accounts` (login, number) and starts a server on it with `extra` users keys.
+fn serve(db: &UsersDb, accounts: &[(&str, Option<&str>)], extra: &str) -> TestServer {
+    for (login, phone) in accounts {
+        db.add(login, *phone);
+    }
+    start("", &db.config(extra))
+}
+
+/// Sends one of liblinphone's captured list SUBSCRIBEs (`fixture`) from `ua`.
+fn send_list_capture(ua: &mut UdpUa, fixture: &str) {
+    ua.send(&capture(fixture, "127.0.0.1:25082", ua.local()));
+}
+
 /// The server's config: short expiries, a quick list throttle, and `extra` sections.
 fn config(extra: &str) -> String {
     format!(
@@ -377,8 +390,7 @@ fn an_existing_user_gets_long_term_presence_with_the_capabilities_of_their_conta
 {
     for db in UsersDb::all() {
         let name = db.name();
-        db.add("alice", Some("+33100000001"));
-        let server = start("", &db.config(""));
+        let server = serve(&db, &[("alice", Some("+33100000001"))], "");
         let (mut alice, mut watcher) = (UdpUa::new(server.udp), UdpUa::new(server.udp));
         let (_, first, _) = subscribe(&mut watcher, ALICE, Some(600));
         let doc = first.body_str();
@@ -468,8 +480,7 @@ fn pidf_body(entity: &str, tuple: &str, basic: &str, note: &str) -> Vec<u8> {
 fn an_unknown_user_gets_the_unknown_document_or_404() -> TestResult {
     for db in UsersDb::all() {
         let name = db.name();
-        db.add("alice", None);
-        let server = start("", &db.config(""));
+        let server = serve(&db, &[("alice", None)], "");
         let mut watcher = UdpUa::new(server.udp);
         let (_, n, _) = subscribe(&mut watcher, "sip:nobody@example.org", Some(600));
         let doc = n.body_str();
@@ -493,8 +504,7 @@ fn an_unknown_user_gets_the_unknown_document_or_404() -> TestResult {
 #[test]
 fn without_a_wait_the_long_term_document_follows_the_unknown_one() -> TestResult {
     let db = UsersDb::all().remove(0);
-    db.add("alice", None);
-    let server = start("", &db.config("first_notify_wait_ms = 0"));
+    let server = serve(&db, &[("alice", None)], "first_notify_wait_ms = 0");
     let mut watcher = UdpUa::new(server.udp);
     let (_, first, _) = subscribe(&mut watcher, ALICE, Some(600));
     assert!(first
@@ -578,9 +588,7 @@ fn unix_rfc3339(plus: u64) -> String {
 fn a_phone_number_shows_its_owner_and_a_refresh_finds_a_new_owner() -> TestResult {
     for db in UsersDb::all() {
         let name = db.name();
-        db.add("alice", Some("+33100000001"));
-        db.add("bob", None);
-        let server = start("", &db.config(""));
+        let server = serve(&db, &[("alice", Some("+33100000001")), ("bob", None)], "");
         let mut watcher = UdpUa::new(server.udp);
         let phone = "sip:+33100000001@example.org;user=phone";
         let (_, n, _) = subscribe(&mut watcher, phone, Some(600));
@@ -614,15 +622,13 @@ fn a_phone_number_shows_its_owner_and_a_refresh_finds_a_new_owner() -> TestResul
 fn liblinphones_deflated_list_with_a_number_and_a_friend_gets_what_it_needs() -> TestResult {
     for db in UsersDb::all() {
         let name = db.name();
-        db.add("alice-pf", Some("+33123456789"));
-        db.add("carol-pf", None);
-        let server = start("", &db.config(""));
+        let accounts = [("alice-pf", Some("+33123456789")), ("carol-pf", None)];
+        let server = serve(&db, &accounts, "");
         let mut ua = UdpUa::new(server.udp);
-        ua.send(&capture(
+        send_list_capture(
+            &mut ua,
             "captures/liblinphone-phone-list-subscribe-deflated.sip",
-            "127.0.0.1:25082",
-            ua.local(),
-        ));
+        );
         ua.expect_status(200);
         let state = full_list_state(&mut ua, 2);
         let number = "sip:+33123456789@example.org;user=phone";
@@ -663,14 +669,12 @@ fn liblinphones_deflated_list_with_a_number_and_a_friend_gets_what_it_needs() ->
 fn a_listed_number_without_owner_has_no_instance_until_a_refresh_finds_one() -> TestResult {
     for db in UsersDb::all() {
         let name = db.name();
-        db.add("alice-pf", None);
-        let server = start("", &db.config(""));
+        let server = serve(&db, &[("alice-pf", None)], "");
         let mut ua = UdpUa::new(server.udp);
-        ua.send(&capture(
+        send_list_capture(
+            &mut ua,
             "captures/liblinphone-phone-list-subscribe-one-number.sip",
-            "127.0.0.1:25082",
-            ua.local(),
-        ));
+        );
         let ok = ua.expect_status(200);
         let state = full_list_state(&mut ua, 1);
         let number = "sip:+33123456789@example.org;user=phone";
@@ -776,9 +780,7 @@ fn a_thousand_number_list_is_resolved_in_full() -> TestResult {
 fn a_users_database_that_goes_down_degrades_to_unknown_and_recovers_by_itself() -> TestResult {
     for db in UsersDb::all() {
         let name = db.name();
-        db.add("alice", None);
-        db.add("carol", None);
-        let server = start("", &db.config(""));
+        let server = serve(&db, &[("alice", None), ("carol", None)], "");
         db.set_down(true);
         let mut watcher = UdpUa::new(server.udp);
         let (_, n, _) = subscribe(&mut watcher, ALICE, Some(600));
@@ -827,11 +829,10 @@ fn a_phone_list_subscription_survives_kill_9_and_its_numbers_are_resolved_again(
         let text = config_with_store(&url, "", &format!("{}{}", config(""), db.config("")));
         let server = TestServer::start_config(tempfile::tempdir()?, &text);
         let mut ua = UdpUa::new(server.udp);
-        ua.send(&capture(
+        send_list_capture(
+            &mut ua,
             "captures/liblinphone-phone-list-subscribe-deflated.sip",
-            "127.0.0.1:25082",
-            ua.local(),
-        ));
+        );
         ua.expect_status(200);
         full_list_state(&mut ua, 2);
         let folder = server.kill_hard();

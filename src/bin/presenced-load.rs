@@ -800,19 +800,21 @@ async fn phone_lists(args: &Args) -> std::io::Result<String> {
              Contact: <sip:load@{local};transport=tcp>\r\nExpires: 600\r\n\
              Content-Type: application/resource-lists+xml\r\n"
         );
-        let sent = Instant::now();
-        stream
-            .write_all(&request(
+        // The list's SUBSCRIBE (CSeq 1) and its unsubscribe (CSeq 2, in the dialog).
+        let subscribe = |cseq: u32, to_tag: Option<&str>, extra: &str, body: &str| {
+            request(
                 "SUBSCRIBE",
                 "friends",
                 local,
                 &call_id,
-                1,
-                (&tag, None),
-                &extra,
-                &body,
-            ))
-            .await?;
+                cseq,
+                (&tag, to_tag),
+                extra,
+                body,
+            )
+        };
+        let sent = Instant::now();
+        stream.write_all(&subscribe(1, None, &extra, &body)).await?;
         let (mut resources, mut matched) = (0usize, 0usize);
         let mut to_tag = String::new();
         read_until(&mut stream, &mut buf, |m| {
@@ -836,16 +838,7 @@ async fn phone_lists(args: &Args) -> std::io::Result<String> {
             "Event: presence\r\nContact: <sip:load@{local};transport=tcp>\r\nExpires: 0\r\n"
         );
         stream
-            .write_all(&request(
-                "SUBSCRIBE",
-                "friends",
-                local,
-                &call_id,
-                2,
-                (&tag, Some(&to_tag)),
-                &extra,
-                "",
-            ))
+            .write_all(&subscribe(2, Some(&to_tag), &extra, ""))
             .await?;
         read_until(&mut stream, &mut buf, |m| {
             m.header("Call-ID") == Some(call_id.as_str())
