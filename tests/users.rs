@@ -155,15 +155,21 @@ impl UsersDb {
 
     /// The `[users]` section for this database, with `extra` keys.
     fn config(&self, extra: &str) -> String {
+        // A short cache, so that retries come quickly, and a generous first wait, so that a
+        // debug build on a loaded machine still answers in the first NOTIFY; `extra` may set
+        // either.
+        let defaults: String = [("cache_ttl_s", "1"), ("first_notify_wait_ms", "3000")]
+            .iter()
+            .filter(|(key, _)| !extra.contains(key))
+            .map(|(key, value)| format!("{key} = {value}\n"))
+            .collect();
         format!(
             "[users]\ndb_url = \"{}\"\n\
              user_query = \"SELECT login FROM {t} WHERE login = :user AND domain = :domain\"\n\
              phones_query = \"SELECT login AS username, domain, phone FROM {t} WHERE phone IN (:phones)\"\n\
-             cache_ttl_s = 1\n{wait}{extra}\n",
+             {defaults}{extra}\n",
             self.url(),
             t = self.table,
-            // Generous in tests: a debug build on a loaded machine still answers first time.
-            wait = if extra.contains("first_notify_wait_ms") { "" } else { "first_notify_wait_ms = 3000\n" },
         )
     }
 }
@@ -497,6 +503,53 @@ fn an_unknown_user_gets_the_unknown_document_or_404() -> TestResult {
         watcher.expect_status(404);
         let (_, n, _) = subscribe(&mut watcher, ALICE, Some(600));
         assert!(n.body_str().contains("<tuple id=\"ltp\""), "{name}");
+    }
+    Ok(())
+}
+
+#[test]
+fn a_burst_of_subscribes_for_one_user_costs_one_query() -> TestResult {
+    for db in UsersDb::all() {
+        let name = db.name();
+        let accounts = [("alice", Some("+33100000001"))];
+        let server = serve(&db, &accounts, "cache_ttl_s = 60");
+        let mut watchers: Vec<UdpUa> = (0..6).map(|_| UdpUa::new(server.udp)).collect();
+        // Four watchers of the user and two of their number, all at once.
+        for (i, w) in watchers.iter().enumerate() {
+            let target = if i < 4 {
+                ALICE
+            } else {
+                "sip:+33100000001@example.org;user=phone"
+            };
+            w.send(&subscribe_request(w, target).header("Expires: 600").build());
+        }
+        for w in &mut watchers {
+            w.expect_status(200);
+            let n = w.expect_notify();
+            assert!(
+                n.body_str().contains("<tuple id=\"ltp\""),
+                "{name}: {}",
+                n.body_str()
+            );
+        }
+        // A later one is answered from the cache.
+        let mut late = UdpUa::new(server.udp);
+        let (_, n, _) = subscribe(&mut late, "sip:bob@example.org", Some(600));
+        assert!(n
+            .body_str()
+            .contains("No presence information available yet"));
+        // Six watchers, one question about alice and one about her number.
+        assert_eq!(
+            server.wait_log("users: alice@example.org exists: true", 1),
+            1,
+            "{name}"
+        );
+        assert_eq!(server.log_count("numbers looked up"), 1, "{name}");
+        assert_eq!(
+            server.log_count("users: bob@example.org exists: false"),
+            1,
+            "{name}"
+        );
     }
     Ok(())
 }

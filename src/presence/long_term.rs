@@ -140,9 +140,20 @@ pub fn unknown_document(entity: &str) -> PidfDocument {
 
 /// `doc` (a user's document) as seen through the alias `entity` (a `user=phone` URI): the
 /// entity is the alias, the first tuple's contact is the user's SIP URI (clients learn who is
-/// behind the number there), and every tuple has a contact.
-pub fn render_alias(doc: &mut PidfDocument, entity: &str, owner: &str) {
+/// behind the number there), and every tuple has a contact. A document with no tuple (nothing
+/// known of the owner yet) gets the owner's long-term tuple and person, known since `since`:
+/// liblinphone aborts on a number's document without a contact, and the owner exists.
+pub fn render_alias(doc: &mut PidfDocument, entity: &str, owner: &str, since: i64) {
     entity.clone_into(&mut doc.entity);
+    if doc.tuples.is_empty() {
+        let long_term = long_term_source(entity, owner, since, None, &[]);
+        doc.notes.retain(|n| n.text != UNKNOWN_NOTE);
+        doc.tuples = long_term.tuples;
+        if doc.persons.is_empty() {
+            doc.persons = long_term.persons;
+        }
+        return;
+    }
     for (i, tuple) in doc.tuples.iter_mut().enumerate() {
         if i > 0 && tuple.contact.is_some() {
             continue;
@@ -245,6 +256,26 @@ mod tests {
     }
 
     #[test]
+    fn a_number_whose_owner_shows_nothing_yet_still_has_the_owner_as_contact() {
+        let mut doc = unknown_document("sip:alice@example.org");
+        render_alias(
+            &mut doc,
+            "sip:+331@example.org;user=phone",
+            "sip:alice@example.org",
+            0,
+        );
+        assert_eq!(doc.entity, "sip:+331@example.org;user=phone");
+        assert!(doc.notes.is_empty());
+        let contacts: Vec<&str> = doc
+            .tuples
+            .iter()
+            .filter_map(|t| t.contact.as_ref().map(|c| c.uri.as_str()))
+            .collect();
+        assert_eq!(contacts, ["sip:alice@example.org"]);
+        assert_eq!(doc.persons.len(), 1);
+    }
+
+    #[test]
     fn an_alias_shows_the_phone_as_entity_and_the_user_as_first_contact() {
         let mut doc = long_term_source(
             "sip:alice@example.org",
@@ -259,6 +290,7 @@ mod tests {
             &mut doc,
             "sip:+331@example.org;user=phone",
             "sip:alice@example.org",
+            0,
         );
         let xml = serialize(&doc);
         assert!(

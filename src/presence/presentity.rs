@@ -219,6 +219,8 @@ enum Alias {
         watch_id: u64,
         doc: Option<SharedDocument>,
         at: Instant,
+        /// Unix seconds since when the owner is known.
+        since: i64,
     },
     /// Nobody owns it (or the database could not say).
     Unowned { at: Instant, unavailable: bool },
@@ -316,7 +318,9 @@ impl Presentity {
 
     fn build(&self, version: u64) -> PresenceDocument {
         let (doc, unowned_alias) = match &self.alias {
-            Alias::Owner { owner, doc, .. } => (self.through_alias(owner, doc.as_ref()), false),
+            Alias::Owner {
+                owner, doc, since, ..
+            } => (self.through_alias(owner, doc.as_ref(), *since), false),
             Alias::Resolving | Alias::Unowned { .. } => (unknown_document(self.aor.as_str()), true),
             Alias::None => (self.aggregate(), false),
         };
@@ -397,28 +401,25 @@ impl Presentity {
 
     /// The owner's document under this number: the number as entity, the owner's SIP URI as
     /// the first contact.
-    fn through_alias(&self, owner: &Aor, doc: Option<&SharedDocument>) -> PidfDocument {
+    fn through_alias(&self, owner: &Aor, doc: Option<&SharedDocument>, since: i64) -> PidfDocument {
         let limits = XmlLimits {
             max_bytes: usize::MAX,
             ..XmlLimits::default()
         };
-        let parsed = doc.map(|d| pidf::parse(&d.body, &limits));
-        match parsed {
-            Some(Ok(mut d)) => {
-                render_alias(&mut d, self.aor.as_str(), owner.as_str());
-                d
-            }
+        let mut d = match doc.map(|d| pidf::parse(&d.body, &limits)) {
+            Some(Ok(d)) => d,
             Some(Err(e)) => {
                 warn!(
                     "presentity {}: document of {owner} unreadable ({e})",
                     self.aor
                 );
-                unknown_document(self.aor.as_str())
+                PidfDocument::new(self.aor.as_str())
             }
-            None => unknown_document(self.aor.as_str()),
-        }
+            None => PidfDocument::new(self.aor.as_str()),
+        };
+        render_alias(&mut d, self.aor.as_str(), owner.as_str(), since);
+        d
     }
-
     /// Rebuilds the document and pushes it to every watcher if it changed; with no watcher,
     /// only marks it out of date.
     fn changed(&mut self) {
@@ -621,6 +622,7 @@ impl Presentity {
                     watch_id,
                     doc: None,
                     at,
+                    since: unix_now(),
                 };
             }
             PhoneStatus::NoOwner | PhoneStatus::Unavailable => {
