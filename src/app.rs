@@ -24,7 +24,6 @@ use crate::presence::publication::PublishLimits;
 use crate::presence::registry::UsersContext;
 use crate::presence::registry::{prepare_recovered, RecoveredSubscription, RestorePublications};
 use crate::presence::watcher::WatcherSettings;
-use crate::presence::xml::XmlLimits;
 use crate::presence::{PresenceConfig, Registry};
 use crate::registrar::bindings::RestoreBindings;
 use crate::registrar::{Registrar, RegistrarConfig};
@@ -43,6 +42,7 @@ use crate::store::{
     self, AnyConnection, Committer, ListQuery, ListResolver, LoadSnapshot, Persist, Snapshot,
     StoreError, StoreWorker, StreamSubscriptions, SubscriptionChunk,
 };
+use crate::xml::XmlLimits;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]

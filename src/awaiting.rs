@@ -3,9 +3,9 @@
 //!
 //! actix polls every future spawned into a context (`ctx.spawn`, a `ResponseActFuture`) each
 //! time the context wakes. A hub actor with one such future per request waiting for a group
-//! commit (the registry, the registrar, the list server) therefore paid, for every message it
-//! handled, for every request still in flight: the more requests in flight, the dearer each
-//! one, and a slow database made the whole server slower. `Awaiting` keeps an actor's waiting
+//! commit (the registry, the registrar, the list server) would pay, for every message it
+//! handles, for every request still in flight: the more requests in flight, the dearer each
+//! one, and a slow database would make the whole server slower. `Awaiting` keeps an actor's waiting
 //! futures in one `FuturesUnordered`, driven by one context item (`Drive`, spawned with the
 //! first of them), which polls only the futures that were woken. The dispatcher's `Answers`
 //! does the same for the requests it hands over.

@@ -20,7 +20,9 @@
 //! - [`registrar`]: REGISTER bindings, fed to presentities as messages.
 //! - [`rls`]: resource list subscriptions (RFC 4662): request-contained (RFC 5367) and
 //!   server-known lists, one `Watcher<ListView>` per list subscription.
-//! - [`store`]: persistence (diesel; SQLite or PostgreSQL), group commits, list lookups.
+//! - [`store`]: persistence (diesel; SQLite or PostgreSQL), group commits, list and users
+//!   lookups.
+//! - [`xml`]: the XML reader and writer of every document (PIDF, RLMI, resource lists).
 //! - [`app`]: start-up and shutdown order.
 //! - [`affinity`]: the CPUs the SIP thread and the other threads may run on.
 //! - [`awaiting`]: the futures a hub actor waits on, polled only when woken.
@@ -38,6 +40,7 @@ pub mod registrar;
 pub mod rls;
 pub mod sip;
 pub mod store;
+pub mod xml;
 
 /// Installs SIGINT and SIGTERM handlers at once (so a signal that arrives before the server
 /// is waiting is not lost) and returns the future that completes on either. Must be called

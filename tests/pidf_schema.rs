@@ -10,7 +10,7 @@ use std::process::{Command, Output};
 
 use presenced::presence::aggregation::{aggregate, binding_tuple, AggregationOptions, Source};
 use presenced::presence::pidf::{self, PidfDocument};
-use presenced::presence::xml::XmlLimits;
+use presenced::xml::XmlLimits;
 
 type Fallible<T = ()> = Result<T, Box<dyn Error>>;
 

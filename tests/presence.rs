@@ -542,7 +542,7 @@ fn a_notify_rejected_with_481_ends_its_subscription() -> TestResult {
     let ok = w.expect_status(200);
     let n = w.expect_request("NOTIFY");
     w.send(&answer(&n, 481));
-    std::thread::sleep(Duration::from_millis(200));
+    server.wait_log("subscription ended", 1);
     w.send(&in_dialog_subscribe(&w, &req, &ok, 2, 300));
     w.expect_status(481);
     Ok(())
@@ -706,7 +706,7 @@ fn a_notify_opens_a_new_tcp_connection_when_the_subscribe_connection_is_gone() -
         w.expect_notify();
     }
     // The subscriber's connection is closed; a change must reach the Contact over a new one.
-    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(server.wait_log("closed by peer", 1), 1);
     let mut p = UdpUa::new(server.udp);
     assert_eq!(
         publish(
@@ -741,7 +741,13 @@ fn a_notify_answered_408_ends_the_subscription_unless_configured_to_keep_it() ->
         let ok = w.expect_status(200);
         let n = w.expect_request("NOTIFY");
         w.send(&answer(&n, 408));
-        std::thread::sleep(Duration::from_millis(200));
+        // The server logs what it did with the 408 before the refresh is sent.
+        let outcome = if keep {
+            "subscription kept"
+        } else {
+            "subscription ended"
+        };
+        assert_eq!(server.wait_log(outcome, 1), 1);
         w.send(&in_dialog_subscribe(&w, &req, &ok, 2, 600));
         w.expect_status(if keep { 200 } else { 481 });
     }

@@ -579,15 +579,17 @@ fn env_override_changes_a_running_server() -> TestResult {
         .spawn()?;
     let stderr = child.stderr.take().unwrap();
     let mut udp = None;
+    // The port is logged when bound; requests are served once the server says it is running.
     for line in std::io::BufRead::lines(std::io::BufReader::new(stderr)).map_while(Result::ok) {
         if let Some(rest) = line.split("listening on udp:").nth(1) {
             udp = rest.trim().parse().ok();
+        }
+        if line.contains(" running") {
             break;
         }
     }
     let udp = udp.expect("server did not report its UDP port");
     let mut ua = UdpUa::new(udp);
-    std::thread::sleep(Duration::from_millis(100));
     ua.send(
         &ua.request("OPTIONS", "sip:example.org")
             .body("text/plain", &[b'x'; 3000])

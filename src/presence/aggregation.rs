@@ -34,7 +34,7 @@
 use std::collections::HashSet;
 
 use super::pidf::{BasicStatus, Contact, PidfDocument, QValue, Tuple};
-use super::xml::Element;
+use crate::xml::Element;
 
 /// The id of the tuple [`aggregate`] writes for a presentity with no sources
 /// when [`AggregationOptions::closed_when_empty`] is set.
@@ -157,8 +157,8 @@ impl IdSpace {
 #[cfg(test)]
 mod tests {
     use super::super::pidf::{parse, serialize, Note, DATA_MODEL_NS, RPID_NS};
-    use super::super::xml::XmlLimits;
     use super::*;
+    use crate::xml::XmlLimits;
 
     type TestResult = Result<(), Box<dyn std::error::Error>>;
 

@@ -10,7 +10,7 @@
 use super::pidf::{
     BasicStatus, Contact, Note, PidfDocument, Tuple, DATA_MODEL_NS, OMA_PRES_NS, RPID_NS,
 };
-use super::xml::{Element, Node};
+use crate::xml::{Element, Node};
 
 /// The id of the long-term tuple (renamed by aggregation if a publication uses it).
 pub const LONG_TERM_TUPLE_ID: &str = "ltp";

@@ -4,7 +4,7 @@
 //! `presentity` (one actor per AOR: publications by entity-tag, registrar tuples, watchers),
 //! `watcher` (one actor per subscription dialog: state, expiry, NOTIFY CSeq and coalescing),
 //! `directory` (what the users database says of users and phone numbers, cached), and the
-//! pure parts: `aor`, `publication` (RFC 3903 rules), `aggregation`, `pidf`, `xml`,
+//! pure parts: `aor`, `publication` (RFC 3903 rules), `aggregation`, `pidf`,
 //! `long_term` (long-term presence and the "unknown" document), `document` (the immutable
 //! snapshot shared with watchers).
 //! Must not: open sockets (NOTIFYs go through the dispatcher) or call the database.
@@ -19,6 +19,5 @@ pub mod presentity;
 pub mod publication;
 pub mod registry;
 pub mod watcher;
-pub mod xml;
 
 pub use registry::{PresenceConfig, Registry};

@@ -24,7 +24,7 @@
 //! namespace, `rpid`, `dm`, `c`, `caps` and `gp` (see [`PREFIXES`]); baresip
 //! recognises RPID only under the literal `rpid:` prefix.
 
-use super::xml::{
+use crate::xml::{
     parse_document, write_element, Element, Node, PrefixMap, XmlError, XmlLimits, XML_NS,
 };
 

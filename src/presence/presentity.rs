@@ -38,10 +38,10 @@ use super::pidf::{self, PidfDocument};
 use super::publication::{new_entity_tag, PublishKind};
 use super::registry::{AttachWatcher, DetachWatcher, PresentityIdle, Registry};
 use super::watcher::new_watcher_id;
-use super::xml::XmlLimits;
 use crate::config::RegistrationState;
 use crate::sip::Reject;
 use crate::store::{unix_now, Change, Persist, PublicationRow};
+use crate::xml::XmlLimits;
 
 /// A registrar binding as the presentity sees it.
 #[derive(Debug, Clone, PartialEq)]

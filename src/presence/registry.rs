@@ -30,7 +30,6 @@ use super::watcher::{
     new_watcher_id, PresentityView, SubscriptionDialog, Watcher, WatcherInit, WatcherSettings,
     WatcherShared,
 };
-use super::xml::{XmlError, XmlLimits};
 use crate::awaiting::{Awaiting, Deferred};
 use crate::sip::dispatcher::{IncomingRequest, Reply};
 use crate::sip::headers::{accepts_media, parse_weighted_list, NameAddr};
@@ -40,6 +39,7 @@ use crate::sip::{Dispatcher, Reject};
 use crate::store::{
     unix_now, ActivityRow, Change, Persist, PublicationRow, SubscriptionChunk, SubscriptionRow,
 };
+use crate::xml::{XmlError, XmlLimits};
 
 /// Settings the presence core needs, from `[presence]`.
 #[derive(Debug, Clone)]

@@ -10,12 +10,12 @@ use std::collections::HashSet;
 
 use super::resource_lists::{self, ListError, RESOURCE_LISTS_CONTENT_TYPE};
 use crate::presence::aor::Aor;
-use crate::presence::xml::{XmlError, XmlLimits};
 use crate::sip::content_coding::{inflate, InflateError, InflateLimits};
 use crate::sip::headers::parse_token_list;
 use crate::sip::message::Request;
 use crate::sip::Reject;
 use crate::store::ListMemberRow;
+use crate::xml::{XmlError, XmlLimits};
 
 /// Where a list subscription's members come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -10,7 +10,7 @@
 
 use std::collections::HashSet;
 
-use crate::presence::xml::{parse_document, Element, XmlError, XmlLimits};
+use crate::xml::{parse_document, Element, XmlError, XmlLimits};
 
 /// The resource-lists namespace (RFC 4826 §3.2).
 pub const RESOURCE_LISTS_NS: &str = "urn:ietf:params:xml:ns:resource-lists";

@@ -184,34 +184,11 @@ fn list_open(list_uri: &str, version: u32, full_state: bool) -> String {
     out
 }
 
-/// Appends `text` with markup characters escaped and characters XML 1.0
-/// forbids dropped; used for attribute values and text content alike.
-///
-/// Tabs and line ends are written as character references too: a parser
-/// reads a literal CR as LF (XML 1.0 §2.11) and literal whitespace in an
-/// attribute value as a space (§3.3.3), and references keep each resource
-/// fragment on one CRLF-terminated line.
+/// Appends `text` escaped as a double-quoted attribute value (`xml`'s routine): tabs and
+/// line ends become character references, which also keeps each resource fragment on one
+/// CRLF-terminated line.
 fn escape_into(out: &mut String, text: &str) {
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            '\t' => out.push_str("&#9;"),
-            '\n' => out.push_str("&#10;"),
-            '\r' => out.push_str("&#13;"),
-            c if is_xml_char(c) => out.push(c),
-            _ => {}
-        }
-    }
-}
-
-/// XML 1.0 §2.2 `Char`: #x9 | #xA | #xD | [#x20-#xD7FF] | [#xE000-#xFFFD] |
-/// [#x10000-#x10FFFF]. Surrogates cannot occur in a Rust `char`.
-fn is_xml_char(c: char) -> bool {
-    matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..)
+    crate::xml::escape_into(out, text, true);
 }
 
 #[cfg(test)]
@@ -340,8 +317,9 @@ mod tests {
             resource_xml(&r),
             concat!(
                 " <resource uri=\"sip:a&amp;b@x;p=&quot;q&quot;\">",
-                "<name>Tom &amp; &lt;Jerry&gt; &quot;T&quot; &apos;J&apos;</name>",
-                "<instance id=\"&lt;&amp;&apos;&quot;&gt;\" state=\"terminated\" reason=\"a&amp;b\" cid=\"c&apos;d@x\"/>",
+                // An apostrophe needs no reference inside double quotes or in text.
+                "<name>Tom &amp; &lt;Jerry&gt; &quot;T&quot; 'J'</name>",
+                "<instance id=\"&lt;&amp;'&quot;&gt;\" state=\"terminated\" reason=\"a&amp;b\" cid=\"c'd@x\"/>",
                 "</resource>\r\n",
             )
         );
@@ -361,7 +339,7 @@ mod tests {
     }
 
     #[test]
-    fn characters_not_allowed_in_xml_are_dropped() {
+    fn characters_not_allowed_in_xml_are_replaced() {
         let r = Resource {
             uri: "sip:\u{0}a\u{1b}b@x".to_owned(),
             name: Some("n\u{8}\u{FFFE}\u{FFFF}\u{E000}\u{1F600}\u{7F}é".to_owned()),
@@ -369,10 +347,10 @@ mod tests {
         };
         assert_eq!(
             resource_xml(&r),
-            " <resource uri=\"sip:ab@x\"><name>n\u{E000}\u{1F600}\u{7F}é</name></resource>\r\n"
+            " <resource uri=\"sip:\u{FFFD}a\u{FFFD}b@x\"><name>n\u{FFFD}\u{FFFD}\u{FFFD}\u{E000}\u{1F600}\u{7F}é</name></resource>\r\n"
         );
         let doc = document("sip:\u{1}list@x", 1, true, &[]);
-        assert!(doc.contains(" uri=\"sip:list@x\" "));
+        assert!(doc.contains(" uri=\"sip:\u{FFFD}list@x\" "));
     }
 
     #[test]

@@ -2,9 +2,8 @@
 //!
 //! Owns: a second connection to the store's SQLite file and the thread that runs a PASSIVE
 //! checkpoint on it every `CHECKPOINT_INTERVAL`. Left to itself, SQLite checkpoints inside
-//! whichever commit takes the WAL past 1,000 pages: under a PUBLISH load about 1 % of group
-//! commits then took 3–6 ms instead of 0.1–0.3 ms, a quarter of all commit time, and every
-//! request waiting for them stalled with them. A passive checkpoint copies committed pages into
+//! whichever commit takes the WAL past 1,000 pages, and every request waiting for that commit
+//! stalls with it. A passive checkpoint copies committed pages into
 //! the database beside the writer without blocking it. The writer keeps its own automatic
 //! checkpoint, much later (`WRITER_AUTOCHECKPOINT_PAGES`): by then this thread has copied
 //! nearly every page, so that checkpoint is short, and it lets the WAL start over (a passive

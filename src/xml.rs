@@ -1,9 +1,11 @@
-//! A small namespace-resolved XML element tree for presence documents: a parser
-//! hardened against hostile input and a deterministic writer.
+//! A small namespace-resolved XML element tree for every document presenced reads or writes
+//! (PIDF, resource lists, RLMI): a parser hardened against hostile input, a deterministic
+//! writer, and the one escaping routine. A leaf: it imports nothing of presenced.
 //!
-//! Owns: [`Element`]/[`Node`], [`parse_document`] and [`write_element`].
-//! Must not: know any presence vocabulary (PIDF lives in `pidf`), expand entities
-//! beyond the five predefined ones and character references, or fetch anything.
+//! Owns: [`Element`]/[`Node`], [`parse_document`], [`write_element`] and [`escape_into`].
+//! Must not: know any vocabulary (PIDF lives in `presence::pidf`, RLMI in `rls::rlmi`),
+//! expand entities beyond the five predefined ones and character references, or fetch
+//! anything.
 //!
 //! Names are resolved to namespace URIs while parsing (Namespaces in XML 1.0 §6)
 //! and the input's prefixes are discarded: code matches on URIs, never on
@@ -972,8 +974,9 @@ fn write_attr(out: &mut String, prefix: Option<&str>, local: &str, value: &str) 
 
 /// Escapes character data or a double-quoted attribute value. Whitespace
 /// other than space is written as a character reference in attributes and
-/// CR everywhere, so it survives XML 1.0 §2.11 and §3.3.3 normalisation.
-fn escape_into(out: &mut String, text: &str, in_attr: bool) {
+/// CR everywhere, so it survives XML 1.0 §2.11 and §3.3.3 normalisation;
+/// characters XML 1.0 forbids become U+FFFD.
+pub fn escape_into(out: &mut String, text: &str, in_attr: bool) {
     for c in text.chars() {
         match c {
             '&' => out.push_str("&amp;"),
