@@ -19,10 +19,9 @@
 //! ```
 
 use std::borrow::Cow;
-use std::cmp::Reverse;
-use std::collections::{BTreeSet, BinaryHeap, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
@@ -33,21 +32,18 @@ use bytes::Bytes;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use log::{debug, info, warn};
 
+use super::client_transactions::{ClientTransactions, Ending, Finished, Timers};
 use super::dialog::DialogId;
-use super::headers::{parse_delta_seconds, parse_token_list, NameAddr, Via};
+use super::headers::{NameAddr, Via};
 use super::message::{
     parse, HeaderAccess, Headers, Message as SipMessage, Method, Request, Response,
 };
 use super::reject::Reject;
-use super::transaction::{
-    client_key_of, new_client_key, next_timer_e, push_branch, ClientKey, ServerKey, ServerMatch,
-    ServerTransactions,
-};
+use super::transaction::{client_key_of, push_branch, ServerKey, ServerMatch, ServerTransactions};
 use super::transport::{
-    Inbound, InboundProblem, InboundRejected, Outbound, SendFailed, Source, Target, Transport,
-    Transports,
+    Inbound, InboundProblem, InboundRejected, Outbound, SendFailed, Source, Target, Transports,
 };
-use super::uri::Host;
+use super::validation::{self, Mandatory};
 
 /// How often completed server transactions are swept.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
@@ -213,18 +209,6 @@ struct Route {
     handler: Recipient<IncomingRequest>,
 }
 
-struct ClientTx {
-    owner: Recipient<ClientOutcome>,
-    tag: u64,
-    method: Method,
-    bytes: Bytes,
-    target: Target,
-    interval: Duration,
-    started: Instant,
-    /// When this transaction's next timer (E or F) is due; matches one `client_timers` entry.
-    due: Instant,
-}
-
 /// The dispatcher actor.
 pub struct Dispatcher {
     settings: DispatcherSettings,
@@ -244,12 +228,8 @@ pub struct Dispatcher {
     /// Each local address as a Via sent-by, rendered once.
     sent_by: Vec<(SocketAddr, String)>,
     server_tx: ServerTransactions,
-    client_tx: HashMap<ClientKey, ClientTx>,
-    /// Timer E/F deadlines of client transactions, earliest first. Entries whose transaction
-    /// ended or was rescheduled are skipped when they come up (lazy deletion): one heap and one
-    /// interval instead of a spawned timer per transaction, which made the actor's context
-    /// scan thousands of timers on every wake-up.
-    client_timers: BinaryHeap<Reverse<(Instant, ClientKey)>>,
+    /// The requests this server sent (NOTIFYs), each owner told its outcome.
+    client: ClientTransactions<Recipient<ClientOutcome>>,
     /// Requests handed to their handlers, each resolving to the handler's answer. One set
     /// polled by one context item (`Answers`), which polls only the requests whose answer
     /// moved: a context item per request made every wake-up of this actor poll every request
@@ -294,6 +274,10 @@ impl ActorFuture<Dispatcher> for Answers {
 impl Dispatcher {
     /// A dispatcher sending through `transports`.
     pub fn new(settings: DispatcherSettings, transports: Transports) -> Self {
+        let timers = Timers {
+            t1: settings.t1,
+            t2: settings.t2,
+        };
         let sent_by = settings
             .local_addrs
             .iter()
@@ -316,8 +300,7 @@ impl Dispatcher {
             option_tags: BTreeSet::new(),
             dialogs: HashMap::new(),
             server_tx: ServerTransactions::default(),
-            client_tx: HashMap::new(),
-            client_timers: BinaryHeap::new(),
+            client: ClientTransactions::new(timers),
             held: Some(Vec::new()),
             answers: FuturesUnordered::new(),
         }
@@ -386,7 +369,7 @@ impl Dispatcher {
             warn!("still restoring stored dialogs: answering 503 until done");
         }
         let target = match req.top_via() {
-            Ok(via) => Self::response_target(&source, &via),
+            Ok(via) => validation::response_target(&source, &via),
             Err(_) if source.transport.is_reliable() => Target::back_to(&source),
             Err(_) => return,
         };
@@ -463,116 +446,6 @@ impl Dispatcher {
         }
     }
 
-    /// RFC 3261 §18.2.2 with RFC 3581: where a response to a request from `source` goes.
-    fn response_target(source: &Source, via: &Via) -> Target {
-        if source.transport.is_reliable() {
-            return Target::back_to(source);
-        }
-        let port = match via.params.get("rport") {
-            Some(_) => source.peer.port(),
-            None => via.port.unwrap_or(5060),
-        };
-        Target {
-            addr: SocketAddr::new(source.peer.ip(), port),
-            ..Target::back_to(source)
-        }
-    }
-
-    /// RFC 3261 §18.2.1 and RFC 3581 §4: record where the request really came from, in the
-    /// top Via (`via`, as parsed from it). A Via that needs neither `received` nor `rport` is
-    /// left as received; otherwise the top element is written anew and the others kept as
-    /// they are.
-    fn stamp_received(req: &mut Request, via: &Via, source: &Source) {
-        let from_ip = source.peer.ip();
-        let sent_by_matches = matches!(via.host, Host::Ip(ip) if ip == from_ip);
-        let rport = via.params.get("rport").is_some();
-        if sent_by_matches && !rport {
-            return;
-        }
-        let Some(first) = req.headers.0.iter_mut().find(|h| h.name == "Via") else {
-            return;
-        };
-        let mut via = via.clone();
-        via.params.set("received", Some(from_ip.to_string()));
-        if rport {
-            via.params
-                .set("rport", Some(source.peer.port().to_string()));
-        }
-        let mut elements = super::headers::split_list(&first.value);
-        elements.next();
-        let mut value = via.to_string();
-        for other in elements {
-            value.push_str(", ");
-            value.push_str(other);
-        }
-        first.value = value;
-    }
-
-    fn is_local_host(&self, host: &Host) -> bool {
-        match host {
-            Host::Ip(ip) => {
-                self.settings.local_addrs.iter().any(|a| {
-                    a.ip() == *ip || (a.ip().is_unspecified() && is_same_family(a.ip(), *ip))
-                })
-            }
-            Host::Domain(d) => d.eq_ignore_ascii_case("localhost"),
-        }
-    }
-
-    /// RFC 3261 §8.1.1: the headers every request must carry. Gives the top Via, the parsed
-    /// From and To (handed on, so no handler parses them again) and, when the To carries a
-    /// tag, the dialog the request claims to belong to.
-    fn check_mandatory(req: &Request) -> Result<Mandatory, Reject> {
-        let bad = |what: &'static str| Reject::with_reason(400, what);
-        let mut vias = req.headers.list("Via");
-        let via = vias
-            .next()
-            .and_then(|top| Via::parse(top).ok())
-            .ok_or_else(|| bad("Missing or Malformed Via"))?;
-        if via.branch().is_none_or(str::is_empty) {
-            return Err(bad("Missing Via Branch"));
-        }
-        if vias.any(|v| Via::parse(v).is_err()) {
-            return Err(bad("Malformed Via"));
-        }
-        if !req.headers.has("To") {
-            return Err(bad("Missing To"));
-        }
-        let to = req.header_to().map_err(|_| bad("Malformed To"))?;
-        if !req.headers.has("From") {
-            return Err(bad("Missing From"));
-        }
-        let from = req.header_from().map_err(|_| bad("Malformed From"))?;
-        if from.tag().is_none_or(str::is_empty) {
-            return Err(bad("Missing From Tag"));
-        }
-        if !req.headers.has("Call-ID") {
-            return Err(bad("Missing Call-ID"));
-        }
-        let call_id = req.call_id().map_err(|_| bad("Malformed Call-ID"))?;
-        let dialog = DialogId::of(call_id, &to, &from);
-        if !req.headers.has("CSeq") {
-            return Err(bad("Missing CSeq"));
-        }
-        let cseq = req.cseq().map_err(|_| bad("Malformed CSeq"))?;
-        if cseq.method != req.method {
-            return Err(bad("CSeq Method Does Not Match"));
-        }
-        let max_forwards = req
-            .headers
-            .get("Max-Forwards")
-            .ok_or_else(|| bad("Missing Max-Forwards"))?;
-        if parse_delta_seconds(max_forwards, "Max-Forwards").map_or(true, |m| m > 255) {
-            return Err(bad("Malformed Max-Forwards"));
-        }
-        Ok(Mandatory {
-            via,
-            dialog,
-            from,
-            to,
-        })
-    }
-
     fn handle_request(&mut self, mut req: Request, source: Source) {
         if req.method == Method::Ack {
             // No INVITE transactions here: an ACK has nothing to match (RFC 3261 §17.2.3).
@@ -584,7 +457,7 @@ impl Dispatcher {
             dialog,
             from,
             to,
-        } = match Self::check_mandatory(&req) {
+        } = match validation::check_mandatory(&req) {
             Ok(checked) => checked,
             Err(reject) => {
                 info!(
@@ -592,7 +465,7 @@ impl Dispatcher {
                     req.method, source.peer
                 );
                 let target = match req.top_via() {
-                    Ok(via) => Self::response_target(&source, &via),
+                    Ok(via) => validation::response_target(&source, &via),
                     // Without a Via only a stream has a way back.
                     Err(_) if source.transport.is_reliable() => Target::back_to(&source),
                     Err(_) => return,
@@ -601,8 +474,8 @@ impl Dispatcher {
                 return;
             }
         };
-        Self::stamp_received(&mut req, &via, &source);
-        let target = Self::response_target(&source, &via);
+        validation::stamp_received(&mut req, &via, &source);
+        let target = validation::response_target(&source, &via);
         let Some(key) = ServerKey::new(&via, &req.method) else {
             return;
         };
@@ -670,46 +543,25 @@ impl Dispatcher {
         key: &ServerKey,
         dialog: Option<DialogId>,
     ) -> Result<Routed, Reject> {
-        if req
-            .headers
-            .get("Max-Forwards")
-            .and_then(|m| parse_delta_seconds(m, "Max-Forwards").ok())
-            == Some(0)
-        {
-            return Err(Reject::new(483));
-        }
+        validation::check_max_forwards(req)?;
         let served = req.method == Method::Options
             || req.method == Method::Cancel
             || self.routes.contains_key(&req.method);
         if !served {
             return Err(Reject::new(405).header("Allow", self.allow()));
         }
-        if let Some(uri) = req.uri.as_sip() {
-            let domain_ok = self.settings.domains.is_empty()
-                || self.is_local_host(&uri.host)
-                || matches!(&uri.host, Host::Domain(d)
-                    if self.settings.domains.iter().any(|s| s.eq_ignore_ascii_case(d)));
-            if !domain_ok {
-                return Err(Reject::with_reason(404, "Domain Not Served"));
-            }
-        } else {
+        let Some(uri) = req.uri.as_sip() else {
             return Err(Reject::new(416));
+        };
+        if !validation::domain_served(
+            &uri.host,
+            &self.settings.domains,
+            &self.settings.local_addrs,
+        ) {
+            return Err(Reject::with_reason(404, "Domain Not Served"));
         }
         if req.method != Method::Cancel {
-            let required = req
-                .headers
-                .get_all("Require")
-                .map(|v| parse_token_list(v, "Require"))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|_| Reject::with_reason(400, "Malformed Require"))?;
-            let unknown: Vec<String> = required
-                .into_iter()
-                .flatten()
-                .filter(|t| !self.option_tags.iter().any(|s| s.eq_ignore_ascii_case(t)))
-                .collect();
-            if !unknown.is_empty() {
-                return Err(Reject::new(420).header("Unsupported", unknown.join(", ")));
-            }
+            validation::check_require(req, &self.option_tags)?;
         }
         match req.method {
             Method::Cancel => {
@@ -755,77 +607,44 @@ impl Dispatcher {
         reply
     }
 
-    fn handle_response(&mut self, resp: Response, source: Source, ctx: &mut Context<Self>) {
+    fn handle_response(&mut self, resp: Response, source: Source) {
         // Only the top Via's branch is read: a response that matches no transaction of ours
         // is dropped whatever else it says.
         let Some(branch) = resp.headers.list("Via").next().and_then(Via::branch_of) else {
             debug!("response from {} without a Via branch dropped", source.peer);
             return;
         };
-        let method = resp.cseq().ok().map(|c| c.method);
-        let key = client_key_of(branch).filter(|key| {
-            self.client_tx
-                .get(key)
-                .is_some_and(|tx| Some(&tx.method) == method.as_ref())
-        });
-        let Some(key) = key else {
+        let Some(key) = client_key_of(branch) else {
             debug!(
                 "response {} from {} matches no transaction",
                 resp.status, source.peer
             );
             return;
         };
-        if resp.status < 200 {
-            // RFC 3261 §17.1.2.2: in Proceeding, retransmit every T2.
-            if let Some(tx) = self.client_tx.get_mut(&key) {
-                tx.interval = self.settings.t2;
-            }
-            return;
+        let method = resp.cseq().ok().map(|c| c.method);
+        let status = resp.status;
+        if let Some(done) = self
+            .client
+            .response(key, method.as_ref(), status, Arc::new(resp))
+        {
+            tell(done);
         }
-        self.finish_client(key, ClientResult::Response(Arc::new(resp)), ctx);
     }
 
     /// Runs every client-transaction timer that is due: Timer E retransmits on UDP, Timer F
     /// (64×T1 after the start) ends the transaction with a timeout.
-    fn client_timers_due(&mut self, ctx: &mut Context<Self>) {
-        let now = Instant::now();
-        let timer_f = self.settings.t1 * 64;
-        while let Some(Reverse((at, _))) = self.client_timers.peek() {
-            if *at > now {
-                break;
-            }
-            let Some(Reverse((at, key))) = self.client_timers.pop() else {
-                break;
-            };
-            let Some(tx) = self.client_tx.get_mut(&key) else {
-                continue;
-            };
-            if tx.due != at {
-                continue;
-            }
-            let elapsed = now.saturating_duration_since(tx.started);
-            if elapsed >= timer_f {
-                debug!("{} to {}: Timer F fired", tx.method, tx.target.addr);
-                self.finish_client(key, ClientResult::Timeout, ctx);
-                continue;
-            }
-            let next = if tx.target.transport.is_reliable() {
-                timer_f - elapsed
-            } else {
-                self.transports.send(Outbound {
-                    target: tx.target,
-                    bytes: tx.bytes.clone(),
-                    close_after: false,
-                    on_failure: None,
-                    tag: 0,
-                });
-                let next = tx.interval.min(timer_f - elapsed);
-                tx.interval = next_timer_e(tx.interval, self.settings.t2);
-                next
-            };
-            tx.due = now + next;
-            self.client_timers.push(Reverse((tx.due, key)));
-        }
+    fn client_timers_due(&mut self) {
+        let transports = &self.transports;
+        let ended = self.client.due(Instant::now(), |target, bytes| {
+            transports.send(Outbound {
+                target,
+                bytes,
+                close_after: false,
+                on_failure: None,
+                tag: 0,
+            });
+        });
+        ended.into_iter().for_each(tell);
     }
 
     fn local_sent_by(&self, target: &Target) -> &str {
@@ -843,28 +662,17 @@ impl Dispatcher {
     }
 }
 
-impl Dispatcher {
-    /// Ends a client transaction and tells its owner.
-    fn finish_client(&mut self, key: ClientKey, result: ClientResult, _ctx: &mut Context<Self>) {
-        if let Some(tx) = self.client_tx.remove(&key) {
-            tx.owner.do_send(ClientOutcome {
-                tag: tx.tag,
-                result,
-            });
-        }
-    }
-}
-
-fn is_same_family(a: IpAddr, b: IpAddr) -> bool {
-    a.is_ipv4() == b.is_ipv4()
-}
-
-/// What `check_mandatory` found in a request's mandatory headers.
-struct Mandatory {
-    via: Via,
-    dialog: Option<DialogId>,
-    from: NameAddr,
-    to: NameAddr,
+/// Tells a client transaction's owner how it ended.
+fn tell(done: Finished<Recipient<ClientOutcome>, Arc<Response>>) {
+    let result = match done.ending {
+        Ending::Response(r) => ClientResult::Response(r),
+        Ending::Timeout => ClientResult::Timeout,
+        Ending::TransportError => ClientResult::TransportError,
+    };
+    done.owner.do_send(ClientOutcome {
+        tag: done.tag,
+        result,
+    });
 }
 
 enum Routed {
@@ -883,7 +691,7 @@ impl Actor for Dispatcher {
         // Timer E/F resolution: a quarter of T1, between 5 and 100 ms.
         let tick =
             (self.settings.t1 / 4).clamp(Duration::from_millis(5), Duration::from_millis(100));
-        ctx.run_interval(tick, |act, ctx| act.client_timers_due(ctx));
+        ctx.run_interval(tick, |act, _| act.client_timers_due());
         ctx.spawn(Answers);
     }
 }
@@ -918,11 +726,11 @@ impl Handler<Ready> for Dispatcher {
 impl Handler<Inbound> for Dispatcher {
     type Result = ();
 
-    fn handle(&mut self, msg: Inbound, ctx: &mut Self::Context) {
+    fn handle(&mut self, msg: Inbound, _ctx: &mut Self::Context) {
         match msg.message {
             SipMessage::Request(req) if self.held.is_some() => self.hold(req, msg.source),
             SipMessage::Request(req) => self.handle_request(req, msg.source),
-            SipMessage::Response(resp) => self.handle_response(resp, msg.source, ctx),
+            SipMessage::Response(resp) => self.handle_response(resp, msg.source),
         }
     }
 }
@@ -970,7 +778,7 @@ impl Handler<InboundRejected> for Dispatcher {
         };
         let via = headers.list("Via").next().and_then(|v| Via::parse(v).ok());
         let target = match via {
-            Some(via) => Self::response_target(&source, &via),
+            Some(via) => validation::response_target(&source, &via),
             None if source.transport.is_reliable() => Target::back_to(&source),
             None => return,
         };
@@ -1046,11 +854,7 @@ impl Handler<SendRequest> for Dispatcher {
 
     fn handle(&mut self, msg: SendRequest, ctx: &mut Self::Context) {
         let mut req = msg.request;
-        // A random key, so a branch cannot be guessed from another; one in use is drawn again.
-        let mut key = new_client_key();
-        while self.client_tx.contains_key(&key) {
-            key = new_client_key();
-        }
+        let key = self.client.new_key();
         let transport = msg.target.transport.as_str();
         let sent_by = self.local_sent_by(&msg.target);
         let mut via = String::with_capacity(40 + transport.len() + sent_by.len());
@@ -1087,27 +891,14 @@ impl Handler<SendRequest> for Dispatcher {
             });
             return;
         }
-        let t1 = self.settings.t1;
-        let first = if msg.target.transport == Transport::Udp {
-            t1
-        } else {
-            t1 * 64
-        };
-        let started = Instant::now();
-        let due = started + first;
-        self.client_timers.push(Reverse((due, key)));
-        self.client_tx.insert(
+        self.client.start(
             key,
-            ClientTx {
-                owner: msg.owner,
-                tag: msg.tag,
-                method: req.method.clone(),
-                bytes,
-                target: msg.target,
-                interval: next_timer_e(t1, self.settings.t2),
-                started,
-                due,
-            },
+            msg.owner,
+            msg.tag,
+            req.method.clone(),
+            bytes,
+            msg.target,
+            Instant::now(),
         );
     }
 }
@@ -1115,8 +906,10 @@ impl Handler<SendRequest> for Dispatcher {
 impl Handler<SendFailed> for Dispatcher {
     type Result = ();
 
-    fn handle(&mut self, msg: SendFailed, ctx: &mut Self::Context) {
+    fn handle(&mut self, msg: SendFailed, _ctx: &mut Self::Context) {
         // The tag is the transaction's key (see `SendRequest`).
-        self.finish_client(msg.tag, ClientResult::TransportError, ctx);
+        if let Some(done) = self.client.finish(msg.tag, Ending::TransportError) {
+            tell(done);
+        }
     }
 }

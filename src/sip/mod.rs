@@ -24,6 +24,7 @@
 //! SIP-If-Match, Allow-Events, Min-Expires, Supported, Require, Accept, Accept-Encoding,
 //! Content-Encoding, Via, From/To/Contact/Route) live in `headers`.
 
+pub mod client_transactions;
 pub mod content_coding;
 pub mod dialog;
 pub mod dispatcher;
@@ -33,6 +34,7 @@ pub mod reject;
 pub mod transaction;
 pub mod transport;
 pub mod uri;
+pub mod validation;
 pub mod wire;
 
 pub use dispatcher::{Dispatcher, DispatcherSettings, IncomingRequest, Reply};
