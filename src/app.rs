@@ -17,10 +17,11 @@ use std::sync::{Arc, Mutex};
 
 use crate::config::{ListenTransport, Settings, UnknownUser};
 use crate::presence::directory::{DirectorySettings, UserDirectory};
-use crate::presence::document::PIDF_CONTENT_TYPE;
+use crate::presence::formats::PresenceFormat;
 use crate::presence::presentity::PresentitySettings;
 use crate::presence::presentity::UsersUse;
 use crate::presence::publication::PublishLimits;
+use crate::presence::publication::PUBLISHED_TYPES;
 use crate::presence::registry::UsersContext;
 use crate::presence::registry::{prepare_recovered, RecoveredSubscription, RestorePublications};
 use crate::presence::watcher::WatcherSettings;
@@ -219,14 +220,18 @@ async fn start_presence(
         method: Method::Subscribe,
         handler: lists.recipient(),
         events: vec!["presence".into()],
-        accept: vec![PIDF_CONTENT_TYPE.into(), RESOURCE_LISTS_CONTENT_TYPE.into()],
+        accept: PresenceFormat::SERVED_TYPES
+            .iter()
+            .chain(&[RESOURCE_LISTS_CONTENT_TYPE])
+            .map(|t| (*t).to_owned())
+            .collect(),
         option_tags: vec!["eventlist".into(), "recipient-list-subscribe".into()],
     });
     dispatcher.do_send(RegisterRoute {
         method: Method::Publish,
         handler: registry.clone().recipient(),
         events: vec!["presence".into()],
-        accept: vec![PIDF_CONTENT_TYPE.into()],
+        accept: PUBLISHED_TYPES.iter().map(|t| (*t).to_owned()).collect(),
         option_tags: Vec::new(),
     });
     dispatcher.do_send(RegisterRoute {

@@ -165,11 +165,17 @@ fn wrong_event_accept_and_unknown_dialog_are_refused() -> TestResult {
     w.send(
         &w.request("SUBSCRIBE", ALICE)
             .header("Event: presence")
-            .header("Accept: application/xpidf+xml")
+            .header("Accept: text/plain, application/pidf+xml;q=0")
             .header(&contact)
             .build(),
     );
-    w.expect_status(406);
+    assert_eq!(
+        w.expect_status(406).header("Accept"),
+        Some(
+            "application/pidf+xml, application/cpim-pidf+xml, application/xpidf+xml, \
+             application/lpidf+xml"
+        )
+    );
     let mut stray = w
         .request("SUBSCRIBE", ALICE)
         .header("Event: presence")
@@ -323,7 +329,7 @@ fn bad_publishes_get_their_errors() -> TestResult {
     p.send(&req.build());
     assert_eq!(
         p.expect_status(415).header("Accept"),
-        Some("application/pidf+xml")
+        Some("application/pidf+xml, application/cpim-pidf+xml")
     );
     // Missing and wrong Event.
     let req = p

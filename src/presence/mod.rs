@@ -13,6 +13,7 @@ pub mod aggregation;
 pub mod aor;
 pub mod directory;
 pub mod document;
+pub mod formats;
 pub mod long_term;
 pub mod pidf;
 pub mod presentity;

@@ -25,11 +25,16 @@
 //! recognises RPID only under the literal `rpid:` prefix.
 
 use crate::xml::{
-    parse_document, write_element, Element, Node, PrefixMap, XmlError, XmlLimits, XML_NS,
+    namespace_uri, parse_document, write_element, Element, Node, PrefixMap, XmlError, XmlLimits,
+    XML_NS,
 };
 
 /// The PIDF namespace (RFC 3863 §4.4).
 pub const PIDF_NS: &str = "urn:ietf:params:xml:ns:pidf";
+/// The namespace of CPIM-PIDF, the draft PIDF that preceded RFC 3863 (SER's pa module served
+/// it as `application/cpim-pidf+xml`); the same vocabulary under another namespace.
+pub const CPIM_PIDF_NS: &str = "urn:ietf:params:xml:ns:cpim-pidf";
+
 /// The presence data model namespace of RFC 4479 (`dm:person`, `dm:device`).
 pub const DATA_MODEL_NS: &str = "urn:ietf:params:xml:ns:pidf:data-model";
 /// The RPID namespace (RFC 4480).
@@ -204,7 +209,11 @@ pub enum TupleProblem {
 /// [`PidfError::Xml`] if the body is not acceptable XML, otherwise the first
 /// PIDF rule it breaks.
 pub fn parse(body: &[u8], limits: &XmlLimits) -> Result<PidfDocument, PidfError> {
-    let root = parse_document(body, limits)?;
+    let mut root = parse_document(body, limits)?;
+    if root.is(CPIM_PIDF_NS, "presence") {
+        // CPIM-PIDF is PIDF under its draft namespace: read as PIDF from here on.
+        swap_namespace(&mut root, CPIM_PIDF_NS, PIDF_NS);
+    }
     if !root.is(PIDF_NS, "presence") {
         return Err(PidfError::NotPidf);
     }
@@ -238,9 +247,56 @@ pub fn parse(body: &[u8], limits: &XmlLimits) -> Result<PidfDocument, PidfError>
     Ok(doc)
 }
 
+/// Moves every element and attribute of `el`'s tree in namespace `from` to `to`.
+fn swap_namespace(el: &mut Element, from: &str, to: &str) {
+    if el.in_ns(from) {
+        el.ns = Some(namespace_uri(to));
+    }
+    for attr in &mut el.attrs {
+        if attr.ns.as_deref() == Some(from) {
+            attr.ns = Some(namespace_uri(to));
+        }
+    }
+    for child in &mut el.children {
+        if let Node::Element(child) = child {
+            swap_namespace(child, from, to);
+        }
+    }
+}
+
+/// The prefixes of CPIM-PIDF output: [`PREFIXES`] with the draft namespace as the default.
+const CPIM_PREFIXES: PrefixMap<'static> = PrefixMap::new(&[
+    (CPIM_PIDF_NS, None),
+    (CPIM_PIDF_NS, Some("pidf")),
+    (RPID_NS, Some("rpid")),
+    (DATA_MODEL_NS, Some("dm")),
+    (CIPID_NS, Some("c")),
+    (CAPS_NS, Some("caps")),
+    (GEOPRIV_NS, Some("gp")),
+    (OMA_PRES_NS, Some("op")),
+]);
+
+/// Writes `doc` as CPIM-PIDF (`application/cpim-pidf+xml`): [`serialize`]'s document with the
+/// PIDF namespace replaced by the draft's.
+pub fn serialize_cpim(doc: &PidfDocument) -> String {
+    let mut root = presence_element(doc);
+    swap_namespace(&mut root, PIDF_NS, CPIM_PIDF_NS);
+    let mut out = String::from(XML_DECLARATION);
+    write_element(&root, &mut out, &CPIM_PREFIXES);
+    out
+}
+
 /// Writes `doc` as a UTF-8 PIDF body with an XML declaration, in RFC 3863
 /// §4.4 element order and with [`PREFIXES`].
 pub fn serialize(doc: &PidfDocument) -> String {
+    let root = presence_element(doc);
+    let mut out = String::from(XML_DECLARATION);
+    write_element(&root, &mut out, &PREFIXES);
+    out
+}
+
+/// `doc` as one `<presence>` element tree, in RFC 3863 §4.4 order.
+fn presence_element(doc: &PidfDocument) -> Element {
     let mut root = Element::new(Some(PIDF_NS), "presence").with_attr(None, "entity", &doc.entity);
     let tuples = doc.tuples.iter().map(Tuple::to_element);
     let notes = doc.notes.iter().map(Note::to_element);
@@ -255,9 +311,7 @@ pub fn serialize(doc: &PidfDocument) -> String {
         .chain(others)
         .map(Node::Element)
         .collect();
-    let mut out = String::from(XML_DECLARATION);
-    write_element(&root, &mut out, &PREFIXES);
-    out
+    root
 }
 
 impl Tuple {

@@ -45,6 +45,12 @@ pub struct CheckedPublish {
     pub expires: u32,
 }
 
+/// The body types a presence PUBLISH may carry.
+pub const PUBLISHED_TYPES: [&str; 2] = [PIDF_CONTENT_TYPE, CPIM_PIDF_CONTENT_TYPE];
+
+/// Content type of CPIM-PIDF bodies.
+pub const CPIM_PIDF_CONTENT_TYPE: &str = "application/cpim-pidf+xml";
+
 /// RFC 3903 §6 steps 1–5, without state: Event, expiry, SIP-If-Match, Content-Type and body.
 pub fn check(req: &Request, limits: &PublishLimits) -> Result<CheckedPublish, Reject> {
     // RFC 3903 §6 step 2: the event package must be one we serve.
@@ -76,8 +82,12 @@ pub fn check(req: &Request, limits: &PublishLimits) -> Result<CheckedPublish, Re
     if has_body {
         let content_type = req.headers.get("Content-Type").unwrap_or("");
         let media = content_type.split(';').next().unwrap_or("").trim();
-        if !media.eq_ignore_ascii_case(PIDF_CONTENT_TYPE) {
-            return Err(Reject::new(415).header("Accept", PIDF_CONTENT_TYPE));
+        // PIDF, or CPIM-PIDF (the same document under the draft's namespace).
+        if !PUBLISHED_TYPES
+            .iter()
+            .any(|t| media.eq_ignore_ascii_case(t))
+        {
+            return Err(Reject::new(415).header("Accept", PUBLISHED_TYPES.join(", ")));
         }
         if req
             .headers

@@ -20,6 +20,7 @@ use log::{debug, info, warn};
 use super::aor::Aor;
 use super::directory::{is_phone, LookupUser, UserDirectory, UserStatus};
 use super::document::PIDF_CONTENT_TYPE;
+use super::formats::{FormatError, PresenceFormat};
 use super::pidf::{self, PidfError};
 use super::presentity::{
     AddWatcher, BindingTuple, PresenceChanged, Presentity, PresentitySettings, Publish,
@@ -239,10 +240,22 @@ impl Registry {
     }
 
     fn subscribe(&mut self, msg: IncomingRequest, ctx: &mut Context<Self>) -> Answer {
-        let dialog = match subscription_dialog(&msg, &self.config, &[PIDF_CONTENT_TYPE]) {
+        let dialog = match subscription_dialog(&msg, &self.config, &[]) {
             Ok(dialog) => dialog,
             Err(e) => return Deferred::now(Err(e)),
         };
+        // The watcher's format, by Accept and q-values (RFC 3856 §6.6: PIDF without one).
+        match PresenceFormat::from_accept(dialog.accept.as_deref()) {
+            Ok(_) => {}
+            Err(FormatError::Malformed) => {
+                return Deferred::now(Err(Reject::with_reason(400, "Malformed Accept")))
+            }
+            Err(FormatError::NoneAcceptable) => {
+                return Deferred::now(Err(
+                    Reject::new(406).header("Accept", PresenceFormat::all_content_types())
+                ))
+            }
+        }
         let check = match &self.directory {
             Some(d) if self.unknown_is_404 && !is_phone(&dialog.aor) => d.clone(),
             _ => return self.accept_subscribe(dialog, ctx),
@@ -296,13 +309,16 @@ impl Registry {
         let expires = dialog.expires;
         let source = dialog.source;
         let local_tag = dialog.local_tag.clone();
+        // Checked when the SUBSCRIBE came; a stored Accept is read alike.
+        let format =
+            PresenceFormat::from_accept(dialog.accept.as_deref()).unwrap_or(PresenceFormat::Pidf);
         let presentity = self.presentity(&aor, ctx).clone();
         let init = WatcherInit {
             id,
             dialog,
             shared: self.watchers.clone(),
         };
-        let view = PresentityView::new(presentity.clone());
+        let view = PresentityView::new(presentity.clone(), format);
         let watcher = match recovered_mark {
             Some(mark) => Watcher::recovered(init, view, mark),
             None => Watcher::new(init, view),

@@ -30,7 +30,8 @@ use bytes::Bytes;
 use log::{debug, info};
 
 use super::aor::Aor;
-use super::document::{SharedDocument, PIDF_CONTENT_TYPE};
+use super::document::SharedDocument;
+use super::formats::PresenceFormat;
 use super::presentity::{PresenceChanged, Presentity, RemoveWatcher, ResolveAgain};
 use crate::sip::content_coding::deflate;
 use crate::sip::dialog::DialogId;
@@ -127,20 +128,23 @@ pub trait NotifyView: Unpin + Sized + 'static {
     }
 }
 
-/// The view of a plain subscription: one presentity's document.
+/// The view of a plain subscription: one presentity's document, in the watcher's format.
 pub struct PresentityView {
     /// The presentity; it holds this watcher's `Recipient` until `RemoveWatcher`.
     presentity: Addr<Presentity>,
+    /// What the watcher's Accept chose.
+    format: PresenceFormat,
     document: Option<SharedDocument>,
     /// A document arrived since the last NOTIFY.
     dirty: bool,
 }
 
 impl PresentityView {
-    /// The view of `presentity` (the registry has sent it `AddWatcher`).
-    pub fn new(presentity: Addr<Presentity>) -> Self {
+    /// The view of `presentity` (the registry has sent it `AddWatcher`), written in `format`.
+    pub fn new(presentity: Addr<Presentity>, format: PresenceFormat) -> Self {
         Self {
             presentity,
+            format,
             document: None,
             dirty: false,
         }
@@ -165,11 +169,11 @@ impl NotifyView for PresentityView {
     fn next(&mut self, _full_state: bool, _version: u32, _now: Instant) -> NotifyContent {
         self.dirty = false;
         NotifyContent {
-            content_type: PIDF_CONTENT_TYPE.to_owned(),
+            content_type: self.format.content_type().to_owned(),
             body: self
                 .document
                 .as_ref()
-                .map(|d| d.body.clone())
+                .map(|d| self.format.render(d.aor.as_str(), &d.body))
                 .unwrap_or_default(),
         }
     }

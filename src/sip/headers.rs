@@ -684,6 +684,21 @@ pub fn accepts_media(accept: &[Weighted], media: &str) -> bool {
     })
 }
 
+/// The quality an Accept list gives `media` (RFC 7231 §5.3.2): that of the most specific
+/// range matching it (`type/subtype`, then `type/*`, then `*/*`); 0 when none does.
+pub fn media_quality(accept: &[Weighted], media: &str) -> f32 {
+    let media = media.to_ascii_lowercase();
+    let (mtype, _) = media.split_once('/').unwrap_or((&media, ""));
+    let exact = accept.iter().find(|w| w.value == media);
+    let by_type = || {
+        accept
+            .iter()
+            .find(|w| w.value.strip_suffix("/*").is_some_and(|t| t == mtype))
+    };
+    let any = || accept.iter().find(|w| w.value == "*/*");
+    exact.or_else(by_type).or_else(any).map_or(0.0, |w| w.q)
+}
+
 /// True if an Accept-Encoding list admits `coding` (RFC 7231 §5.3.4 rules, `*` included).
 pub fn accepts_coding(accept: &[Weighted], coding: &str) -> bool {
     let coding = coding.to_ascii_lowercase();
@@ -696,6 +711,19 @@ pub fn accepts_coding(accept: &[Weighted], coding: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_most_specific_media_range_gives_the_quality() {
+        let accept = parse_weighted_list(
+            "application/*;q=0.5, */*;q=0.1, application/xpidf+xml;q=0",
+            "Accept",
+        )
+        .unwrap();
+        assert_eq!(media_quality(&accept, "application/pidf+xml"), 0.5);
+        assert_eq!(media_quality(&accept, "Application/XPIDF+xml"), 0.0);
+        assert_eq!(media_quality(&accept, "text/plain"), 0.1);
+        assert_eq!(media_quality(&[], "text/plain"), 0.0);
+    }
 
     #[test]
     fn the_branch_is_read_alike_with_or_without_parsing_the_via() {
