@@ -780,9 +780,10 @@ pub struct PrefixMap<'a> {
 }
 
 impl<'a> PrefixMap<'a> {
-    /// A map from `(namespace URI, prefix)` pairs, declared in this order. At
-    /// most one namespace should be the default; a later one is treated as
-    /// unlisted.
+    /// A map from `(namespace URI, prefix)` pairs, declared in this order.
+    /// Several namespaces may be listed as the default where no tree uses two
+    /// of them: the first of them a tree uses is its default, a later one is
+    /// treated as unlisted.
     pub const fn new(bindings: &'a [(&'a str, Option<&'a str>)]) -> Self {
         Self { bindings }
     }

@@ -56,6 +56,9 @@ pub const OMA_PRES_NS: &str = "urn:oma:xml:prs:pidf:oma-pres";
 pub const PREFIXES: PrefixMap<'static> = PrefixMap::new(&[
     (PIDF_NS, None),
     (PIDF_NS, Some("pidf")),
+    // A CPIM-PIDF document has it in PIDF's place (no document has both).
+    (CPIM_PIDF_NS, None),
+    (CPIM_PIDF_NS, Some("pidf")),
     (RPID_NS, Some("rpid")),
     (DATA_MODEL_NS, Some("dm")),
     (CIPID_NS, Some("c")),
@@ -264,25 +267,13 @@ fn swap_namespace(el: &mut Element, from: &str, to: &str) {
     }
 }
 
-/// The prefixes of CPIM-PIDF output: [`PREFIXES`] with the draft namespace as the default.
-const CPIM_PREFIXES: PrefixMap<'static> = PrefixMap::new(&[
-    (CPIM_PIDF_NS, None),
-    (CPIM_PIDF_NS, Some("pidf")),
-    (RPID_NS, Some("rpid")),
-    (DATA_MODEL_NS, Some("dm")),
-    (CIPID_NS, Some("c")),
-    (CAPS_NS, Some("caps")),
-    (GEOPRIV_NS, Some("gp")),
-    (OMA_PRES_NS, Some("op")),
-]);
-
 /// Writes `doc` as CPIM-PIDF (`application/cpim-pidf+xml`): [`serialize`]'s document with the
 /// PIDF namespace replaced by the draft's.
 pub fn serialize_cpim(doc: &PidfDocument) -> String {
     let mut root = presence_element(doc);
     swap_namespace(&mut root, PIDF_NS, CPIM_PIDF_NS);
     let mut out = String::from(XML_DECLARATION);
-    write_element(&root, &mut out, &CPIM_PREFIXES);
+    write_element(&root, &mut out, &PREFIXES);
     out
 }
 
