@@ -19,6 +19,8 @@ pub mod pidf;
 pub mod presentity;
 pub mod publication;
 pub mod registry;
+pub mod subscription;
+pub mod view;
 pub mod watcher;
 
 pub use registry::{PresenceConfig, Registry};

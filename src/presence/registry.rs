@@ -27,10 +27,9 @@ use super::presentity::{
     PublishRequest, RemoveWatcher, ResolveAgain, RestorePublication, SetBindings, Stop,
 };
 use super::publication::{self, PublishKind, PublishLimits};
-use super::watcher::{
-    new_watcher_id, PresentityView, SubscriptionDialog, Watcher, WatcherInit, WatcherSettings,
-    WatcherShared,
-};
+use super::subscription::SubscriptionDialog;
+use super::view::PresentityView;
+use super::watcher::{new_watcher_id, Watcher, WatcherInit, WatcherSettings, WatcherShared};
 use crate::awaiting::{Awaiting, Deferred};
 use crate::sip::dispatcher::{IncomingRequest, Reply};
 use crate::sip::headers::{accepts_media, parse_weighted_list, NameAddr};

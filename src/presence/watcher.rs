@@ -1,10 +1,11 @@
 //! `Watcher<V>`: one actor per presence subscription (dialog plus Event `id`).
 //!
-//! Owns: the subscription's dialog (Call-ID, tags, route set, remote target, local and remote
-//! CSeq), its expiry and state, and its NOTIFYs: built here, sent as client transactions
-//! through the dispatcher, one at a time, deflated when the SUBSCRIBE allowed it. What a NOTIFY
-//! carries comes from its [`NotifyView`]: one presentity's document ([`PresentityView`], a
-//! plain subscription) or a resource list (`rls::ListView`, a list subscription). Changes that
+//! Owns: the subscription's dialog (a [`SubscriptionDialog`], with the local CSeq and its
+//! stored high-water mark), its expiry and state, and its NOTIFYs: built here, sent as client
+//! transactions through the dispatcher, one at a time, deflated when the SUBSCRIBE allowed it.
+//! What a NOTIFY carries comes from its [`NotifyView`] (`view`): one presentity's document
+//! (`view::PresentityView`, a plain subscription) or a resource list (`rls::ListView`, a list
+//! subscription). Changes that
 //! arrive while a NOTIFY is outstanding are coalesced: the next NOTIFY carries the latest state.
 //! Created by the `Registry` (plain) or `rls::ListServer` (lists) for an accepted SUBSCRIBE;
 //! receives in-dialog SUBSCRIBEs through the dispatcher's dialog table. Stops after its final
@@ -18,9 +19,7 @@
 //!   refresh ──► 200, NOTIFY (full state)   unsubscribe or expiry ──► NOTIFY(terminated) ──► stop
 //! ```
 
-use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -29,10 +28,9 @@ use actix::prelude::*;
 use bytes::Bytes;
 use log::{debug, info};
 
-use super::aor::Aor;
-use super::document::SharedDocument;
-use super::formats::PresenceFormat;
-use super::presentity::{PresenceChanged, Presentity, RemoveWatcher, ResolveAgain};
+use super::presentity::PresenceChanged;
+use super::subscription::{local_contact, subscription_id, SubscriptionDialog};
+use super::view::{Due, NotifyContent, NotifyView};
 use crate::sip::content_coding::deflate;
 use crate::sip::dialog::DialogId;
 use crate::sip::dispatcher::{
@@ -68,169 +66,6 @@ pub fn new_watcher_id() -> u64 {
     static NEXT: AtomicU64 = AtomicU64::new(1);
     NEXT.fetch_add(1, Ordering::Relaxed)
 }
-
-/// When a view has something to notify.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Due {
-    /// Nothing to send.
-    Nothing,
-    /// Send now.
-    Now,
-    /// Send at this instant (throttling).
-    At(Instant),
-}
-
-/// What one NOTIFY carries.
-#[derive(Debug, Clone)]
-pub struct NotifyContent {
-    /// Its Content-Type.
-    pub content_type: String,
-    /// The body, before any content coding.
-    pub body: Bytes,
-}
-
-/// The future of a view's part of an in-dialog SUBSCRIBE.
-pub type UpdateFuture<U> = Pin<Box<dyn Future<Output = Result<U, Reject>>>>;
-
-/// What a subscription notifies: a presentity's document or a resource list. The watcher owns
-/// the dialog and sends; the view decides when and what.
-pub trait NotifyView: Unpin + Sized + 'static {
-    /// What an in-dialog SUBSCRIBE changes in the view beyond the dialog (a list's members).
-    type Update: Unpin + 'static;
-
-    /// A watched presentity's document changed.
-    fn changed(&mut self, doc: SharedDocument);
-    /// Whether a NOTIFY is due; `full_state` when the watcher owes one (first NOTIFY, refresh,
-    /// final NOTIFY).
-    fn due(&self, full_state: bool, now: Instant) -> Due;
-    /// The content of the NOTIFY about to go, whose RLMI `version` (if any) is given.
-    fn next(&mut self, full_state: bool, version: u32, now: Instant) -> NotifyContent;
-    /// Checks what an in-dialog SUBSCRIBE asks of the view (may look things up).
-    fn check_update(&self, request: &Request) -> UpdateFuture<Self::Update>;
-    /// Writes the view's part of the stored row, as it will be after `update`.
-    fn fill_row(&self, update: Option<&Self::Update>, row: &mut SubscriptionRow);
-    /// Applies a committed update; `watcher` is this subscription's inbox.
-    fn apply_update(
-        &mut self,
-        update: Self::Update,
-        watcher_id: u64,
-        watcher: Recipient<PresenceChanged>,
-    );
-    /// The subscription ends: stop receiving documents.
-    fn detach(&mut self, watcher_id: u64);
-    /// The value of the NOTIFY's Event header (without `id`).
-    fn event_package(&self) -> &'static str {
-        "presence"
-    }
-    /// Headers added to every NOTIFY and to the 200 of a refresh.
-    fn extra_headers(&self) -> &'static [(&'static str, &'static str)] {
-        &[]
-    }
-}
-
-/// The view of a plain subscription: one presentity's document, in the watcher's format.
-pub struct PresentityView {
-    /// The presentity; it holds this watcher's `Recipient` until `RemoveWatcher`.
-    presentity: Addr<Presentity>,
-    /// What the watcher's Accept chose.
-    format: PresenceFormat,
-    document: Option<SharedDocument>,
-    /// A document arrived since the last NOTIFY.
-    dirty: bool,
-}
-
-impl PresentityView {
-    /// The view of `presentity` (the registry has sent it `AddWatcher`), written in `format`.
-    pub fn new(presentity: Addr<Presentity>, format: PresenceFormat) -> Self {
-        Self {
-            presentity,
-            format,
-            document: None,
-            dirty: false,
-        }
-    }
-}
-
-impl NotifyView for PresentityView {
-    type Update = ();
-
-    fn changed(&mut self, doc: SharedDocument) {
-        self.document = Some(doc);
-        self.dirty = true;
-    }
-
-    fn due(&self, full_state: bool, _now: Instant) -> Due {
-        match &self.document {
-            Some(_) if full_state || self.dirty => Due::Now,
-            _ => Due::Nothing,
-        }
-    }
-
-    fn next(&mut self, _full_state: bool, _version: u32, _now: Instant) -> NotifyContent {
-        self.dirty = false;
-        NotifyContent {
-            content_type: self.format.content_type().to_owned(),
-            body: self
-                .document
-                .as_ref()
-                .map(|d| self.format.render(d.aor.as_str(), &d.body))
-                .unwrap_or_default(),
-        }
-    }
-
-    fn check_update(&self, _request: &Request) -> UpdateFuture<()> {
-        Box::pin(std::future::ready(Ok(())))
-    }
-
-    fn fill_row(&self, _update: Option<&()>, _row: &mut SubscriptionRow) {}
-
-    fn apply_update(&mut self, _: (), _: u64, _: Recipient<PresenceChanged>) {
-        // A refresh asks the users database again (a number's owner, a user's existence).
-        // do_send: one per refresh.
-        self.presentity.do_send(ResolveAgain { fresh: true });
-    }
-
-    fn detach(&mut self, watcher_id: u64) {
-        // do_send: one message per ended subscription.
-        self.presentity.do_send(RemoveWatcher { id: watcher_id });
-    }
-}
-
-/// The persistable state of a subscription dialog: everything a watcher needs that is not
-/// an actor of this process.
-#[derive(Debug, Clone)]
-pub struct SubscriptionDialog {
-    /// The presentity watched.
-    pub aor: Aor,
-    /// Event `id` parameter.
-    pub event_id: Option<String>,
-    /// Call-ID.
-    pub call_id: String,
-    /// Our tag.
-    pub local_tag: String,
-    /// The subscriber's tag.
-    pub remote_tag: String,
-    /// Our URI (the SUBSCRIBE's To without its parameters), as it goes into a NOTIFY's From:
-    /// kept rendered, since every NOTIFY writes it and nothing reads inside it.
-    pub local_uri: String,
-    /// The subscriber's URI (the SUBSCRIBE's From without its parameters), rendered.
-    pub remote_uri: String,
-    /// Where NOTIFYs go (the SUBSCRIBE's Contact).
-    pub remote_target: Uri,
-    /// Record-Route of the SUBSCRIBE, in order.
-    pub route_set: Vec<NameAddr>,
-    /// CSeq of the last SUBSCRIBE.
-    pub remote_cseq: u32,
-    /// Granted expiry in seconds; 0 for a fetch.
-    pub expires: u32,
-    /// Where the SUBSCRIBE came from (connection reuse).
-    pub source: Source,
-    /// The SUBSCRIBE's Accept header, if any.
-    pub accept: Option<String>,
-    /// The SUBSCRIBE's Accept-Encoding header, if any.
-    pub accept_encoding: Option<String>,
-}
-
 /// Everything a watcher starts with.
 pub struct WatcherInit {
     /// Unique id within the registry.
@@ -252,36 +87,6 @@ pub struct WatcherShared {
     pub store: Recipient<Persist>,
 }
 
-/// The `Contact` the server puts in its responses and NOTIFYs for a request from `source`.
-pub fn local_contact(source: &Source) -> String {
-    // Every NOTIFY carries it, and a server has only a few local addresses: each is rendered
-    // once per thread.
-    thread_local! {
-        static RENDERED: std::cell::RefCell<Vec<((Transport, SocketAddr), String)>> =
-            const { std::cell::RefCell::new(Vec::new()) };
-    }
-    let key = (source.transport, source.local);
-    RENDERED.with(|rendered| {
-        let mut rendered = rendered.borrow_mut();
-        if let Some((_, contact)) = rendered.iter().find(|(k, _)| *k == key) {
-            return contact.clone();
-        }
-        let addr = match source.local {
-            SocketAddr::V6(a) => format!("[{}]:{}", a.ip(), a.port()),
-            a => a.to_string(),
-        };
-        let contact = match source.transport {
-            Transport::Tcp => format!("<sip:{addr};transport=tcp>"),
-            Transport::Udp => format!("<sip:{addr}>"),
-        };
-        // Bounded: addresses beyond the first few are rendered each time.
-        if rendered.len() < 16 {
-            rendered.push((key, contact.clone()));
-        }
-        contact
-    })
-}
-
 /// The watcher actor.
 pub struct Watcher<V: NotifyView> {
     init: WatcherInit,
@@ -297,9 +102,8 @@ pub struct Watcher<V: NotifyView> {
     in_flight: bool,
     /// Full state is owed: first NOTIFY, refresh, final NOTIFY.
     full_state_due: bool,
-    /// Set once the subscription is ending: the final NOTIFY carries this reason.
-    terminating: Option<EventReason>,
-    final_sent: bool,
+    /// Active, ending, or ended.
+    life: Lifecycle,
     /// The SUBSCRIBE's Accept-Encoding admits deflate.
     deflate: bool,
     /// Committed NOTIFY CSeq high-water mark: every CSeq sent is below it, and the store knows.
@@ -308,166 +112,41 @@ pub struct Watcher<V: NotifyView> {
     mark_pending: bool,
 }
 
+/// Where a subscription is in its life (RFC 6665 §4.2.2).
+///
+/// ```text
+///  Active ──expiry / unsubscribe / fetch──► Terminating(reason) ──final NOTIFY──► FinalSent
+///                                                                   (stop once answered)
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Lifecycle {
+    /// NOTIFYs say `active`, with the time left.
+    Active,
+    /// The next NOTIFY is the final one, `terminated` with this reason.
+    Terminating(EventReason),
+    /// The final NOTIFY has gone: refreshes get 481, and the watcher stops once it is answered.
+    FinalSent,
+}
+
+impl Lifecycle {
+    fn is_active(&self) -> bool {
+        matches!(self, Lifecycle::Active)
+    }
+}
+
 /// Start raising the NOTIFY CSeq mark when the next CSeq comes this close to it, so that
 /// NOTIFYs never wait for the store in practice.
 const MARK_LOW_WATER: u32 = 500;
 
-/// The id of a subscription's stored row.
-pub fn subscription_id(dialog: &DialogId, usage: &str) -> String {
-    [
-        dialog.call_id.as_str(),
-        ";",
-        &dialog.local_tag,
-        ";",
-        &dialog.remote_tag,
-        ";",
-        usage,
-    ]
-    .concat()
-}
-
-/// True when `v` can go into a header value as it is: not empty, no ASCII control character
-/// (a CR or LF would end the header line, a NUL cut it).
-fn header_safe(v: &str) -> bool {
-    !v.is_empty() && !v.bytes().any(|b| b.is_ascii_control())
-}
-
-/// A stored local or remote URI, as `to_row` wrote it: a rendered `NameAddr` without
-/// parameters (`<uri>`, maybe after a quoted display name). It goes back out as written, so it
-/// is checked for that shape and kept as text; parsing it again cost two URI parses per
-/// subscription at every restart.
-fn stored_name_addr(v: &str, what: &'static str) -> Result<String, RestoreError> {
-    let uri = v
-        .strip_suffix('>')
-        .and_then(|rest| rest.rsplit_once('<'))
-        .map(|(_, uri)| uri);
-    let shaped = uri.is_some_and(|u| u.contains(':') && !u.contains([' ', '\t']));
-    if shaped && header_safe(v) {
-        Ok(v.to_owned())
-    } else {
-        Err(RestoreError::Invalid(what))
-    }
-}
-
-/// Why a stored subscription could not be restored.
-#[derive(Debug, thiserror::Error)]
-pub enum RestoreError {
-    /// A stored URI, name-addr or address no longer parses.
-    #[error("stored {0} is invalid")]
-    Invalid(&'static str),
-}
-
-impl SubscriptionDialog {
-    /// The dialog of a stored row.
-    pub fn from_row(row: &SubscriptionRow) -> Result<Self, RestoreError> {
-        let name_addr =
-            |v: &str, what| NameAddr::parse(v, "stored").map_err(|_| RestoreError::Invalid(what));
-        let route_set = row
-            .route_set
-            .lines()
-            .filter(|l| !l.is_empty())
-            .map(|l| name_addr(l, "route"))
-            .collect::<Result<Vec<_>, _>>()?;
-        let transport = match row.transport.as_str() {
-            "TCP" => Transport::Tcp,
-            "UDP" => Transport::Udp,
-            _ => return Err(RestoreError::Invalid("transport")),
-        };
-        let addr = |v: &str, what| {
-            v.parse::<SocketAddr>()
-                .map_err(|_| RestoreError::Invalid(what))
-        };
-        // What goes back out in a header as stored must not be able to break a header line.
-        let text = |v: &str, what| {
-            header_safe(v)
-                .then(|| v.to_owned())
-                .ok_or(RestoreError::Invalid(what))
-        };
-        Ok(SubscriptionDialog {
-            aor: Aor::parse(&row.aor).ok_or(RestoreError::Invalid("AOR"))?,
-            event_id: row
-                .event_id
-                .as_deref()
-                .map(|id| text(id, "event id"))
-                .transpose()?,
-            call_id: text(&row.call_id, "Call-ID")?,
-            local_tag: text(&row.local_tag, "local tag")?,
-            remote_tag: text(&row.remote_tag, "remote tag")?,
-            local_uri: stored_name_addr(&row.local_uri, "local URI")?,
-            remote_uri: stored_name_addr(&row.remote_uri, "remote URI")?,
-            remote_target: Uri::parse(&row.remote_target)
-                .map_err(|_| RestoreError::Invalid("remote target"))?,
-            route_set,
-            remote_cseq: u32::try_from(row.remote_cseq).unwrap_or(u32::MAX),
-            expires: u32::try_from((row.expires_at - unix_now()).max(1)).unwrap_or(u32::MAX),
-            source: Source {
-                transport,
-                local: addr(&row.local_addr, "local address")?,
-                peer: addr(&row.peer_addr, "peer address")?,
-                // The SUBSCRIBE's connection did not survive the restart.
-                connection: None,
-            },
-            accept: row.accept.clone(),
-            accept_encoding: row.accept_encoding.clone(),
-        })
-    }
-
-    /// The row for this dialog with the given expiry (Unix seconds) and CSeq mark.
-    pub fn to_row(&self, row_id: &str, expires_at: i64, cseq_mark: u32) -> SubscriptionRow {
-        SubscriptionRow {
-            id: row_id.to_owned(),
-            aor: self.aor.to_string(),
-            call_id: self.call_id.clone(),
-            local_tag: self.local_tag.clone(),
-            remote_tag: self.remote_tag.clone(),
-            event_id: self.event_id.clone(),
-            accept: self.accept.clone(),
-            local_uri: self.local_uri.clone(),
-            remote_uri: self.remote_uri.clone(),
-            remote_target: self.remote_target.to_string(),
-            route_set: self
-                .route_set
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("\n"),
-            remote_cseq: i64::from(self.remote_cseq),
-            notify_cseq_mark: i64::from(cseq_mark),
-            state: "active".into(),
-            // RLMI versions are NOTIFY CSeqs minus one, so they too stay below the mark.
-            document_version: i64::from(cseq_mark) - 1,
-            expires_at,
-            transport: self.source.transport.as_str().into(),
-            local_addr: self.source.local.to_string(),
-            peer_addr: self.source.peer.to_string(),
-            accept_encoding: self.accept_encoding.clone(),
-            list_source: None,
-            list_members: None,
-            linphone_compat: false,
-            mark_epoch: 0,
-        }
-    }
-
-    /// The row of a new subscription (before its watcher exists).
-    pub fn initial_row(&self) -> SubscriptionRow {
-        let usage = usage_key("presence", self.event_id.as_deref());
-        let dialog = DialogId {
-            call_id: self.call_id.clone(),
-            local_tag: self.local_tag.clone(),
-            remote_tag: self.remote_tag.clone(),
-        };
-        self.to_row(
-            &subscription_id(&dialog, &usage),
-            unix_now() + i64::from(self.expires),
-            CSEQ_MARK_STEP as u32,
-        )
-    }
-}
-
 impl<V: NotifyView> Watcher<V> {
     /// A watcher for an accepted SUBSCRIBE.
     pub fn new(init: WatcherInit, view: V) -> Self {
-        let terminating = (init.dialog.expires == 0).then_some(EventReason::Timeout);
+        // A fetch (Expires: 0) ends with its first NOTIFY.
+        let life = if init.dialog.expires == 0 {
+            Lifecycle::Terminating(EventReason::Timeout)
+        } else {
+            Lifecycle::Active
+        };
         let expires_at = Instant::now() + Duration::from_secs(u64::from(init.dialog.expires));
         let deflate = init.shared.settings.deflate_min_bytes > 0
             && init
@@ -486,8 +165,7 @@ impl<V: NotifyView> Watcher<V> {
             confirmed: false,
             in_flight: false,
             full_state_due: true,
-            terminating,
-            final_sent: false,
+            life,
             deflate,
             cseq_mark: CSEQ_MARK_STEP as u32,
             mark_pending: false,
@@ -567,7 +245,7 @@ impl<V: NotifyView> Watcher<V> {
     /// The dialog-table entry for this subscription, handed to the dispatcher with the 200 to
     /// the SUBSCRIBE (none for a fetch, which has no dialog usage after its NOTIFY).
     pub fn dialog_registration(&self, addr: &Addr<Self>) -> Option<RegisterDialog> {
-        self.terminating.is_none().then(|| RegisterDialog {
+        self.life.is_active().then(|| RegisterDialog {
             id: self.dialog_id(),
             usage: self.usage(),
             handler: addr.clone().recipient(),
@@ -604,8 +282,8 @@ impl<V: NotifyView> Watcher<V> {
     }
 
     fn terminate(&mut self, reason: EventReason, ctx: &mut Context<Self>) {
-        if self.terminating.is_none() {
-            self.terminating = Some(reason);
+        if self.life.is_active() {
+            self.life = Lifecycle::Terminating(reason);
         }
         self.full_state_due = true;
         self.pump(ctx);
@@ -613,7 +291,7 @@ impl<V: NotifyView> Watcher<V> {
 
     /// Sends the next NOTIFY if one is due and none is in flight.
     fn pump(&mut self, ctx: &mut Context<Self>) {
-        if !self.confirmed || self.in_flight || self.final_sent {
+        if !self.confirmed || self.in_flight || self.life == Lifecycle::FinalSent {
             return;
         }
         let now = Instant::now();
@@ -639,17 +317,19 @@ impl<V: NotifyView> Watcher<V> {
             ctx.cancel_future(h);
         }
         let full_state = std::mem::take(&mut self.full_state_due);
-        let state = match &self.terminating {
-            Some(reason) => {
-                self.final_sent = true;
-                SubscriptionState {
+        let state = match &self.life {
+            Lifecycle::Terminating(reason) => {
+                let state = SubscriptionState {
                     state: SubState::Terminated,
                     expires: None,
                     reason: Some(reason.clone()),
                     retry_after: None,
-                }
+                };
+                self.life = Lifecycle::FinalSent;
+                state
             }
-            None => SubscriptionState {
+            // (A final NOTIFY already sent returned above.)
+            Lifecycle::Active | Lifecycle::FinalSent => SubscriptionState {
                 state: SubState::Active,
                 expires: Some(
                     self.expires_at
@@ -824,7 +504,9 @@ impl<V: NotifyView> Watcher<V> {
             if let Some(h) = self.expiry_timer.take() {
                 ctx.cancel_future(h);
             }
-            self.terminating.get_or_insert(EventReason::Timeout);
+            if self.life.is_active() {
+                self.life = Lifecycle::Terminating(EventReason::Timeout);
+            }
             info!(
                 "watcher {}: unsubscribed from {}",
                 self.init.id, self.init.dialog.aor
@@ -865,7 +547,7 @@ impl<V: NotifyView> Actor for Watcher<V> {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         // The dialog table entry comes with the 200 (`Watcher::dialog_registration`).
-        if self.terminating.is_none() {
+        if self.life.is_active() {
             self.arm_expiry(ctx);
         }
     }
@@ -912,7 +594,7 @@ impl<V: NotifyView> Handler<IncomingRequest> for Watcher<V> {
 
     fn handle(&mut self, msg: IncomingRequest, _ctx: &mut Self::Context) -> Self::Result {
         let refresh = match msg.request.method {
-            Method::Subscribe if !self.final_sent => self.check_refresh(&msg),
+            Method::Subscribe if self.life != Lifecycle::FinalSent => self.check_refresh(&msg),
             Method::Subscribe => Err(Reject::new(481)),
             _ => Err(Reject::new(405).header("Allow", "SUBSCRIBE")),
         };
@@ -955,7 +637,7 @@ impl<V: NotifyView> Handler<ClientOutcome> for Watcher<V> {
         let id = self.init.id;
         match msg.result {
             ClientResult::Response(r) if (200..300).contains(&r.status) => {
-                if self.final_sent {
+                if self.life == Lifecycle::FinalSent {
                     ctx.stop();
                 } else {
                     self.pump(ctx);
@@ -979,79 +661,6 @@ impl<V: NotifyView> Handler<ClientOutcome> for Watcher<V> {
                 info!("watcher {id}: NOTIFY could not be sent, subscription ended");
                 ctx.stop();
             }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn dialog() -> SubscriptionDialog {
-        SubscriptionDialog {
-            aor: Aor::parse("sip:alice@example.org").unwrap(),
-            event_id: Some("7".into()),
-            call_id: "c1@10.0.0.2".into(),
-            local_tag: "l1".into(),
-            remote_tag: "r1".into(),
-            local_uri: "<sip:alice@example.org>".into(),
-            remote_uri: "\"Bob \\\"B\\\" <x>\" <sip:bob@example.org;user=phone>".into(),
-            remote_target: Uri::parse("sip:bob@10.0.0.2:5070;transport=tcp").unwrap(),
-            route_set: vec![NameAddr::parse("<sip:proxy.example.org;lr>", "Route").unwrap()],
-            remote_cseq: 3,
-            expires: 3600,
-            source: Source {
-                transport: Transport::Tcp,
-                local: "10.0.0.1:5060".parse().unwrap(),
-                peer: "10.0.0.2:40000".parse().unwrap(),
-                connection: None,
-            },
-            accept: None,
-            accept_encoding: None,
-        }
-    }
-
-    #[test]
-    fn a_stored_dialog_reads_back_as_written() {
-        let d = dialog();
-        let row = d.to_row("id", unix_now() + 600, 100);
-        let back = SubscriptionDialog::from_row(&row).unwrap();
-        assert_eq!(back.local_uri, d.local_uri);
-        assert_eq!(back.remote_uri, d.remote_uri);
-        assert_eq!(back.call_id, d.call_id);
-        assert_eq!(
-            (back.local_tag, back.remote_tag),
-            (d.local_tag, d.remote_tag)
-        );
-        assert_eq!(back.event_id, d.event_id);
-        assert_eq!(back.remote_target, d.remote_target);
-        assert_eq!(back.route_set, d.route_set);
-        assert_eq!(back.aor, d.aor);
-    }
-
-    #[test]
-    fn stored_text_that_could_break_a_header_is_refused() {
-        let good = dialog().to_row("id", unix_now() + 600, 100);
-        type Spoil = fn(&mut SubscriptionRow);
-        let cases: [(&str, Spoil); 9] = [
-            ("CRLF in a URI", |r| {
-                r.local_uri = "<sip:a@x>\r\nX: y".into()
-            }),
-            ("no angle brackets", |r| {
-                r.remote_uri = "sip:bob@example.org".into()
-            }),
-            ("no scheme", |r| r.remote_uri = "<bob>".into()),
-            ("empty URI", |r| r.local_uri = "<>".into()),
-            ("space in the URI", |r| r.local_uri = "<sip:a @x>".into()),
-            ("LF in the Call-ID", |r| r.call_id = "c\nX: y".into()),
-            ("empty tag", |r| r.remote_tag = String::new()),
-            ("NUL in a tag", |r| r.local_tag = "a\0".into()),
-            ("CR in the event id", |r| r.event_id = Some("1\r".into())),
-        ];
-        for (what, spoil) in cases {
-            let mut row = good.clone();
-            spoil(&mut row);
-            assert!(SubscriptionDialog::from_row(&row).is_err(), "{what}");
         }
     }
 }

@@ -30,9 +30,8 @@ use crate::presence::aor::Aor;
 use crate::presence::directory::UserDirectory;
 use crate::presence::document::PIDF_CONTENT_TYPE;
 use crate::presence::registry::{subscription_dialog, PresenceConfig, Registry};
-use crate::presence::watcher::{
-    new_watcher_id, SubscriptionDialog, Watcher, WatcherInit, WatcherShared,
-};
+use crate::presence::subscription::SubscriptionDialog;
+use crate::presence::watcher::{new_watcher_id, Watcher, WatcherInit, WatcherShared};
 use crate::sip::dispatcher::{IncomingRequest, Reply};
 use crate::sip::headers::{parse_token_list, NameAddr, Via};
 use crate::sip::message::{Method, Request};

@@ -30,7 +30,7 @@ use crate::presence::directory::{is_phone, ResolvePhones, UserDirectory};
 use crate::presence::document::{SharedDocument, PIDF_CONTENT_TYPE};
 use crate::presence::presentity::PresenceChanged;
 use crate::presence::registry::{AttachWatcher, DetachWatcher, Registry, Reresolve};
-use crate::presence::watcher::{Due, NotifyContent, NotifyView, UpdateFuture};
+use crate::presence::view::{Due, NotifyContent, NotifyView, UpdateFuture};
 use crate::sip::message::Request;
 use crate::sip::Reject;
 use crate::store::{ListResolver, ResolveList, SubscriptionRow};
