@@ -17,11 +17,12 @@
 #  6. durable commits (SQLite; PostgreSQL too when BENCH_PG_URL is set) against memory://;
 #  7. kill -9 with 100,000 stored subscriptions: reload time and the time until every one
 #     has had its recovered NOTIFY;
-#  8. lists of 1,000 phone numbers resolved through each users database
+#  8. list subscriptions and member churn (scripts/bench_lists.sh);
+#  9. lists of 1,000 phone numbers resolved through each users database
 #     (scripts/bench_phones.sh: SQLite; PostgreSQL with BENCH_PG_URL; MariaDB with
 #     BENCH_MYSQL_URL).
 # Parameters (environment): ONLY (section names: sipp ceiling durable fanout memory restart
-# phones;
+# lists phones;
 # default all), STEPS (SIPp call rates, default "250 500 1000 2000 4000"), DURABLE_WINDOWS
 # (calls in flight per connection tried for each store, default "16 32 48 64": each store's
 # best lies in that range on this machine, memory:// at 16 to 32, the durable stores at 32 to 64),
@@ -135,7 +136,7 @@ sipp_step() {
 echo "# presenced benchmarks"
 echo
 echo "Measured $(date -u +%Y-%m-%d) on $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo) RAM ($(uname -m), $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1)), loopback only."
-echo "Command: \`${ONLY:+ONLY=\"$ONLY\" }${BENCH_PG_URL:+BENCH_PG_URL=… }scripts/bench.sh > BENCHMARKS.md\` (STEPS=\"$STEPS\", STEP_SECONDS=$STEP_SECONDS, LOAD_SECONDS=$LOAD_SECONDS, RUNS=${RUNS:-3}, DURABLE_WINDOWS=\"${DURABLE_WINDOWS:-16 32 48 64}\", PIN=$PIN)."
+echo "Command: \`${ONLY:+ONLY=\"$ONLY\" }${BENCH_PG_URL:+BENCH_PG_URL=… }${BENCH_MYSQL_URL:+BENCH_MYSQL_URL=… }scripts/bench.sh > BENCHMARKS.md\` (STEPS=\"$STEPS\", STEP_SECONDS=$STEP_SECONDS, LOAD_SECONDS=$LOAD_SECONDS, RUNS=${RUNS:-3}, DURABLE_WINDOWS=\"${DURABLE_WINDOWS:-16 32 48 64}\", PIN=$PIN)."
 echo "Server and load generator share the machine's $(nproc) cores; the server is one actix thread."
 if [ "$PIN" = 1 ]; then
   echo "PIN=1: the server's SIP thread on CPU 0; its other threads and the load generators on CPU 1 (\`taskset -c 1\`); a co-located PostgreSQL where the scheduler puts it."
@@ -381,6 +382,15 @@ echo
 echo "Times from the restart (process start) on, median of $RUNS restarts (range). The NOTIFYs go over new TCP connections to the watchers' Contact."
 fi
 
+if section lists; then
+echo
+echo "## List subscriptions: 200 lists × 100 members, then member churn (SIPp)"
+echo
+echo "Command: \`scripts/bench_lists.sh\` (LISTS=200 MEMBERS=100 SETUP_RATE=50 CHURN_RATE=100), SQLite store, SIPp over TCP. Each list subscription is an RFC 5367 list of 100 members; the churn is 5 PUBLISH changes per member, 50 ms apart, each relevant to all 200 lists. \"churn NOTIFYs\" excludes one full-state and one final NOTIFY per list. Run once with the default throttle (\`rls.min_notify_interval_ms = 1000\`) and once without (0: each list NOTIFYs as soon as its previous NOTIFY is answered), which shows the server's ceiling."
+echo
+scripts/bench_lists.sh
+fi
+
 if section phones; then
 echo
 echo "## Phone-number lists: 1,000 numbers resolved through the users database"
@@ -389,3 +399,36 @@ echo "Command: \`scripts/bench_phones.sh\` (LISTS=20 MEMBERS=1000${BENCH_PG_URL:
 echo
 LISTS=20 MEMBERS=1000 scripts/bench_phones.sh
 fi
+
+# The guide: what the tables measure and how to read them (the same for every run).
+cat <<'GUIDE'
+
+## Reading the tables
+
+- **Noise.** These virtual machines' speed varies by about ±25 % from one run to the next, and
+  more between phases of a shared host. Every presenced-load figure is the median of RUNS runs
+  with its range; the durable stores take turns within every run so that drift falls on all of
+  them alike. A change is judged in alternating runs of the binary before and after it (or by
+  instruction counts under callgrind), never against figures from another run or machine.
+- **SIPp against the server.** SIPp spends tens of microseconds of its own CPU per call, so on
+  two cores it saturates before the server does: the SIPp table says what a SIPp load of each
+  scenario gets, within the steps tried; the presenced-load tables are the server's ceiling.
+  Server CPU per call at low rates is mostly wake-ups.
+- **Durable commits.** Every 2xx waits for its group commit, so by Little's law a durable store
+  needs more requests in flight than memory:// to keep the SIP thread busy: each store is shown
+  at its best window. The server CPU column includes the store's thread.
+- **Fan-out.** NOTIFY/s counts NOTIFYs answered by the watchers; latency is from the PUBLISH's
+  send to the NOTIFY's arrival at the watcher. Server CPU per NOTIFY includes the PUBLISH
+  transactions that caused them.
+- **Memory.** RSS above the idle server, divided by the subscriptions held: one actor per
+  subscription (context, mailbox, timers), its dialog state, and its entries in the
+  dispatcher's dialog table and the presentity's watcher table.
+- **Restart.** Times from the restarted process's start: the state loaded from the database,
+  every stored dialog restored, and the first and the last recovered NOTIFY received by the
+  watchers (over new TCP connections to their Contact).
+- **Lists.** The throttle (`rls.min_notify_interval_ms`) folds member changes into one partial
+  NOTIFY per list and interval; without it, changes coalesce only while a NOTIFY is in flight.
+- **Phone-number lists.** The users database answers one query per `users.phones_per_query`
+  numbers; each number's owner is then known to exist, with no second query. The CPU figure
+  includes the users database pool's thread and the list's unsubscribe.
+GUIDE
