@@ -16,22 +16,22 @@ use log::{info, warn};
 use std::sync::{Arc, Mutex};
 
 use crate::config::{ListenTransport, Settings, UnknownUser};
+use crate::presence::agent::UsersContext;
+use crate::presence::agent::{prepare_recovered, RecoveredSubscription, RestorePublications};
 use crate::presence::directory::{DirectorySettings, UserDirectory};
 use crate::presence::formats::PresenceFormat;
 use crate::presence::presentity::PresentitySettings;
 use crate::presence::presentity::UsersUse;
 use crate::presence::publication::PublishLimits;
 use crate::presence::publication::PUBLISHED_TYPES;
-use crate::presence::registry::UsersContext;
-use crate::presence::registry::{prepare_recovered, RecoveredSubscription, RestorePublications};
 use crate::presence::watcher::WatcherSettings;
-use crate::presence::{PresenceConfig, Registry};
+use crate::presence::{PresenceAgent, PresenceConfig};
 use crate::registrar::bindings::RestoreBindings;
 use crate::registrar::{Registrar, RegistrarConfig};
 use crate::rls::list::ListLimits;
-use crate::rls::list_server::{ListServer, RestoreListSubscriptions};
 use crate::rls::list_view::ListSettings;
 use crate::rls::resource_lists::RESOURCE_LISTS_CONTENT_TYPE;
+use crate::rls::subscribe_router::{RestoreListSubscriptions, SubscribeRouter};
 use crate::sip::dispatcher::Ready;
 use crate::sip::dispatcher::RegisterRoute;
 use crate::sip::transport::tcp_connection::ConnectionSettings;
@@ -107,7 +107,7 @@ pub fn bind(settings: &Settings) -> Result<BoundSockets, StartError> {
     Ok(sockets)
 }
 
-/// Starts the presence registry and the registrar and registers them with the dispatcher.
+/// Starts the presence agent and the registrar and registers them with the dispatcher.
 async fn start_presence(
     settings: &Settings,
     dispatcher: &Addr<Dispatcher>,
@@ -150,7 +150,7 @@ async fn start_presence(
     };
     let (done, restored) = tokio::sync::oneshot::channel();
     let directory = start_user_directory(settings)?;
-    let registry = Registry::new(config.clone(), dispatcher.clone(), store.clone())
+    let agent = PresenceAgent::new(config.clone(), dispatcher.clone(), store.clone())
         .on_restored(done)
         .with_users(UsersContext {
             directory: directory.clone(),
@@ -167,7 +167,7 @@ async fn start_presence(
             priority: r.priority,
             retry_after: settings.store.retry_after_s,
         },
-        registry.clone(),
+        agent.clone(),
         store.clone(),
     )
     .start();
@@ -175,7 +175,7 @@ async fn start_presence(
     // then subscriptions, so every recovered watcher's first NOTIFY carries the current state.
     // Waiting for the registrar also means its BindingsChanged are queued before the rest.
     let l = &settings.rls;
-    let lists = ListServer::new(
+    let router = SubscribeRouter::new(
         config,
         ListSettings {
             min_notify_interval: std::time::Duration::from_millis(l.min_notify_interval_ms),
@@ -189,7 +189,7 @@ async fn start_presence(
             lookup_without_eventlist: l.lookup_without_eventlist,
         },
         l.linphone_compat,
-        registry.clone(),
+        agent.clone(),
         dispatcher.clone(),
         store.clone(),
         start_list_resolver(settings)?,
@@ -197,8 +197,8 @@ async fn start_presence(
     .with_directory(directory)
     .start();
     let _ = registrar.send(RestoreBindings(snapshot.bindings)).await;
-    registry.do_send(RestorePublications(snapshot.publications));
-    let _ = lists
+    agent.do_send(RestorePublications(snapshot.publications));
+    let _ = router
         .send(RestoreListSubscriptions(snapshot.list_subscriptions))
         .await;
     // The plain subscriptions come from the store's thread in chunks, read and parsed there
@@ -206,10 +206,10 @@ async fn start_presence(
     let streaming = match worker {
         Some(worker) => Some(worker.send(StreamSubscriptions {
             prepare: prepare_recovered,
-            to: registry.clone().recipient(),
+            to: agent.clone().recipient(),
         })),
         None => {
-            registry.do_send(SubscriptionChunk {
+            agent.do_send(SubscriptionChunk {
                 items: Vec::new(),
                 last: true,
             });
@@ -218,7 +218,7 @@ async fn start_presence(
     };
     dispatcher.do_send(RegisterRoute {
         method: Method::Subscribe,
-        handler: lists.recipient(),
+        handler: router.recipient(),
         events: vec!["presence".into()],
         accept: PresenceFormat::SERVED_TYPES
             .iter()
@@ -229,7 +229,7 @@ async fn start_presence(
     });
     dispatcher.do_send(RegisterRoute {
         method: Method::Publish,
-        handler: registry.clone().recipient(),
+        handler: agent.clone().recipient(),
         events: vec!["presence".into()],
         accept: PUBLISHED_TYPES.iter().map(|t| (*t).to_owned()).collect(),
         option_tags: Vec::new(),

@@ -3,7 +3,7 @@
 //!
 //! actix polls every future spawned into a context (`ctx.spawn`, a `ResponseActFuture`) each
 //! time the context wakes. A hub actor with one such future per request waiting for a group
-//! commit (the registry, the registrar, the list server) would pay, for every message it
+//! commit (the presence agent, the registrar, the subscribe router) would pay, for every message it
 //! handles, for every request still in flight: the more requests in flight, the dearer each
 //! one, and a slow database would make the whole server slower. `Awaiting` keeps an actor's waiting
 //! futures in one `FuturesUnordered`, driven by one context item (`Drive`, spawned with the
@@ -12,7 +12,7 @@
 //!
 //! A handler answers with a `Deferred`: a value now, a future and what to do with its output,
 //! on the actor, once it completes (which may be to wait again), or the asker's channel handed
-//! over to another actor that answers it (`hand_over`: the registry passes a PUBLISH's to its
+//! over to another actor that answers it (`hand_over`: the presence agent passes a PUBLISH's to its
 //! presentity, so no hub actor is woken between the commit and the response).
 //!
 //! Owns: one actor's waiting futures and their continuations. Must not: know what they wait

@@ -1,6 +1,6 @@
 //! The presence event package (RFC 3856) and publication (RFC 3903).
 //!
-//! Owns: `registry` (AOR → presentity actor, initial SUBSCRIBE and PUBLISH checks),
+//! Owns: `agent` (AOR → presentity actor, initial SUBSCRIBE and PUBLISH checks),
 //! `presentity` (one actor per AOR: publications by entity-tag, registrar tuples, watchers),
 //! `watcher` (one actor per subscription dialog: state, expiry, NOTIFY CSeq and coalescing),
 //! `directory` (what the users database says of users and phone numbers, cached), and the
@@ -9,6 +9,7 @@
 //! snapshot shared with watchers).
 //! Must not: open sockets (NOTIFYs go through the dispatcher) or call the database.
 
+pub mod agent;
 pub mod aggregation;
 pub mod aor;
 pub mod directory;
@@ -18,9 +19,8 @@ pub mod long_term;
 pub mod pidf;
 pub mod presentity;
 pub mod publication;
-pub mod registry;
 pub mod subscription;
 pub mod view;
 pub mod watcher;
 
-pub use registry::{PresenceConfig, Registry};
+pub use agent::{PresenceAgent, PresenceConfig};

@@ -7,8 +7,8 @@
 //! every change and pushed as one shared snapshot to every watcher. A presentity whose AOR is a
 //! phone number (`user=phone`) owned by a user watches that user's presentity and shows its
 //! document under the number. A new watcher's first document waits for the users database up
-//! to `users.first_notify_wait_ms`. Created on demand by the `Registry`; when it holds nothing
-//! it says so (`PresentityIdle`) and stops when the registry answers `Stop`.
+//! to `users.first_notify_wait_ms`. Created on demand by the `PresenceAgent`; when it holds nothing
+//! it says so (`PresentityIdle`) and stops when the presence agent answers `Stop`.
 //! Must not: talk SIP or touch the database.
 //!
 //! ```text
@@ -16,7 +16,7 @@
 //!  publication timer ──► expire ─────────┘              ▲
 //!  users database ──► account / number owner ───────────┘ (held watchers released)
 //!  owner's PresenceChanged (phone numbers) ─────────────┘
-//!  nothing left ──► PresentityIdle ──► Registry ──► Stop (if nothing was sent meanwhile)
+//!  nothing left ──► PresentityIdle ──► PresenceAgent ──► Stop (if nothing was sent meanwhile)
 //! ```
 
 use std::collections::HashMap;
@@ -27,6 +27,7 @@ use actix::prelude::*;
 use bytes::Bytes;
 use log::{debug, warn};
 
+use super::agent::{AttachWatcher, DetachWatcher, PresenceAgent, PresentityIdle};
 use super::aggregation::{aggregate, binding_tuple, AggregationOptions, Source};
 use super::aor::Aor;
 use super::directory::{
@@ -36,7 +37,6 @@ use super::document::{PresenceDocument, SharedDocument};
 use super::long_term::{capabilities, long_term_source, render_alias, unknown_document};
 use super::pidf::{self, PidfDocument};
 use super::publication::{new_entity_tag, PublishKind};
-use super::registry::{AttachWatcher, DetachWatcher, PresentityIdle, Registry};
 use super::watcher::new_watcher_id;
 use crate::config::RegistrationState;
 use crate::sip::Reject;
@@ -55,7 +55,7 @@ pub struct BindingTuple {
 }
 
 /// Where a PUBLISH's outcome goes: straight to whoever answers the request (the dispatcher's
-/// channel, through the registry's mapping to a SIP reply), so that no hub actor is woken
+/// channel, through the presence agent's mapping to a SIP reply), so that no hub actor is woken
 /// between the commit and the response.
 pub type PublishRespond = Box<dyn FnOnce(Result<PublishAccepted, Reject>) + Send>;
 
@@ -129,7 +129,7 @@ pub struct PresenceChanged(pub SharedDocument);
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct AddWatcher {
-    /// The watcher's id (unique per registry).
+    /// The watcher's id (unique per agent).
     pub id: u64,
     /// Where documents go.
     pub recipient: Recipient<PresenceChanged>,
@@ -143,7 +143,7 @@ pub struct RemoveWatcher {
     pub id: u64,
 }
 
-/// Sent by the registry after `PresentityIdle` when nothing else is on its way.
+/// Sent by the presence agent after `PresentityIdle` when nothing else is on its way.
 #[derive(Message, Debug)]
 #[rtype(result = "()")]
 pub struct Stop;
@@ -250,11 +250,11 @@ pub struct Presentity {
     /// serialising is left to the next watcher that attaches.
     stale: bool,
     seq: u64,
-    /// Messages received from the registry, echoed in `PresentityIdle`.
+    /// Messages received from the presence agent, echoed in `PresentityIdle`.
     received: u64,
     idle_reported: bool,
-    /// The registry that created it.
-    registry: Addr<Registry>,
+    /// The presence agent that created it.
+    agent: Addr<PresenceAgent>,
     /// The store: publications are committed before their 2xx.
     store: Recipient<Persist>,
     /// The users database's answers; none when no users query is configured.
@@ -277,7 +277,7 @@ impl Presentity {
     pub fn new(
         aor: Aor,
         settings: PresentitySettings,
-        registry: Addr<Registry>,
+        agent: Addr<PresenceAgent>,
         store: Recipient<Persist>,
         directory: Option<Addr<UserDirectory>>,
         last_active: Option<i64>,
@@ -311,7 +311,7 @@ impl Presentity {
             seq: 0,
             received: 0,
             idle_reported: false,
-            registry,
+            agent,
             store,
         }
     }
@@ -458,7 +458,7 @@ impl Presentity {
     fn check_idle(&mut self) {
         if self.is_empty() && !self.idle_reported {
             self.idle_reported = true;
-            self.registry.do_send(PresentityIdle {
+            self.agent.do_send(PresentityIdle {
                 aor: self.aor.clone(),
                 received: self.received,
                 last_active: self.last_active,
@@ -612,7 +612,7 @@ impl Presentity {
                 let watch_id = new_watcher_id();
                 debug!("presentity {}: number of {owner}", self.aor);
                 // do_send: one per change of owner.
-                self.registry.do_send(AttachWatcher {
+                self.agent.do_send(AttachWatcher {
                     id: watch_id,
                     aors: vec![owner.clone()],
                     recipient: ctx.address().recipient(),
@@ -646,7 +646,7 @@ impl Presentity {
         } = &self.alias
         {
             // do_send: one per change of owner or stop.
-            self.registry.do_send(DetachWatcher {
+            self.agent.do_send(DetachWatcher {
                 id: *watch_id,
                 aors: vec![owner.clone()],
             });

@@ -91,7 +91,7 @@ pub struct PresentityView {
 }
 
 impl PresentityView {
-    /// The view of `presentity` (the registry has sent it `AddWatcher`), written in `format`.
+    /// The view of `presentity` (the presence agent has sent it `AddWatcher`), written in `format`.
     pub fn new(presentity: Addr<Presentity>, format: PresenceFormat) -> Self {
         Self {
             presentity,

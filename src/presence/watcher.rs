@@ -5,10 +5,9 @@
 //! transactions through the dispatcher, one at a time, deflated when the SUBSCRIBE allowed it.
 //! What a NOTIFY carries comes from its [`NotifyView`] (`view`): one presentity's document
 //! (`view::PresentityView`, a plain subscription) or a resource list (`rls::ListView`, a list
-//! subscription). Changes that
-//! arrive while a NOTIFY is outstanding are coalesced: the next NOTIFY carries the latest state.
-//! Created by the `Registry` (plain) or `rls::ListServer` (lists) for an accepted SUBSCRIBE;
-//! receives in-dialog SUBSCRIBEs through the dispatcher's dialog table. Stops after its final
+//! subscription). Changes that arrive while a NOTIFY is outstanding are coalesced: the next
+//! NOTIFY carries the latest state. Created by the `PresenceAgent` (plain) or
+//! `rls::SubscribeRouter` (lists) for an accepted SUBSCRIBE; receives in-dialog SUBSCRIBEs through the dispatcher's dialog table. Stops after its final
 //! NOTIFY (expiry, unsubscribe), or when a NOTIFY gets 481, times out, or fails; unregisters
 //! from the dispatcher and detaches its view from the presentities in `stopping()`.
 //!
@@ -68,7 +67,7 @@ pub fn new_watcher_id() -> u64 {
 }
 /// Everything a watcher starts with.
 pub struct WatcherInit {
-    /// Unique id within the registry.
+    /// Unique id within the presence agent.
     pub id: u64,
     /// The dialog.
     pub dialog: SubscriptionDialog,
@@ -76,7 +75,7 @@ pub struct WatcherInit {
     pub shared: Arc<WatcherShared>,
 }
 
-/// What every watcher started by one owner (the registry, the list server) shares: one
+/// What every watcher started by one owner (the presence agent, the subscribe router) shares: one
 /// allocation for all of them, where each copy of an actix address costs two.
 pub struct WatcherShared {
     /// Settings.

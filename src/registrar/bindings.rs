@@ -1,7 +1,7 @@
 //! `Registrar`: the REGISTER handler and keeper of bindings.
 //!
 //! Owns: every AOR's bindings and their expiry (swept once a second). Created by `app` at
-//! start-up; lives as long as the system. Sends `BindingsChanged` to the presence registry on
+//! start-up; lives as long as the system. Sends `BindingsChanged` to the presence agent on
 //! every change. Must not: authenticate (the proxy in front does) or build PIDF.
 
 use std::collections::HashMap;
@@ -11,9 +11,9 @@ use actix::prelude::*;
 use log::{debug, info, warn};
 
 use crate::awaiting::{Awaiting, Deferred};
+use crate::presence::agent::{BindingsChanged, PresenceAgent};
 use crate::presence::aor::Aor;
 use crate::presence::presentity::BindingTuple;
-use crate::presence::registry::{BindingsChanged, Registry};
 use crate::sip::dispatcher::{IncomingRequest, Reply};
 use crate::sip::headers::NameAddr;
 use crate::sip::message::HeaderAccess;
@@ -51,8 +51,8 @@ struct Binding {
 pub struct Registrar {
     config: RegistrarConfig,
     bindings: HashMap<Aor, Vec<Binding>>,
-    /// The presence registry, told of every change.
-    registry: Addr<Registry>,
+    /// The presence agent, told of every change.
+    agent: Addr<PresenceAgent>,
     /// The store: bindings are committed before their 200.
     store: Recipient<Persist>,
     /// Changes per AOR, so a failed commit does not undo a later REGISTER.
@@ -62,16 +62,16 @@ pub struct Registrar {
 }
 
 impl Registrar {
-    /// A registrar feeding `registry`.
+    /// A registrar feeding `agent`.
     pub fn new(
         config: RegistrarConfig,
-        registry: Addr<Registry>,
+        agent: Addr<PresenceAgent>,
         store: Recipient<Persist>,
     ) -> Self {
         Self {
             config,
             bindings: HashMap::new(),
-            registry,
+            agent,
             store,
             generation: HashMap::new(),
             awaiting: Awaiting::default(),
@@ -92,7 +92,7 @@ impl Registrar {
                     .collect()
             })
             .unwrap_or_default();
-        self.registry.do_send(BindingsChanged {
+        self.agent.do_send(BindingsChanged {
             aor: aor.clone(),
             bindings,
         });

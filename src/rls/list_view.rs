@@ -5,7 +5,7 @@
 //! NOTIFY, throttling (`rls.min_notify_interval_ms`), spreading a state larger than
 //! `rls.max_notify_bytes` over several NOTIFYs, and the body forms (RFC or liblinphone).
 //! The `Watcher<ListView>` actor around it owns the dialog and sends. Members are watched
-//! through the registry (`AttachWatcher`/`DetachWatcher`), like any watcher.
+//! through the presence agent (`AttachWatcher`/`DetachWatcher`), like any watcher.
 //! Must not: reach into presentities, or send SIP itself.
 //!
 //! ```text
@@ -25,11 +25,11 @@ use bytes::Bytes;
 use super::list::{self, ListLimits, ListSource, Member};
 use super::multipart::{self, Part, PartIdStyle};
 use super::rlmi::{self, Instance, InstanceState, Resource, RLMI_CONTENT_TYPE};
+use crate::presence::agent::{AttachWatcher, DetachWatcher, PresenceAgent, Reresolve};
 use crate::presence::aor::Aor;
 use crate::presence::directory::{is_phone, ResolvePhones, UserDirectory};
 use crate::presence::document::{SharedDocument, PIDF_CONTENT_TYPE};
 use crate::presence::presentity::PresenceChanged;
-use crate::presence::registry::{AttachWatcher, DetachWatcher, Registry, Reresolve};
 use crate::presence::view::{Due, NotifyContent, NotifyView, UpdateFuture};
 use crate::sip::message::Request;
 use crate::sip::Reject;
@@ -46,7 +46,7 @@ pub struct ListSettings {
     pub limits: ListLimits,
     /// Retry-After of a 503 when a server-known list cannot be looked up, seconds.
     pub retry_after: u32,
-    /// Look up initial SUBSCRIBEs without `Supported: eventlist` as well (`ListServer`).
+    /// Look up initial SUBSCRIBEs without `Supported: eventlist` as well (`SubscribeRouter`).
     pub lookup_without_eventlist: bool,
 }
 
@@ -87,8 +87,8 @@ pub struct ListView {
     style: PartIdStyle,
     linphone: bool,
     settings: Arc<ListSettings>,
-    /// The registry, holding the presentities this view is attached to.
-    registry: Addr<Registry>,
+    /// The presence agent, holding the presentities this view is attached to.
+    agent: Addr<PresenceAgent>,
     /// For server-known lists: looked up again on refresh.
     lookup: Option<ServerLookup>,
     /// Resolves the list's phone numbers in one batch; none without a users database.
@@ -103,7 +103,7 @@ impl ListView {
         members: Vec<Member>,
         linphone: bool,
         settings: Arc<ListSettings>,
-        registry: Addr<Registry>,
+        agent: Addr<PresenceAgent>,
         lookup: Option<ServerLookup>,
     ) -> Self {
         Self {
@@ -123,7 +123,7 @@ impl ListView {
             },
             linphone,
             settings,
-            registry,
+            agent,
             lookup,
             directory: None,
         }
@@ -176,7 +176,7 @@ impl ListView {
         let aors = Self::watched(&self.members);
         self.awaiting.extend(aors.iter().cloned());
         // do_send: one message per list subscription (or list change).
-        self.registry.do_send(AttachWatcher {
+        self.agent.do_send(AttachWatcher {
             id: watcher_id,
             aors,
             recipient: watcher,
@@ -328,14 +328,14 @@ impl ListView {
         self.spill.clear();
         if !removed.is_empty() {
             // do_send: one message per list change.
-            self.registry.do_send(DetachWatcher {
+            self.agent.do_send(DetachWatcher {
                 id: watcher_id,
                 aors: removed,
             });
         }
         if !added.is_empty() {
             self.awaiting.extend(added.iter().cloned());
-            self.registry.do_send(AttachWatcher {
+            self.agent.do_send(AttachWatcher {
                 id: watcher_id,
                 aors: added,
                 recipient: watcher,
@@ -454,13 +454,13 @@ impl NotifyView for ListView {
         let phones = self.resolve_phones(true);
         if !phones.is_empty() {
             // do_send: one per refresh.
-            self.registry.do_send(Reresolve { aors: phones });
+            self.agent.do_send(Reresolve { aors: phones });
         }
     }
 
     fn detach(&mut self, watcher_id: u64) {
         // do_send: one message per ended subscription.
-        self.registry.do_send(DetachWatcher {
+        self.agent.do_send(DetachWatcher {
             id: watcher_id,
             aors: Self::watched(&self.members),
         });

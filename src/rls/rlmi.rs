@@ -26,9 +26,10 @@
 //! </list>
 //! ```
 //!
-//! All text is escaped (`& < > " '`, plus tabs and line ends as character
-//! references), and characters that XML 1.0 §2.2 does not allow are dropped, so the output is always well-formed and valid against
-//! the RFC 4662 RLMI schema whatever the strings contain.
+//! All text is escaped by `xml::escape_into` (`& < > "`, plus tabs and line ends as character
+//! references), and characters that XML 1.0 §2.2 does not allow become U+FFFD, so the output
+//! is always well-formed and valid against the RFC 4662 RLMI schema whatever the strings
+//! contain.
 
 /// The RLMI namespace (RFC 4662 §5), the default namespace of the document.
 pub const RLMI_NS: &str = "urn:ietf:params:xml:ns:rlmi";

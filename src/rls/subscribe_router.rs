@@ -1,19 +1,19 @@
-//! `ListServer`: the entry point of initial SUBSCRIBEs, deciding between a list subscription
+//! `SubscribeRouter`: the entry point of initial SUBSCRIBEs, deciding between a list subscription
 //! (RFC 4662) and a plain one.
 //!
 //! Owns: recognising lists — a request-contained list (RFC 5367) or a URI the server knows as
 //! a list (`rls.list_query`) — the `eventlist` negotiation (421 without it), storing a new list
 //! subscription before its 200, starting one `Watcher<ListView>` per list subscription, and
 //! restoring stored list subscriptions at start-up. Everything that is not a list goes to the
-//! `Registry` unchanged. Created by `app`; lives as long as the system.
-//! Must not: send NOTIFYs (watchers do) or touch presentities (the registry does).
+//! `PresenceAgent` unchanged. Created by `app`; lives as long as the system.
+//! Must not: send NOTIFYs (watchers do) or touch presentities (the presence agent does).
 //!
 //! ```text
 //!  SUBSCRIBE ─► recipient-list? ─yes─► eventlist? ─no─► 421
 //!      │ no                      └─yes─► read list ─► store ─► Watcher<ListView> ─► 200
-//!      └─► eventlist (or rls.lookup_without_eventlist)? ─no─► Registry
+//!      └─► eventlist (or rls.lookup_without_eventlist)? ─no─► PresenceAgent
 //!              └─yes─► list query finds a list? ─yes─► (same, server-known list)
-//!                                            └─no──► Registry
+//!                                            └─no──► PresenceAgent
 //! ```
 
 use std::sync::Arc;
@@ -26,10 +26,10 @@ use super::list_view::{ListSettings, ListView, ServerLookup};
 use super::rlmi::RLMI_CONTENT_TYPE;
 use crate::awaiting::{Awaiting, Deferred};
 use crate::config::LinphoneCompat;
+use crate::presence::agent::{subscription_dialog, PresenceAgent, PresenceConfig};
 use crate::presence::aor::Aor;
 use crate::presence::directory::UserDirectory;
 use crate::presence::document::PIDF_CONTENT_TYPE;
-use crate::presence::registry::{subscription_dialog, PresenceConfig, Registry};
 use crate::presence::subscription::SubscriptionDialog;
 use crate::presence::watcher::{new_watcher_id, Watcher, WatcherInit, WatcherShared};
 use crate::sip::dispatcher::{IncomingRequest, Reply};
@@ -43,13 +43,13 @@ use crate::store::{Change, ListResolver, Persist, ResolveList, SubscriptionRow};
 #[rtype(result = "()")]
 pub struct RestoreListSubscriptions(pub Vec<SubscriptionRow>);
 
-/// The list server actor.
-pub struct ListServer {
+/// The subscribe router actor.
+pub struct SubscribeRouter {
     presence: PresenceConfig,
     settings: Arc<ListSettings>,
     compat: LinphoneCompat,
     /// Plain subscriptions, and the presentities list members are watched at.
-    registry: Addr<Registry>,
+    agent: Addr<PresenceAgent>,
     /// Handed to watchers: NOTIFYs and the dialog table.
     dispatcher: Addr<Dispatcher>,
     /// The store's group committer.
@@ -58,14 +58,14 @@ pub struct ListServer {
     resolver: Option<Addr<ListResolver>>,
     /// What the list watchers share.
     watchers: Arc<WatcherShared>,
-    /// Requests waiting for the registry, a list lookup or their commit.
+    /// Requests waiting for the presence agent, a list lookup or their commit.
     awaiting: Awaiting<Self>,
     /// Resolves a list's phone numbers in one batch; none without a users database.
     directory: Option<Addr<UserDirectory>>,
 }
 
-/// The list server's answer to a request.
-type Answer = Deferred<ListServer, Result<Reply, Reject>>;
+/// The subscribe router's answer to a request.
+type Answer = Deferred<SubscribeRouter, Result<Reply, Reject>>;
 
 /// A list subscription about to be created.
 struct NewList {
@@ -76,13 +76,13 @@ struct NewList {
     subscriber: String,
 }
 
-impl ListServer {
-    /// A list server in front of `registry`.
+impl SubscribeRouter {
+    /// A subscribe router in front of `agent`.
     pub fn new(
         presence: PresenceConfig,
         settings: ListSettings,
         compat: LinphoneCompat,
-        registry: Addr<Registry>,
+        agent: Addr<PresenceAgent>,
         dispatcher: Addr<Dispatcher>,
         store: Recipient<Persist>,
         resolver: Option<Addr<ListResolver>>,
@@ -96,7 +96,7 @@ impl ListServer {
             presence,
             settings: Arc::new(settings),
             compat,
-            registry,
+            agent,
             dispatcher,
             store,
             resolver,
@@ -112,9 +112,9 @@ impl ListServer {
         self
     }
 
-    /// Hands a request to the registry unchanged.
+    /// Hands a request to the presence agent unchanged.
     fn forward(&self, msg: IncomingRequest) -> Answer {
-        self.awaiting.then(self.registry.send(msg), |answer, _, _| {
+        self.awaiting.then(self.agent.send(msg), |answer, _, _| {
             answer.unwrap_or_else(|_| Err(Reject::new(500)))
         })
     }
@@ -151,7 +151,7 @@ impl ListServer {
             new.members.clone(),
             new.linphone,
             self.settings.clone(),
-            self.registry.clone(),
+            self.agent.clone(),
             self.lookup(new.source, &new.subscriber),
         )
         .with_directory(self.directory.clone())
@@ -319,11 +319,11 @@ pub fn looks_like_linphone(req: &Request) -> bool {
         .unwrap_or(false)
 }
 
-impl Actor for ListServer {
+impl Actor for SubscribeRouter {
     type Context = Context<Self>;
 }
 
-impl Handler<IncomingRequest> for ListServer {
+impl Handler<IncomingRequest> for SubscribeRouter {
     type Result = Answer;
 
     fn handle(&mut self, msg: IncomingRequest, ctx: &mut Self::Context) -> Self::Result {
@@ -334,7 +334,7 @@ impl Handler<IncomingRequest> for ListServer {
     }
 }
 
-impl Handler<RestoreListSubscriptions> for ListServer {
+impl Handler<RestoreListSubscriptions> for SubscribeRouter {
     type Result = ();
 
     fn handle(&mut self, msg: RestoreListSubscriptions, _ctx: &mut Self::Context) {

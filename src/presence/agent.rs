@@ -1,4 +1,5 @@
-//! `Registry`: the presence event's entry point, and the owner of the AOR → presentity map.
+//! `PresenceAgent`: the presence event's entry point (RFC 3856's presence agent), and the
+//! owner of the AOR → presentity map.
 //!
 //! Owns: the presentity table (creating presentities on demand, stopping idle ones), the
 //! stateless checks of initial SUBSCRIBE (RFC 6665 §4.2.1, RFC 3856) and PUBLISH (RFC 3903
@@ -70,7 +71,7 @@ pub struct BindingsChanged {
     pub bindings: Vec<BindingTuple>,
 }
 
-/// Attach a watcher that is not the registry's own (a list subscription) to the presentities
+/// Attach a watcher that is not the presence agent's own (a list subscription) to the presentities
 /// of `aors`; each sends it its current document at once.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -99,7 +100,7 @@ pub struct DetachWatcher {
 pub struct PresentityIdle {
     /// Which.
     pub aor: Aor,
-    /// How many registry messages it had received.
+    /// How many messages from the presence agent it had received.
     pub received: u64,
     /// When it was last active, kept for its next presentity.
     pub last_active: Option<i64>,
@@ -114,7 +115,7 @@ pub struct Reresolve {
     pub aors: Vec<Aor>,
 }
 
-/// What the users database gives the registry: the directory, and when each presentity was
+/// What the users database gives the presence agent: the directory, and when each presentity was
 /// last active (from the store).
 pub struct UsersContext {
     /// The directory; none when no users query is configured.
@@ -130,8 +131,8 @@ struct Entry {
     sent: u64,
 }
 
-/// The registry actor.
-pub struct Registry {
+/// The presence agent actor.
+pub struct PresenceAgent {
     config: PresenceConfig,
     presentities: HashMap<Aor, Entry>,
     /// The dispatcher, handed to watchers.
@@ -140,7 +141,7 @@ pub struct Registry {
     store: Recipient<Persist>,
     /// The start-up restore of stored subscriptions.
     restore: RestoreProgress,
-    /// What the registry's watchers share.
+    /// What the presence agent's watchers share.
     watchers: Arc<WatcherShared>,
     /// Requests waiting for their presentity or their commit.
     awaiting: Awaiting<Self>,
@@ -151,8 +152,8 @@ pub struct Registry {
     last_active: HashMap<Aor, i64>,
 }
 
-/// The registry's answer to a request.
-type Answer = Deferred<Registry, Result<Reply, Reject>>;
+/// The presence agent's answer to a request.
+type Answer = Deferred<PresenceAgent, Result<Reply, Reject>>;
 
 /// How far the start-up restore is.
 #[derive(Default)]
@@ -165,8 +166,8 @@ struct RestoreProgress {
     cpu: std::time::Duration,
 }
 
-impl Registry {
-    /// A registry whose watchers send through `dispatcher`.
+impl PresenceAgent {
+    /// A presence agent whose watchers send through `dispatcher`.
     pub fn new(
         config: PresenceConfig,
         dispatcher: Addr<Dispatcher>,
@@ -391,7 +392,7 @@ impl Registry {
             .to_owned();
         let presentity = self.presentity(&aor, ctx).clone();
         // The presentity answers the dispatcher itself once the change is committed: the
-        // registry is not woken again for this request.
+        // presence agent is not woken again for this request.
         Deferred::hand_over(move |to| {
             presentity.do_send(Publish {
                 request: PublishRequest {
@@ -518,11 +519,11 @@ fn pidf_reject(e: &PidfError) -> Reject {
     Reject::with_reason(400, reason)
 }
 
-impl Actor for Registry {
+impl Actor for PresenceAgent {
     type Context = Context<Self>;
 }
 
-impl Handler<IncomingRequest> for Registry {
+impl Handler<IncomingRequest> for PresenceAgent {
     type Result = Answer;
 
     fn handle(&mut self, msg: IncomingRequest, ctx: &mut Self::Context) -> Self::Result {
@@ -534,7 +535,7 @@ impl Handler<IncomingRequest> for Registry {
     }
 }
 
-impl Handler<BindingsChanged> for Registry {
+impl Handler<BindingsChanged> for PresenceAgent {
     type Result = ();
 
     fn handle(&mut self, msg: BindingsChanged, ctx: &mut Self::Context) {
@@ -547,7 +548,7 @@ impl Handler<BindingsChanged> for Registry {
     }
 }
 
-impl Handler<AttachWatcher> for Registry {
+impl Handler<AttachWatcher> for PresenceAgent {
     type Result = ();
 
     fn handle(&mut self, msg: AttachWatcher, ctx: &mut Self::Context) {
@@ -560,7 +561,7 @@ impl Handler<AttachWatcher> for Registry {
     }
 }
 
-impl Handler<DetachWatcher> for Registry {
+impl Handler<DetachWatcher> for PresenceAgent {
     type Result = ();
 
     fn handle(&mut self, msg: DetachWatcher, _ctx: &mut Self::Context) {
@@ -572,7 +573,7 @@ impl Handler<DetachWatcher> for Registry {
     }
 }
 
-impl Handler<PresentityIdle> for Registry {
+impl Handler<PresentityIdle> for PresenceAgent {
     type Result = ();
 
     fn handle(&mut self, msg: PresentityIdle, _ctx: &mut Self::Context) {
@@ -588,7 +589,7 @@ impl Handler<PresentityIdle> for Registry {
     }
 }
 
-impl Handler<Reresolve> for Registry {
+impl Handler<Reresolve> for PresenceAgent {
     type Result = ();
 
     fn handle(&mut self, msg: Reresolve, _ctx: &mut Self::Context) {
@@ -606,7 +607,7 @@ impl Handler<Reresolve> for Registry {
 #[rtype(result = "()")]
 pub struct RestorePublications(pub Vec<PublicationRow>);
 
-impl Handler<RestorePublications> for Registry {
+impl Handler<RestorePublications> for PresenceAgent {
     type Result = ();
 
     fn handle(&mut self, msg: RestorePublications, ctx: &mut Self::Context) {
@@ -646,7 +647,7 @@ impl Handler<RestorePublications> for Registry {
 /// CSeq mark (already moved up by the store); `None` for a row that no longer parses.
 pub type RecoveredSubscription = Option<(SubscriptionDialog, i64)>;
 
-/// Prepares a stored row for the registry (run by the store as it reads, see
+/// Prepares a stored row for the presence agent (run by the store as it reads, see
 /// `store::StreamSubscriptions`); a row that no longer parses is logged and dropped.
 pub fn prepare_recovered(row: SubscriptionRow) -> RecoveredSubscription {
     match SubscriptionDialog::from_row(&row) {
@@ -658,7 +659,7 @@ pub fn prepare_recovered(row: SubscriptionRow) -> RecoveredSubscription {
     }
 }
 
-impl Handler<SubscriptionChunk<RecoveredSubscription>> for Registry {
+impl Handler<SubscriptionChunk<RecoveredSubscription>> for PresenceAgent {
     type Result = ();
 
     fn handle(&mut self, msg: SubscriptionChunk<RecoveredSubscription>, ctx: &mut Self::Context) {
