@@ -78,6 +78,38 @@ pub struct BoundSockets {
     pub tcp: Vec<std::net::TcpListener>,
 }
 
+/// Checks what the settings name that other modules read: the database URLs (by scheme), the
+/// operator's SQL (its named parameters) and the CPU sets. An error names the key, as
+/// `Settings::load`'s do; `main` runs both before anything starts (and for `--check-config`).
+pub fn check(settings: &Settings) -> Result<(), crate::config::ConfigError> {
+    let invalid = |key: &str, problem: String| crate::config::ConfigError::Invalid {
+        key: key.into(),
+        problem,
+    };
+    store::Backend::from_url(&settings.store.url)
+        .map_err(|e| invalid("store.url", e.to_string()))?;
+    let l = &settings.rls;
+    if !l.list_db_url.is_empty() {
+        store::Backend::from_url(&l.list_db_url)
+            .map_err(|e| invalid("rls.list_db_url", e.to_string()))?;
+    }
+    ListQuery::parse(&l.list_query).map_err(|e| invalid("rls.list_query", e.to_string()))?;
+    let u = &settings.users;
+    if u.enabled() {
+        let (key, url) = if u.db_url.is_empty() {
+            ("store.url", &settings.store.url)
+        } else {
+            ("users.db_url", &u.db_url)
+        };
+        store::users::UsersBackend::from_url(url).map_err(|e| invalid(key, e.to_string()))?;
+    }
+    UsersQueries::parse(u).map_err(|(key, e)| invalid(key, e))?;
+    for (key, cpus) in settings.affinity.keyed() {
+        crate::affinity::check(cpus).map_err(|e| invalid(key, e.to_string()))?;
+    }
+    Ok(())
+}
+
 /// Binds every `sip.listen` entry.
 pub fn bind(settings: &Settings) -> Result<BoundSockets, StartError> {
     let mut sockets = BoundSockets::default();
@@ -277,7 +309,7 @@ fn start_list_resolver(settings: &Settings) -> Result<Option<Addr<ListResolver>>
         info!("rls: server-known lists off (no database: set rls.list_db_url)");
         return Ok(None);
     }
-    let sqlite = settings.store.sqlite();
+    let sqlite = store::SqliteOptions::of(&settings.store);
     let max = l.max_resources;
     Ok(Some(SyncArbiter::start(1, move || {
         ListResolver::new(url.clone(), sqlite, query.clone(), max)
@@ -313,7 +345,7 @@ fn start_user_directory(settings: &Settings) -> Result<Option<Addr<UserDirectory
             "off"
         },
     );
-    let sqlite = settings.store.sqlite();
+    let sqlite = store::SqliteOptions::of(&settings.store);
     let db = SyncArbiter::start(u.pool_size, move || {
         UsersDb::new(url.clone(), sqlite, queries.clone())
     });
@@ -337,7 +369,7 @@ fn start_user_directory(settings: &Settings) -> Result<Option<Addr<UserDirectory
 pub fn open_store(settings: &Settings) -> Result<Option<AnyConnection>, StartError> {
     Ok(store::open_any(
         &settings.store.url,
-        settings.store.sqlite(),
+        store::SqliteOptions::of(&settings.store),
     )?)
 }
 
@@ -352,7 +384,7 @@ async fn start_store(
         return Ok((Committer::new(None).start(), None, Snapshot::default()));
     };
     let url = settings.store.url.clone();
-    let sqlite = settings.store.sqlite();
+    let sqlite = store::SqliteOptions::of(&settings.store);
     // The SyncArbiter's factory runs on its thread; the connection opened at start-up is
     // handed over once, later factories (a restarted worker) open their own.
     let slot = Arc::new(Mutex::new(Some(conn)));
@@ -511,4 +543,39 @@ pub async fn run(
         io.stop();
     }
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_settings_pass_the_checks() {
+        check(&Settings::default()).unwrap();
+    }
+
+    #[test]
+    fn what_other_modules_read_is_checked_and_named() {
+        let key = |mutate: fn(&mut Settings)| {
+            let mut s = Settings::default();
+            mutate(&mut s);
+            match check(&s) {
+                Err(crate::config::ConfigError::Invalid { key, .. }) => key,
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(key(|s| s.store.url = "mongodb://x".into()), "store.url");
+        assert_eq!(
+            key(|s| s.rls.list_query = "SELECT :who".into()),
+            "rls.list_query"
+        );
+        assert_eq!(
+            key(|s| s.users.phones_query = "SELECT 1".into()),
+            "users.phones_query"
+        );
+        assert_eq!(
+            key(|s| s.affinity.sip_thread = vec![5000]),
+            "affinity.sip_thread"
+        );
+    }
 }

@@ -1,8 +1,10 @@
 //! Typed settings, read once at start-up.
 //!
 //! Owns: the `Settings` tree (one struct per config section), its defaults, the layering
-//! defaults → TOML file → `PRESENCED__SECTION__KEY` environment variables, and `validate()`.
-//! Must not: be read anywhere but start-up. Each module receives its own section by value.
+//! defaults → TOML file → `PRESENCED__SECTION__KEY` environment variables, and `validate()`
+//! of what the settings say among themselves. A leaf: what other modules must read (URLs,
+//! SQL, CPU sets) `app::check` has them check. Must not: be read anywhere but start-up. Each
+//! module receives its own section by value.
 //!
 //! Every key is documented, with its default and unit, in `config/presenced.toml`.
 
@@ -220,16 +222,6 @@ pub struct StoreSettings {
     pub sqlite_busy_timeout_ms: u32,
     /// fsync every SQLite commit (survives power loss), not only WAL writes (survive kill -9).
     pub sqlite_fsync_every_commit: bool,
-}
-
-impl StoreSettings {
-    /// The SQLite options of this section.
-    pub fn sqlite(&self) -> crate::store::SqliteOptions {
-        crate::store::SqliteOptions {
-            busy_timeout_ms: self.sqlite_busy_timeout_ms,
-            fsync_every_commit: self.sqlite_fsync_every_commit,
-        }
-    }
 }
 
 impl Default for StoreSettings {
@@ -542,9 +534,6 @@ impl Settings {
                 "must lie between 0.0 and 1.0",
             ));
         }
-        if let Err(e) = crate::store::Backend::from_url(&self.store.url) {
-            return Err(invalid("store.url", &e.to_string()));
-        }
         let l = &self.rls;
         if l.max_resources == 0 || l.max_list_body_bytes == 0 || l.max_inflate_ratio == 0 {
             return Err(invalid("rls.max_resources", "limits must be positive"));
@@ -553,31 +542,7 @@ impl Settings {
         if l.max_notify_bytes < 4096 {
             return Err(invalid("rls.max_notify_bytes", "must be at least 4096"));
         }
-        if !l.list_db_url.is_empty() {
-            if let Err(e) = crate::store::Backend::from_url(&l.list_db_url) {
-                return Err(invalid("rls.list_db_url", &e.to_string()));
-            }
-        }
-        if let Err(e) = crate::store::ListQuery::parse(&l.list_query) {
-            return Err(invalid("rls.list_query", &e.to_string()));
-        }
         let u = &self.users;
-        if u.enabled() {
-            let url = if u.db_url.is_empty() {
-                &self.store.url
-            } else {
-                &u.db_url
-            };
-            if let Err(e) = crate::store::users::UsersBackend::from_url(url) {
-                let key = if u.db_url.is_empty() {
-                    "store.url"
-                } else {
-                    "users.db_url"
-                };
-                return Err(invalid(key, &e.to_string()));
-            }
-        }
-        crate::store::users::UsersQueries::parse(u).map_err(|(key, e)| invalid(key, &e))?;
         if u.pool_size == 0 || u.pool_size > 64 {
             return Err(invalid("users.pool_size", "must lie between 1 and 64"));
         }
@@ -590,18 +555,13 @@ impl Settings {
         if u.first_notify_wait_ms > 10_000 {
             return Err(invalid("users.first_notify_wait_ms", "at most 10000"));
         }
-        for (key, cpus) in self.affinity.keyed() {
-            if let Err(e) = crate::affinity::check(cpus) {
-                return Err(invalid(key, &e.to_string()));
-            }
-        }
         Ok(())
     }
 }
 
 impl AffinitySettings {
     /// Each set with its key, for errors that name it.
-    fn keyed(&self) -> [(&'static str, &[usize]); 2] {
+    pub fn keyed(&self) -> [(&'static str, &[usize]); 2] {
         [
             ("affinity.sip_thread", &self.sip_thread),
             ("affinity.other_threads", &self.other_threads),

@@ -66,7 +66,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let settings = match Settings::load(&config) {
+    let settings = match Settings::load(&config).and_then(|s| app::check(&s).map(|()| s)) {
         Ok(s) => s,
         Err(e) => {
             // One line, even for a TOML error that comes with a source snippet.
@@ -91,7 +91,10 @@ fn main() -> ExitCode {
         .parse_env("RUST_LOG")
         .init();
     if migrate_only {
-        return match presenced::store::open_any(&settings.store.url, settings.store.sqlite()) {
+        return match presenced::store::open_any(
+            &settings.store.url,
+            presenced::store::SqliteOptions::of(&settings.store),
+        ) {
             Ok(_) => {
                 println!(
                     "presenced: migrations applied to {}",

@@ -122,6 +122,16 @@ pub struct SqliteOptions {
     pub fsync_every_commit: bool,
 }
 
+impl SqliteOptions {
+    /// The SQLite options `[store]` sets.
+    pub fn of(settings: &crate::config::StoreSettings) -> Self {
+        Self {
+            busy_timeout_ms: settings.sqlite_busy_timeout_ms,
+            fsync_every_commit: settings.sqlite_fsync_every_commit,
+        }
+    }
+}
+
 impl Default for SqliteOptions {
     fn default() -> Self {
         Self {
