@@ -360,6 +360,7 @@ fn postgres_going_away_gets_503_and_presenced_recovers_by_itself() -> TestResult
     let Ok(base) = std::env::var("PRESENCED_TEST_PG_URL") else {
         // Without a PostgreSQL server the SQLite outage test above covers the behaviour; CI
         // sets the variable, so this runs there.
+        eprintln!("skipped: PRESENCED_TEST_PG_URL not set");
         return Ok(());
     };
     // A database of its own: the test cuts it off without touching other tests' schemas.
