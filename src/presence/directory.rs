@@ -3,8 +3,9 @@
 //!
 //! Owns: the answers of the users database, cached for `users.cache_ttl_s`; the lookups in
 //! flight, so that a burst of questions about one user or number costs one query; batching of
-//! phone numbers into chunked runs of `phones_query` (a list's numbers are handed over at once
-//! with [`ResolvePhones`]); and the database's health, logged once when it goes and once when
+//! the questions asked in one turn of the SIP thread (users in batches of `USERS_PER_BATCH`,
+//! numbers in chunked runs of `phones_query`; a list's numbers are handed over at once with
+//! [`ResolvePhones`]), so that a burst keeps few futures waiting here; and the database's health, logged once when it goes and once when
 //! it comes back. Created by `app` when a users query is configured; lives as long as the
 //! system. Runs on the SIP thread and never blocks: the queries run on the `UsersDb` pool.
 //! Must not: build documents or decide what a watcher sees (presentities do).
@@ -12,7 +13,8 @@
 //! ```text
 //!  LookupUser ─► cache? ─hit─► answer
 //!                  └─miss─► in flight? ─yes─► wait with it
-//!                                └─no──► FindUser on the pool ─► cache, answer all waiting
+//!                                └─no──► queue ─► (next turn) FindUsers batches on the pool
+//!                                                 ─► cache, answer all waiting
 //!  ResolvePhones / LookupPhone ─► queue ─► (next turn) chunks of phones_per_query ─► pool
 //!  owners found ─► numbers cached, and their owners cached as existing users
 //! ```
@@ -25,8 +27,12 @@ use log::{debug, info, warn};
 use tokio::sync::oneshot;
 
 use super::aor::Aor;
-use crate::store::users::{FindPhoneOwners, FindUser, PhoneOwnerRow, UsersDb};
+use crate::store::users::{FindPhoneOwners, FindUsers, PhoneOwnerRow, UsersDb};
 use crate::store::StoreError;
+
+/// Users asked about in one message to the pool: small enough that both of its threads share
+/// a burst, large enough that a burst costs few messages.
+const USERS_PER_BATCH: usize = 50;
 
 /// What the users database says about a user.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,6 +112,8 @@ pub struct UserDirectory {
     phone_waiters: HashMap<Aor, Vec<oneshot::Sender<PhoneStatus>>>,
     /// Numbers waiting for the next run of `phones_query`.
     phone_queue: Vec<Aor>,
+    /// Users waiting for the next batch of `user_query` runs.
+    user_queue: Vec<Aor>,
     /// A run of the queue is scheduled.
     flush_armed: bool,
     /// The last query failed (logged once until one succeeds).
@@ -123,6 +131,7 @@ impl UserDirectory {
             user_waiters: HashMap::new(),
             phone_waiters: HashMap::new(),
             phone_queue: Vec::new(),
+            user_queue: Vec::new(),
             flush_armed: false,
             down: false,
         }
@@ -188,16 +197,48 @@ impl UserDirectory {
         }
         self.phone_waiters.insert(phone.clone(), Vec::new());
         self.phone_queue.push(phone);
+        self.arm_flush(ctx);
+    }
+
+    /// The questions asked in this turn of the SIP thread go out together: one message (and
+    /// one future waiting here) per batch, not per question.
+    fn arm_flush(&mut self, ctx: &mut Context<Self>) {
         if !self.flush_armed {
             self.flush_armed = true;
-            // The numbers asked in this turn of the SIP thread go out together.
             ctx.run_later(Duration::ZERO, |act, ctx| act.flush(ctx));
         }
     }
 
-    /// Sends the queued numbers to the pool in chunks.
+    /// Sends the queued users and numbers to the pool in batches.
     fn flush(&mut self, ctx: &mut Context<Self>) {
         self.flush_armed = false;
+        let users = std::mem::take(&mut self.user_queue);
+        for chunk in users.chunks(USERS_PER_BATCH) {
+            let chunk = chunk.to_vec();
+            let accounts = chunk.iter().map(split_aor).collect();
+            let run = self.db.send(FindUsers { accounts });
+            ctx.spawn(run.into_actor(self).map(move |res, act, _| {
+                let found = match res {
+                    Ok(Ok(found)) => {
+                        act.health(Ok(()));
+                        Some(found)
+                    }
+                    Ok(Err(e)) => {
+                        act.health(Err(&e));
+                        None
+                    }
+                    Err(_) => None,
+                };
+                for (i, aor) in chunk.iter().enumerate() {
+                    let status = match found.as_ref().and_then(|f| f.get(i)) {
+                        Some(true) => UserStatus::Exists,
+                        Some(false) => UserStatus::Absent,
+                        None => UserStatus::Unavailable,
+                    };
+                    act.user_answered(aor, status);
+                }
+            }));
+        }
         let queue = std::mem::take(&mut self.phone_queue);
         for chunk in queue.chunks(self.settings.phones_per_query) {
             let chunk = chunk.to_vec();
@@ -336,23 +377,8 @@ impl Handler<LookupUser> for UserDirectory {
         let waiting = self.user_waiters.entry(aor.clone()).or_default();
         waiting.push(tx);
         if waiting.len() == 1 {
-            let (user, domain) = split_aor(&aor);
-            let run = self.db.send(FindUser { user, domain });
-            ctx.spawn(run.into_actor(self).map(move |res, act, _| {
-                let status = match res {
-                    Ok(Ok(true)) => UserStatus::Exists,
-                    Ok(Ok(false)) => UserStatus::Absent,
-                    Ok(Err(e)) => {
-                        act.health(Err(&e));
-                        UserStatus::Unavailable
-                    }
-                    Err(_) => UserStatus::Unavailable,
-                };
-                if status != UserStatus::Unavailable {
-                    act.health(Ok(()));
-                }
-                act.user_answered(&aor, status);
-            }));
+            self.user_queue.push(aor);
+            self.arm_flush(ctx);
         }
         Box::pin(async move { rx.await.unwrap_or(UserStatus::Unavailable) })
     }

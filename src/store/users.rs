@@ -163,14 +163,12 @@ struct PasswordRow {
     password: String,
 }
 
-/// Does the user `user@domain` exist?
+/// Do these users exist? One run of `user_query` each, on one thread, answered together.
 #[derive(Message, Debug)]
-#[rtype(result = "Result<bool, StoreError>")]
-pub struct FindUser {
-    /// User part.
-    pub user: String,
-    /// Host part.
-    pub domain: String,
+#[rtype(result = "Result<Vec<bool>, StoreError>")]
+pub struct FindUsers {
+    /// (user part, host part) of each.
+    pub accounts: Vec<(String, String)>,
 }
 
 /// Who owns these numbers? (one run of `phones_query`)
@@ -340,20 +338,24 @@ impl Actor for UsersDb {
     type Context = SyncContext<Self>;
 }
 
-impl Handler<FindUser> for UsersDb {
-    type Result = Result<bool, StoreError>;
+impl Handler<FindUsers> for UsersDb {
+    type Result = Result<Vec<bool>, StoreError>;
 
-    fn handle(&mut self, msg: FindUser, _ctx: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, msg: FindUsers, _ctx: &mut Self::Context) -> Self::Result {
         let Some(template) = self.queries.user.clone() else {
-            return Ok(false);
+            return Ok(vec![false; msg.accounts.len()]);
         };
-        // The operator's query may return any columns: only whether it has rows counts.
-        let mut sql = Sql::account(&template, &msg.user, &msg.domain);
-        sql.wrap = Some(("SELECT COUNT(*) AS n FROM (", ") AS user_query_rows"));
-        let rows: Vec<RowCount> = self.load(sql)?;
-        let exists = rows.first().is_some_and(|r| r.n > 0);
-        debug!("users: {}@{} exists: {exists}", msg.user, msg.domain);
-        Ok(exists)
+        let mut found = Vec::with_capacity(msg.accounts.len());
+        for (user, domain) in &msg.accounts {
+            // The operator's query may return any columns: only whether it has rows counts.
+            let mut sql = Sql::account(&template, user, domain);
+            sql.wrap = Some(("SELECT COUNT(*) AS n FROM (", ") AS user_query_rows"));
+            let rows: Vec<RowCount> = self.load(sql)?;
+            let exists = rows.first().is_some_and(|r| r.n > 0);
+            debug!("users: {user}@{domain} exists: {exists}");
+            found.push(exists);
+        }
+        Ok(found)
     }
 }
 
@@ -467,12 +469,15 @@ mod tests {
             let db = SyncArbiter::start(1, move || {
                 UsersDb::new(url.clone(), SqliteOptions::default(), queries.clone())
             });
-            let find = |user: &str| FindUser {
-                user: user.into(),
-                domain: "example.org".into(),
-            };
-            assert!(db.send(find("alice")).await.unwrap().unwrap());
-            assert!(!db.send(find("carol")).await.unwrap().unwrap());
+            let account = |user: &str| (user.to_owned(), "example.org".to_owned());
+            let found = db
+                .send(FindUsers {
+                    accounts: vec![account("alice"), account("carol")],
+                })
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(found, [true, false]);
             let owners = db
                 .send(FindPhoneOwners {
                     phones: vec!["+332".into(), "+339".into()],
