@@ -663,12 +663,13 @@ impl Presentity {
         });
     }
 
-    /// Sends held watchers their first document once nothing is pending any more, or when
-    /// the wait is over (`force`).
+    /// Sends held watchers their first document once nothing is pending any more.
     fn release_held(&mut self, ctx: &mut Context<Self>) {
         self.release(false, ctx);
     }
 
+    /// Sends held watchers the current document: once nothing is pending, or at once when
+    /// `force` (the wait is over; a later answer goes out as a further NOTIFY).
     fn release(&mut self, force: bool, ctx: &mut Context<Self>) {
         if self.held.is_empty() || (!force && self.pending()) {
             return;
