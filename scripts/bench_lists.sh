@@ -25,12 +25,8 @@ INTERVAL_FAST=${INTERVAL_FAST:-0}
 command -v sipp >/dev/null || { echo "sipp missing: apt-get install -y sip-tester" >&2; exit 2; }
 cargo build --release --locked --quiet --bin presenced >&2
 BIN=target/release/presenced
-WORK=$(mktemp -d); [ -n "${KEEP:-}" ] && echo "work: $WORK" >&2
-SERVER_PID=""
-cleanup() { [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null || true; [ -n "${KEEP:-}" ] || rm -rf "$WORK"; }
-trap cleanup EXIT
-hz=$(getconf CLK_TCK)
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# shellcheck source=scripts/bench_common.sh
+. scripts/bench_common.sh
 now_ms() { date +%s%3N; }
 
 scripts/sipp/gen_csv.sh "$MEMBERS" 1 example.org "$WORK" >/dev/null

@@ -25,12 +25,8 @@ FEATURES=()
 cargo build --release --locked --quiet "${FEATURES[@]}" --bin presenced --bin presenced-load >&2
 BIN=target/release/presenced
 LOAD=target/release/presenced-load
-WORK=$(mktemp -d); [ -n "${KEEP:-}" ] && echo "work: $WORK" >&2
-SERVER_PID=""
-cleanup() { [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null || true; [ -n "${KEEP:-}" ] || rm -rf "$WORK"; }
-trap cleanup EXIT
-hz=$(getconf CLK_TCK)
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# shellcheck source=scripts/bench_common.sh
+. scripts/bench_common.sh
 TABLE=bench_phone_accounts
 if [ "$(nproc)" -ge 2 ]; then
   AFFINITY=$'[affinity]\nsip_thread = [0]\nother_threads = [1]'
