@@ -47,14 +47,8 @@ min_notify_interval_ms = $interval
 [log]
 level = "warn,presenced::app=info"
 CONF
-  "$BIN" --config "$dir/presenced.toml" 2> "$dir/log" &
-  SERVER_PID=$!
-  local tcp=""
-  for _ in $(seq 300); do
-    tcp=$(sed -n 's/.*listening on tcp:\([0-9.:]*\).*/\1/p' "$dir/log" | head -1)
-    [ -n "$tcp" ] && break; sleep 0.1
-  done
-  [ -n "$tcp" ] || { echo "server did not start" >&2; cat "$dir/log" >&2; exit 1; }
+  start_presenced "$dir/presenced.toml" "$dir/log"
+  local tcp=$TCP
   local c0 t0 c1 t1 c2 t2
   c0=$(cpu_ticks "$SERVER_PID"); t0=$(now_ms)
   ( cd "$dir" && timeout -s KILL 300 sipp "$tcp" -t t1 -i 127.0.0.1 -p 0 -sf "$WORK/list_watch.xml" \

@@ -66,14 +66,8 @@ max_resources = $MEMBERS
 level = "warn,presenced::app=info"
 $AFFINITY
 CONF
-  "$BIN" --config "$dir/presenced.toml" 2> "$dir/log" &
-  SERVER_PID=$!
-  local tcp=""
-  for _ in $(seq 300); do
-    tcp=$(sed -n 's/.*listening on tcp:\([0-9.:]*\).*/\1/p' "$dir/log" | head -1)
-    [ -n "$tcp" ] && grep -q " running" "$dir/log" && break; sleep 0.1
-  done
-  [ -n "$tcp" ] || { echo "server did not start" >&2; cat "$dir/log" >&2; exit 1; }
+  start_presenced "$dir/presenced.toml" "$dir/log"
+  local tcp=$TCP
   local c0 c1 out
   c0=$(cpu_ticks "$SERVER_PID")
   out=$(timeout -s KILL 600 "${PIN_LOAD[@]}" "$LOAD" phone-list --server "$tcp" --lists "$LISTS" --members "$MEMBERS")
