@@ -1,5 +1,6 @@
-# Shared by the benchmark scripts (sourced, not run; they set BIN): a work folder removed on exit (kept with
-# KEEP=1), the server they start stopped on exit, and a process's CPU time in clock ticks.
+# Shared by the benchmark scripts (sourced, not run; they set BIN): a work folder removed on
+# exit (kept with KEEP=1), the server they start stopped on exit, starting it, and a process's
+# CPU time in clock ticks.
 WORK=$(mktemp -d); [ -n "${KEEP:-}" ] && echo "work: $WORK" >&2
 SERVER_PID=""
 cleanup() { [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null || true; [ -n "${KEEP:-}" ] || rm -rf "$WORK"; }
