@@ -20,7 +20,7 @@ use log::{debug, info, warn};
 
 use super::aor::Aor;
 use super::directory::{is_phone, LookupUser, UserDirectory, UserStatus};
-use super::document::PIDF_CONTENT_TYPE;
+use super::document::{PIDF_CONTENT_TYPE, PRESENCE_PACKAGE};
 use super::formats::{FormatError, PresenceFormat};
 use super::pidf::{self, PidfError};
 use super::presentity::{
@@ -613,6 +613,13 @@ impl Handler<RestorePublications> for PresenceAgent {
     fn handle(&mut self, msg: RestorePublications, ctx: &mut Self::Context) {
         let now = unix_now();
         for row in msg.0 {
+            if row.event != PRESENCE_PACKAGE {
+                warn!(
+                    "stored publication {} is for event package {}, not served: dropped",
+                    row.etag, row.event
+                );
+                continue;
+            }
             let Some(aor) = Aor::parse(&row.aor) else {
                 warn!(
                     "stored publication {} has an invalid AOR, dropped",

@@ -30,3 +30,7 @@ pub type SharedDocument = Arc<PresenceDocument>;
 
 /// Content type of PIDF bodies (RFC 3863).
 pub const PIDF_CONTENT_TYPE: &str = "application/pidf+xml";
+
+/// The presence event package's name (RFC 3856), as stored with its publications and
+/// subscriptions.
+pub const PRESENCE_PACKAGE: &str = "presence";

@@ -33,7 +33,7 @@ use super::aor::Aor;
 use super::directory::{
     is_phone, LookupPhone, LookupUser, PhoneStatus, ResolvePhones, UserDirectory, UserStatus,
 };
-use super::document::{PresenceDocument, SharedDocument};
+use super::document::{PresenceDocument, SharedDocument, PRESENCE_PACKAGE};
 use super::long_term::{capabilities, long_term_source, render_alias, unknown_document};
 use super::pidf::{self, PidfDocument};
 use super::publication::{new_entity_tag, PublishKind};
@@ -696,6 +696,7 @@ impl Presentity {
             content_type: p.content_type.clone(),
             expires_at: unix_now() + i64::from(expires),
             seq: p.seq as i64,
+            event: PRESENCE_PACKAGE.to_owned(),
         }
     }
 

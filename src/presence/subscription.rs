@@ -9,6 +9,7 @@
 use std::net::SocketAddr;
 
 use super::aor::Aor;
+use super::document::PRESENCE_PACKAGE;
 use crate::sip::dialog::DialogId;
 use crate::sip::dispatcher::usage_key;
 use crate::sip::headers::NameAddr;
@@ -125,11 +126,17 @@ pub enum RestoreError {
     /// A stored URI, name-addr or address no longer parses.
     #[error("stored {0} is invalid")]
     Invalid(&'static str),
+    /// The subscription is to an event package this server does not serve (any more).
+    #[error("event package {0} is not served")]
+    Package(String),
 }
 
 impl SubscriptionDialog {
     /// The dialog of a stored row.
     pub fn from_row(row: &SubscriptionRow) -> Result<Self, RestoreError> {
+        if row.event != PRESENCE_PACKAGE {
+            return Err(RestoreError::Package(row.event.clone()));
+        }
         let name_addr =
             |v: &str, what| NameAddr::parse(v, "stored").map_err(|_| RestoreError::Invalid(what));
         let route_set = row
@@ -213,6 +220,7 @@ impl SubscriptionDialog {
             accept_encoding: self.accept_encoding.clone(),
             list_source: None,
             list_members: None,
+            event: PRESENCE_PACKAGE.to_owned(),
             linphone_compat: false,
             mark_epoch: 0,
         }
@@ -284,7 +292,7 @@ mod tests {
     fn stored_text_that_could_break_a_header_is_refused() {
         let good = dialog().to_row("id", unix_now() + 600, 100);
         type Spoil = fn(&mut SubscriptionRow);
-        let cases: [(&str, Spoil); 9] = [
+        let cases: [(&str, Spoil); 10] = [
             ("CRLF in a URI", |r| {
                 r.local_uri = "<sip:a@x>\r\nX: y".into()
             }),
@@ -298,6 +306,7 @@ mod tests {
             ("empty tag", |r| r.remote_tag = String::new()),
             ("NUL in a tag", |r| r.local_tag = "a\0".into()),
             ("CR in the event id", |r| r.event_id = Some("1\r".into())),
+            ("a package not served", |r| r.event = "x-unknown".into()),
         ];
         for (what, spoil) in cases {
             let mut row = good.clone();

@@ -240,6 +240,7 @@ pub(crate) mod tests {
             content_type: "application/pidf+xml".into(),
             expires_at: 1,
             seq: 1,
+            event: "presence".into(),
         }
     }
 
@@ -269,6 +270,7 @@ pub(crate) mod tests {
             list_members: None,
             linphone_compat: false,
             mark_epoch: 0,
+            event: "presence".into(),
         }
     }
 

@@ -231,6 +231,7 @@ mod tests {
                 content_type: "application/pidf+xml".into(),
                 expires_at: i64::MAX,
                 seq: 1,
+                event: "presence".into(),
             },
             replaces: None,
         }

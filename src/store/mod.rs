@@ -383,6 +383,13 @@ mod migration_tests {
             content_type: "application/pidf+xml".into(),
             expires_at: i64::MAX,
             seq: 1,
+            // One row of another package, to see the column written and read back.
+            event: if etag == "c" {
+                "message-summary"
+            } else {
+                "presence"
+            }
+            .into(),
         }
     }
 
@@ -531,11 +538,19 @@ mod migration_tests {
                 .chain((0..600).map(|i| Change::SubscriptionRemoved(format!("n{i}"))))
                 .collect();
             commit(&mut conn, &removed, 1).unwrap();
-            let etags: Vec<String> = publications::table
-                .select(publications::etag)
+            let etags: Vec<(String, String)> = publications::table
+                .select((publications::etag, publications::event))
                 .load(&mut conn)
                 .unwrap();
-            assert_eq!(sorted(etags), ["a", "b", "c"]);
+            let event = |e: &str, p: &str| (e.to_owned(), p.to_owned());
+            assert_eq!(
+                sorted(etags),
+                [
+                    event("a", "presence"),
+                    event("b", "presence"),
+                    event("c", "message-summary")
+                ]
+            );
             let subs: Vec<(String, i64, i64, i64)> = subscriptions::table
                 .select((
                     subscriptions::id,

@@ -58,6 +58,8 @@ pub struct SubscriptionRow {
     /// The store start (`store_epoch`) in which the mark was written. The store sets it on
     /// every write; what a caller puts here is ignored.
     pub mark_epoch: i64,
+    /// The event package (`presence`, …).
+    pub event: String,
 }
 
 /// A publication (RFC 3903) as stored.
@@ -76,6 +78,8 @@ pub struct PublicationRow {
     pub expires_at: i64,
     /// Order of the last modification.
     pub seq: i64,
+    /// The event package (`presence`, …).
+    pub event: String,
 }
 
 /// A registrar binding as stored.

@@ -28,6 +28,7 @@ diesel::table! {
         content_type -> Text,
         expires_at -> BigInt,
         seq -> BigInt,
+        event -> Text,
     }
 }
 
@@ -57,6 +58,7 @@ diesel::table! {
         list_members -> Nullable<Text>,
         linphone_compat -> Bool,
         mark_epoch -> BigInt,
+        event -> Text,
     }
 }
 

@@ -21,7 +21,7 @@ use super::models::SubscriptionRow;
 
 /// The columns of `subscriptions` in the order `SubscriptionRow` binds them, with their
 /// array types.
-const SUBSCRIPTION_COLUMNS: [(&str, &str); 24] = [
+const SUBSCRIPTION_COLUMNS: [(&str, &str); 25] = [
     ("id", "text[]"),
     ("aor", "text[]"),
     ("call_id", "text[]"),
@@ -46,6 +46,7 @@ const SUBSCRIPTION_COLUMNS: [(&str, &str); 24] = [
     ("list_members", "text[]"),
     ("linphone_compat", "bool[]"),
     ("mark_epoch", "int8[]"),
+    ("event", "text[]"),
 ];
 
 /// One bound parameter: a column's values as an array, or one value.
@@ -171,13 +172,14 @@ pub(super) fn write(c: &mut PgConnection, batch: &Batch<'_>, epoch: i64) -> Quer
             st.text(rows.iter().map(|r| r.content_type.as_str()).collect()),
             st.bigint(rows.iter().map(|r| r.expires_at).collect()),
             st.bigint(rows.iter().map(|r| r.seq).collect()),
+            st.text(rows.iter().map(|r| r.event.as_str()).collect()),
         ];
         st.part(
             "publications_new",
             format!(
-                "INSERT INTO publications (etag, aor, body, content_type, expires_at, seq) \
-                 SELECT * FROM UNNEST({}::text[], {}::text[], {}::bytea[], {}::text[], {}::int8[], {}::int8[])",
-                cols[0], cols[1], cols[2], cols[3], cols[4], cols[5]
+                "INSERT INTO publications (etag, aor, body, content_type, expires_at, seq, event) \
+                 SELECT * FROM UNNEST({}::text[], {}::text[], {}::bytea[], {}::text[], {}::int8[], {}::int8[], {}::text[])",
+                cols[0], cols[1], cols[2], cols[3], cols[4], cols[5], cols[6]
             ),
         );
     }
@@ -299,6 +301,7 @@ fn upsert_subscriptions<'a>(
             rows.iter().map(|r| r.linphone_compat).collect(),
         )),
         st.bigint(vec![epoch; rows.len()]),
+        st.text(text(|r| &r.event)),
     ];
     let names: Vec<&str> = SUBSCRIPTION_COLUMNS.iter().map(|(n, _)| *n).collect();
     let arrays: Vec<String> = params

@@ -17,7 +17,7 @@ use super::SubscriptionRow;
 /// Rows per statement: well under SQLite's limit on bound variables (32,766).
 const BINDS_PER_STATEMENT: usize = 12_000;
 /// Columns of `subscriptions`, for chunking its inserts.
-const SUBSCRIPTION_COLUMNS: usize = 24;
+const SUBSCRIPTION_COLUMNS: usize = 25;
 
 /// Writes `batch`, its marks stamped with `epoch`; the caller holds the transaction.
 pub(super) fn write(c: &mut SqliteConnection, batch: &Batch<'_>, epoch: i64) -> QueryResult<()> {
@@ -130,6 +130,7 @@ fn upsert_subscription(c: &mut SqliteConnection, row: &SubscriptionRow) -> Query
                 list_members.eq(excluded(list_members)),
                 linphone_compat.eq(excluded(linphone_compat)),
                 mark_epoch.eq(excluded(mark_epoch)),
+                event.eq(excluded(event)),
             ),
         ))
         .execute(c)

@@ -1,0 +1,2 @@
+ALTER TABLE subscriptions DROP COLUMN event;
+ALTER TABLE publications DROP COLUMN event;
