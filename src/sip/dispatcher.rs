@@ -205,8 +205,10 @@ pub struct DispatcherSettings {
     pub server_name: String,
 }
 
+/// A handler of a method, for the event packages it serves (none: every request of the method).
 struct Route {
     handler: Recipient<IncomingRequest>,
+    events: Vec<String>,
 }
 
 /// The dispatcher actor.
@@ -216,7 +218,8 @@ pub struct Dispatcher {
     /// This actor, as the transports tell it of a request they could not send: made once
     /// in `started`, shared by every client transaction.
     send_failed_to: Option<Arc<Recipient<SendFailed>>>,
-    routes: HashMap<Method, Route>,
+    /// Handlers by method; several for SUBSCRIBE and PUBLISH, one per group of event packages.
+    routes: HashMap<Method, Vec<Route>>,
     events: BTreeSet<String>,
     accept: BTreeSet<String>,
     option_tags: BTreeSet<String>,
@@ -590,10 +593,33 @@ impl Dispatcher {
                 None => Err(Reject::new(481)),
             };
         }
-        match self.routes.get(&req.method) {
-            Some(route) => Ok(Routed::Handler(route.handler.clone(), None)),
-            None => Err(Reject::new(405).header("Allow", self.allow())),
-        }
+        let Some(routes) = self.routes.get(&req.method) else {
+            return Err(Reject::new(405).header("Allow", self.allow()));
+        };
+        // RFC 6665 §8.2: a request of an event-based method goes to its package's handler; a
+        // package nobody serves gets 489 with every package that is.
+        let route = match routes.as_slice() {
+            [only] if only.events.is_empty() => only,
+            _ => {
+                let event = match req.event() {
+                    Some(Ok(e)) => Some(e),
+                    Some(Err(_)) => return Err(Reject::with_reason(400, "Malformed Event")),
+                    None => None,
+                };
+                let served = event.as_ref().and_then(|e| {
+                    routes
+                        .iter()
+                        .find(|r| r.events.iter().any(|p| e.is(p)))
+                });
+                match served {
+                    Some(route) => route,
+                    None => {
+                        return Err(Reject::new(489).header("Allow-Events", Self::join(&self.events)))
+                    }
+                }
+            }
+        };
+        Ok(Routed::Handler(route.handler.clone(), None))
     }
 
     fn options_reply(&self) -> Reply {
@@ -821,15 +847,13 @@ impl Handler<RegisterRoute> for Dispatcher {
     type Result = ();
 
     fn handle(&mut self, msg: RegisterRoute, _ctx: &mut Self::Context) {
-        self.events.extend(msg.events);
+        self.events.extend(msg.events.iter().cloned());
         self.accept.extend(msg.accept);
         self.option_tags.extend(msg.option_tags);
-        self.routes.insert(
-            msg.method,
-            Route {
-                handler: msg.handler,
-            },
-        );
+        self.routes.entry(msg.method).or_default().push(Route {
+            handler: msg.handler,
+            events: msg.events,
+        });
     }
 }
 
