@@ -16,9 +16,13 @@ use log::{info, warn};
 use std::sync::{Arc, Mutex};
 
 use crate::config::{ListenTransport, Settings, UnknownUser};
+use crate::events::agent::RestoreEventPublications;
+use crate::events::message_summary::MessageSummary;
+use crate::events::{EventAgent, EventPackage};
 use crate::presence::agent::UsersContext;
 use crate::presence::agent::{prepare_recovered, RecoveredSubscription, RestorePublications};
 use crate::presence::directory::{DirectorySettings, UserDirectory};
+use crate::presence::document::PRESENCE_PACKAGE;
 use crate::presence::formats::PresenceFormat;
 use crate::presence::presentity::PresentitySettings;
 use crate::presence::presentity::UsersUse;
@@ -182,8 +186,15 @@ async fn start_presence(
     };
     let (done, restored) = tokio::sync::oneshot::channel();
     let directory = start_user_directory(settings)?;
+    // The event packages served from publications besides presence: one line each.
+    let packages: Vec<Arc<dyn EventPackage>> = vec![Arc::new(MessageSummary)];
+    let event_types: Vec<String> = packages.iter().map(|p| p.body_type().to_owned()).collect();
+    let event_names: Vec<String> = packages.iter().map(|p| p.name().to_owned()).collect();
+    let events =
+        EventAgent::new(config.clone(), packages, dispatcher.clone(), store.clone()).start();
     let agent = PresenceAgent::new(config.clone(), dispatcher.clone(), store.clone())
         .on_restored(done)
+        .with_event_agent(events.clone().recipient())
         .with_users(UsersContext {
             directory: directory.clone(),
             unknown_is_404: settings.users.unknown == UnknownUser::NotFound,
@@ -229,7 +240,13 @@ async fn start_presence(
     .with_directory(directory)
     .start();
     let _ = registrar.send(RestoreBindings(snapshot.bindings)).await;
-    agent.do_send(RestorePublications(snapshot.publications));
+    // Each package's publications go to its agent.
+    let (presence_pubs, event_pubs): (Vec<_>, Vec<_>) = snapshot
+        .publications
+        .into_iter()
+        .partition(|p| p.event == PRESENCE_PACKAGE);
+    agent.do_send(RestorePublications(presence_pubs));
+    events.do_send(RestoreEventPublications(event_pubs));
     let _ = router
         .send(RestoreListSubscriptions(snapshot.list_subscriptions))
         .await;
@@ -248,6 +265,15 @@ async fn start_presence(
             None
         }
     };
+    for method in [Method::Subscribe, Method::Publish] {
+        dispatcher.do_send(RegisterRoute {
+            method,
+            handler: events.clone().recipient(),
+            events: event_names.clone(),
+            accept: event_types.clone(),
+            option_tags: Vec::new(),
+        });
+    }
     dispatcher.do_send(RegisterRoute {
         method: Method::Subscribe,
         handler: router.recipient(),

@@ -17,6 +17,8 @@
 //! - [`config`]: typed settings, read once at start-up.
 //! - [`sip`]: the SIP layer (façade over rsip, transports, transactions, dispatcher).
 //! - [`presence`]: presentities, watchers, PUBLISH, PIDF and aggregation.
+//! - [`events`]: the event packages served from publications beyond presence
+//!   (message-summary), on one package-independent machinery.
 //! - [`registrar`]: REGISTER bindings, fed to presentities as messages.
 //! - [`rls`]: resource list subscriptions (RFC 4662): request-contained (RFC 5367) and
 //!   server-known lists, one `Watcher<ListView>` per list subscription.
@@ -35,6 +37,7 @@ pub mod affinity;
 pub mod app;
 pub mod awaiting;
 pub mod config;
+pub mod events;
 pub mod presence;
 pub mod registrar;
 pub mod rls;

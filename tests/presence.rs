@@ -151,9 +151,10 @@ fn wrong_event_accept_and_unknown_dialog_are_refused() -> TestResult {
     let mut w = UdpUa::new(server.udp);
     let contact = format!("Contact: <sip:w@{}>", w.local());
     w.send(&w.request("SUBSCRIBE", ALICE).header(&contact).build());
+    // Allow-Events names every package served.
     assert_eq!(
         w.expect_status(489).header("Allow-Events"),
-        Some("presence")
+        Some("message-summary, presence")
     );
     w.send(
         &w.request("SUBSCRIBE", ALICE)

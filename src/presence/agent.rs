@@ -32,6 +32,7 @@ use super::subscription::SubscriptionDialog;
 use super::view::PresentityView;
 use super::watcher::{new_watcher_id, Watcher, WatcherInit, WatcherSettings, WatcherShared};
 use crate::awaiting::{Awaiting, Deferred};
+use crate::events::agent::RestoreEventSubscriptions;
 use crate::sip::dispatcher::{IncomingRequest, Reply};
 use crate::sip::headers::{accepts_media, parse_weighted_list, NameAddr};
 use crate::sip::message::{HeaderAccess, Method};
@@ -150,6 +151,8 @@ pub struct PresenceAgent {
     unknown_is_404: bool,
     /// When presentities not running now were last active.
     last_active: HashMap<Aor, i64>,
+    /// Where stored subscriptions of other event packages go at start-up.
+    events: Option<Recipient<RestoreEventSubscriptions>>,
 }
 
 /// The presence agent's answer to a request.
@@ -189,7 +192,14 @@ impl PresenceAgent {
             directory: None,
             unknown_is_404: false,
             last_active: HashMap::new(),
+            events: None,
         }
+    }
+
+    /// Stored subscriptions of other event packages are handed to `events` as they are read.
+    pub fn with_event_agent(mut self, events: Recipient<RestoreEventSubscriptions>) -> Self {
+        self.events = Some(events);
+        self
     }
 
     /// Uses the users database as `users` says.
@@ -427,11 +437,23 @@ pub fn subscription_dialog(
     config: &PresenceConfig,
     types: &[&str],
 ) -> Result<SubscriptionDialog, Reject> {
+    subscription_dialog_for(msg, config, PRESENCE_PACKAGE, types)
+}
+
+/// [`subscription_dialog`] for event package `package`.
+pub fn subscription_dialog_for(
+    msg: &IncomingRequest,
+    config: &PresenceConfig,
+    package: &str,
+    types: &[&str],
+) -> Result<SubscriptionDialog, Reject> {
     let req = &msg.request;
-    // RFC 6665 §4.2.1.1 / RFC 3856 §6.1: only the presence package is served here.
+    // RFC 6665 §4.2.1.1: the package must be the one this handler serves.
     let event = match req.event() {
-        Some(Ok(e)) if e.is("presence") => e,
-        Some(Ok(_)) | None => return Err(Reject::new(489).header("Allow-Events", "presence")),
+        Some(Ok(e)) if e.is(package) => e,
+        Some(Ok(_)) | None => {
+            return Err(Reject::new(489).header("Allow-Events", package.to_owned()))
+        }
         Some(Err(_)) => return Err(Reject::with_reason(400, "Malformed Event")),
     };
     // No Accept means application/pidf+xml (RFC 3856 §6.6); real clients send none.
@@ -473,6 +495,7 @@ pub fn subscription_dialog(
     let call_id = req.call_id().map_err(|_| Reject::new(400))?.to_owned();
 
     let dialog = SubscriptionDialog {
+        package: package.to_owned(),
         aor,
         event_id: event.id.clone(),
         call_id,
@@ -671,9 +694,24 @@ impl Handler<SubscriptionChunk<RecoveredSubscription>> for PresenceAgent {
 
     fn handle(&mut self, msg: SubscriptionChunk<RecoveredSubscription>, ctx: &mut Self::Context) {
         let started = std::time::Instant::now();
+        let mut others = Vec::new();
         for (dialog, mark) in msg.items.into_iter().flatten() {
+            if dialog.package != PRESENCE_PACKAGE {
+                others.push((dialog, mark));
+                continue;
+            }
             let _ = self.start_watcher(dialog, Some(mark), ctx);
             self.restore.count += 1;
+        }
+        if !others.is_empty() {
+            match &self.events {
+                // do_send: one per chunk of the start-up restore.
+                Some(events) => events.do_send(RestoreEventSubscriptions(others)),
+                None => warn!(
+                    "{} stored subscriptions of other packages dropped",
+                    others.len()
+                ),
+            }
         }
         self.restore.cpu += started.elapsed();
         if msg.last {

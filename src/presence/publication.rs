@@ -45,19 +45,32 @@ pub struct CheckedPublish {
     pub expires: u32,
 }
 
-/// The body types a presence PUBLISH may carry.
+/// The body types a presence PUBLISH may carry: PIDF, or CPIM-PIDF (the same document under
+/// the draft's namespace).
 pub const PUBLISHED_TYPES: [&str; 2] = [PIDF_CONTENT_TYPE, CPIM_PIDF_CONTENT_TYPE];
 
 /// Content type of CPIM-PIDF bodies.
 pub const CPIM_PIDF_CONTENT_TYPE: &str = "application/cpim-pidf+xml";
 
-/// RFC 3903 §6 steps 1–5, without state: Event, expiry, SIP-If-Match, Content-Type and body.
+/// RFC 3903 §6 steps 1–5 for a presence PUBLISH, without state: Event, expiry, SIP-If-Match,
+/// Content-Type and body.
 pub fn check(req: &Request, limits: &PublishLimits) -> Result<CheckedPublish, Reject> {
+    check_for(req, limits, "presence", &PUBLISHED_TYPES)
+}
+
+/// RFC 3903 §6 steps 1–5 for a PUBLISH of event package `package`, whose bodies may be of
+/// `types`: the rules every package shares.
+pub fn check_for(
+    req: &Request,
+    limits: &PublishLimits,
+    package: &str,
+    types: &[&str],
+) -> Result<CheckedPublish, Reject> {
     // RFC 3903 §6 step 2: the event package must be one we serve.
     match req.event() {
-        Some(Ok(e)) if e.is("presence") => {}
+        Some(Ok(e)) if e.is(package) => {}
         Some(Ok(_)) | None => {
-            return Err(Reject::new(489).header("Allow-Events", "presence"));
+            return Err(Reject::new(489).header("Allow-Events", package.to_owned()));
         }
         Some(Err(_)) => return Err(Reject::with_reason(400, "Malformed Event")),
     }
@@ -82,12 +95,8 @@ pub fn check(req: &Request, limits: &PublishLimits) -> Result<CheckedPublish, Re
     if has_body {
         let content_type = req.headers.get("Content-Type").unwrap_or("");
         let media = content_type.split(';').next().unwrap_or("").trim();
-        // PIDF, or CPIM-PIDF (the same document under the draft's namespace).
-        if !PUBLISHED_TYPES
-            .iter()
-            .any(|t| media.eq_ignore_ascii_case(t))
-        {
-            return Err(Reject::new(415).header("Accept", PUBLISHED_TYPES.join(", ")));
+        if !types.iter().any(|t| media.eq_ignore_ascii_case(t)) {
+            return Err(Reject::new(415).header("Accept", types.join(", ")));
         }
         if req
             .headers

@@ -195,7 +195,10 @@ impl<V: NotifyView> Watcher<V> {
 
     /// The dialog usage key of this subscription.
     fn usage(&self) -> String {
-        usage_key("presence", self.init.dialog.event_id.as_deref())
+        usage_key(
+            &self.init.dialog.package,
+            self.init.dialog.event_id.as_deref(),
+        )
     }
 
     /// The stored row's id.

@@ -29,7 +29,7 @@ use crate::config::LinphoneCompat;
 use crate::presence::agent::{subscription_dialog, PresenceAgent, PresenceConfig};
 use crate::presence::aor::Aor;
 use crate::presence::directory::UserDirectory;
-use crate::presence::document::PIDF_CONTENT_TYPE;
+use crate::presence::document::{PIDF_CONTENT_TYPE, PRESENCE_PACKAGE};
 use crate::presence::subscription::SubscriptionDialog;
 use crate::presence::watcher::{new_watcher_id, Watcher, WatcherInit, WatcherShared};
 use crate::sip::dispatcher::{IncomingRequest, Reply};
@@ -340,6 +340,13 @@ impl Handler<RestoreListSubscriptions> for SubscribeRouter {
     fn handle(&mut self, msg: RestoreListSubscriptions, _ctx: &mut Self::Context) {
         let count = msg.0.len();
         for row in msg.0 {
+            if row.event != PRESENCE_PACKAGE {
+                warn!(
+                    "stored list subscription {} is for package {}, not served: dropped",
+                    row.id, row.event
+                );
+                continue;
+            }
             let source = row.list_source.as_deref().and_then(ListSource::parse);
             let (Some(source), Ok(dialog)) = (source, SubscriptionDialog::from_row(&row)) else {
                 warn!("stored list subscription {} is invalid, dropped", row.id);

@@ -606,15 +606,15 @@ impl Dispatcher {
                     Some(Err(_)) => return Err(Reject::with_reason(400, "Malformed Event")),
                     None => None,
                 };
-                let served = event.as_ref().and_then(|e| {
-                    routes
-                        .iter()
-                        .find(|r| r.events.iter().any(|p| e.is(p)))
-                });
+                let served = event
+                    .as_ref()
+                    .and_then(|e| routes.iter().find(|r| r.events.iter().any(|p| e.is(p))));
                 match served {
                     Some(route) => route,
                     None => {
-                        return Err(Reject::new(489).header("Allow-Events", Self::join(&self.events)))
+                        return Err(
+                            Reject::new(489).header("Allow-Events", Self::join(&self.events))
+                        )
                     }
                 }
             }

@@ -1,0 +1,412 @@
+//! `EventAgent`: the entry point of the event packages served from publications (everything
+//! but presence, which has its own agent), and the owner of their (package, AOR) → resource
+//! map.
+//!
+//! Owns: the packages registered at start-up, the resource table (created on demand, stopped
+//! when idle, as the presence agent does with presentities), the stateless checks of initial
+//! SUBSCRIBE (RFC 6665 §4.2.1) and PUBLISH (RFC 3903 §6, then the package's own body check),
+//! starting one `Watcher<ResourceView>` per accepted subscription, and restoring stored
+//! publications and subscriptions of its packages. Created by `app`; lives as long as the
+//! system. Must not: know what a package's bodies mean (the package does) or send SIP itself.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix::prelude::*;
+use log::{info, warn};
+
+use super::package::EventPackage;
+use super::resource::{PublishState, Resource, RestoreState};
+use crate::awaiting::{Awaiting, Deferred};
+use crate::presence::agent::{subscription_dialog_for, PresenceConfig};
+use crate::presence::aor::Aor;
+use crate::presence::document::SharedDocument;
+use crate::presence::presentity::{AddWatcher, PresenceChanged, RemoveWatcher, Stop};
+use crate::presence::publication::{self, PublishKind};
+use crate::presence::subscription::SubscriptionDialog;
+use crate::presence::view::{Due, NotifyContent, NotifyView, UpdateFuture};
+use crate::presence::watcher::{new_watcher_id, Watcher, WatcherInit, WatcherShared};
+use crate::sip::dispatcher::{IncomingRequest, Reply};
+use crate::sip::message::{HeaderAccess, Method, Request};
+use crate::sip::{Dispatcher, Reject};
+use crate::store::{unix_now, Change, Persist, PublicationRow, SubscriptionRow};
+
+/// A resource holds nothing any more.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct ResourceIdle {
+    /// Its package.
+    pub package: &'static str,
+    /// Its AOR.
+    pub aor: Aor,
+    /// How many agent messages it had received.
+    pub received: u64,
+}
+
+/// Stored publications of the agent's packages, loaded at start-up (oldest first).
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct RestoreEventPublications(pub Vec<PublicationRow>);
+
+/// Stored subscriptions of the agent's packages, with their NOTIFY CSeq marks (already moved
+/// up by the store), handed over by the presence agent as it restores its own.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct RestoreEventSubscriptions(pub Vec<(SubscriptionDialog, i64)>);
+
+struct Entry {
+    addr: Addr<Resource>,
+    sent: u64,
+}
+
+/// The event agent actor.
+pub struct EventAgent {
+    config: PresenceConfig,
+    packages: HashMap<&'static str, Arc<dyn EventPackage>>,
+    resources: HashMap<(&'static str, Aor), Entry>,
+    /// The dispatcher, handed to watchers.
+    dispatcher: Addr<Dispatcher>,
+    /// The store's group committer.
+    store: Recipient<Persist>,
+    /// What the agent's watchers share.
+    watchers: Arc<WatcherShared>,
+    /// Requests waiting for their commit.
+    awaiting: Awaiting<Self>,
+}
+
+/// The agent's answer to a request.
+type Answer = Deferred<EventAgent, Result<Reply, Reject>>;
+
+impl EventAgent {
+    /// An agent serving `packages`, whose watchers send through `dispatcher`.
+    pub fn new(
+        config: PresenceConfig,
+        packages: Vec<Arc<dyn EventPackage>>,
+        dispatcher: Addr<Dispatcher>,
+        store: Recipient<Persist>,
+    ) -> Self {
+        let watchers = Arc::new(WatcherShared {
+            settings: config.watcher.clone(),
+            dispatcher: dispatcher.clone(),
+            store: store.clone(),
+        });
+        Self {
+            config,
+            packages: packages.into_iter().map(|p| (p.name(), p)).collect(),
+            resources: HashMap::new(),
+            dispatcher,
+            store,
+            watchers,
+            awaiting: Awaiting::default(),
+        }
+    }
+
+    /// The package a request's Event names, among the agent's.
+    fn package_of(&self, req: &Request) -> Result<Arc<dyn EventPackage>, Reject> {
+        match req.event() {
+            Some(Ok(e)) => self
+                .packages
+                .values()
+                .find(|p| e.is(p.name()))
+                .cloned()
+                .ok_or_else(|| self.unserved()),
+            Some(Err(_)) => Err(Reject::with_reason(400, "Malformed Event")),
+            None => Err(self.unserved()),
+        }
+    }
+
+    fn unserved(&self) -> Reject {
+        let mut names: Vec<&str> = self.packages.keys().copied().collect();
+        names.sort_unstable();
+        Reject::new(489).header("Allow-Events", names.join(", "))
+    }
+
+    /// The resource of (`package`, `aor`), created if needed; counts the message about to go.
+    fn resource(
+        &mut self,
+        package: &Arc<dyn EventPackage>,
+        aor: &Aor,
+        ctx: &mut Context<Self>,
+    ) -> Addr<Resource> {
+        let retry_after = self.config.watcher.retry_after;
+        let key = (package.name(), aor.clone());
+        let store = self.store.clone();
+        let entry = self.resources.entry(key).or_insert_with(|| Entry {
+            addr: Resource::new(
+                package.clone(),
+                aor.clone(),
+                ctx.address(),
+                store,
+                retry_after,
+            )
+            .start(),
+            sent: 0,
+        });
+        entry.sent += 1;
+        entry.addr.clone()
+    }
+
+    fn subscribe(&mut self, msg: IncomingRequest, ctx: &mut Context<Self>) -> Answer {
+        let dialog = self.package_of(&msg.request).and_then(|package| {
+            subscription_dialog_for(&msg, &self.config, package.name(), &[package.body_type()])
+        });
+        let dialog = match dialog {
+            Ok(d) => d,
+            Err(e) => return Deferred::now(Err(e)),
+        };
+        if dialog.expires == 0 {
+            // A fetch: one NOTIFY, nothing stored.
+            return Deferred::now(Ok(self.start_watcher(dialog, None, ctx)));
+        }
+        let persist = self
+            .store
+            .send(Persist(vec![Change::SubscriptionCreated(Box::new(
+                dialog.initial_row(),
+            ))]));
+        let retry_after = self.config.watcher.retry_after;
+        self.awaiting.then(persist, move |res, act, ctx| match res {
+            Ok(Ok(())) => Ok(act.start_watcher(dialog, None, ctx)),
+            _ => Err(Reject::new(503).header("Retry-After", retry_after.to_string())),
+        })
+    }
+
+    /// Starts the watcher of a new (or recovered, with its CSeq mark) subscription; the 200
+    /// for a new one.
+    fn start_watcher(
+        &mut self,
+        dialog: SubscriptionDialog,
+        recovered_mark: Option<i64>,
+        ctx: &mut Context<Self>,
+    ) -> Reply {
+        let Some(package) = self.packages.get(dialog.package.as_str()).cloned() else {
+            warn!(
+                "subscription to {}: package {} not served",
+                dialog.aor, dialog.package
+            );
+            return Reply::default();
+        };
+        let id = new_watcher_id();
+        let (aor, expires, source) = (dialog.aor.clone(), dialog.expires, dialog.source);
+        let local_tag = dialog.local_tag.clone();
+        let resource = self.resource(&package, &aor, ctx);
+        let init = WatcherInit {
+            id,
+            dialog,
+            shared: self.watchers.clone(),
+        };
+        let view = ResourceView {
+            package: package.clone(),
+            resource: resource.clone(),
+            document: None,
+            dirty: false,
+        };
+        let watcher = match recovered_mark {
+            Some(mark) => Watcher::recovered(init, view, mark),
+            None => Watcher::new(init, view),
+        };
+        let watcher_ctx = Context::<Watcher<ResourceView>>::new();
+        let registration = watcher.dialog_registration(&watcher_ctx.address());
+        let headers = recovered_mark
+            .is_none()
+            .then(|| watcher.response_headers(&source, expires));
+        let watcher = watcher_ctx.run(watcher);
+        resource.do_send(AddWatcher {
+            id,
+            recipient: watcher.clone().recipient(),
+        });
+        if recovered_mark.is_some() {
+            if let Some(d) = registration {
+                self.dispatcher.do_send(d);
+            }
+            return Reply::default();
+        }
+        info!(
+            "{} {aor}: watcher {id} subscribed for {expires} s",
+            package.name()
+        );
+        Reply {
+            status: 200,
+            to_tag: Some(local_tag),
+            headers: headers
+                .into_iter()
+                .flatten()
+                .map(|(n, v)| (n.into(), v))
+                .collect(),
+            body: None,
+            on_sent: Some(watcher.recipient()),
+            dialog: registration,
+        }
+    }
+
+    fn publish(&mut self, msg: IncomingRequest, ctx: &mut Context<Self>) -> Answer {
+        let req = &msg.request;
+        let package = match self.package_of(req) {
+            Ok(p) => p,
+            Err(e) => return Deferred::now(Err(e)),
+        };
+        let checked = match publication::check_for(
+            req,
+            &self.config.publish,
+            package.name(),
+            &[package.body_type()],
+        ) {
+            Ok(c) => c,
+            Err(e) => return Deferred::now(Err(e)),
+        };
+        if matches!(checked.kind, PublishKind::Initial | PublishKind::Modify(_)) {
+            if let Err(e) = package.validate(&req.body) {
+                return Deferred::now(Err(e));
+            }
+        }
+        let Some(aor) = Aor::from_uri(&req.uri) else {
+            return Deferred::now(Err(Reject::new(404)));
+        };
+        let body = req.body.clone();
+        let resource = self.resource(&package, &aor, ctx);
+        // The resource answers the dispatcher itself once the change is committed.
+        Deferred::hand_over(move |to| {
+            resource.do_send(PublishState {
+                kind: checked.kind,
+                body,
+                expires: checked.expires,
+                respond: Box::new(move |outcome| {
+                    let answer = outcome.map(|accepted| {
+                        let mut reply = Reply::ok().header("Expires", accepted.expires.to_string());
+                        if let Some(etag) = accepted.etag {
+                            reply = reply.header("SIP-ETag", etag);
+                        }
+                        reply
+                    });
+                    if let Some(to) = to {
+                        let _ = to.send(answer);
+                    }
+                }),
+            });
+        })
+    }
+}
+
+impl Actor for EventAgent {
+    type Context = Context<Self>;
+}
+
+impl Handler<IncomingRequest> for EventAgent {
+    type Result = Answer;
+
+    fn handle(&mut self, msg: IncomingRequest, ctx: &mut Self::Context) -> Self::Result {
+        match msg.request.method {
+            Method::Subscribe => self.subscribe(msg, ctx),
+            Method::Publish => self.publish(msg, ctx),
+            _ => Deferred::now(Err(Reject::new(405))),
+        }
+    }
+}
+
+impl Handler<ResourceIdle> for EventAgent {
+    type Result = ();
+
+    fn handle(&mut self, msg: ResourceIdle, _ctx: &mut Self::Context) {
+        let key = (msg.package, msg.aor);
+        if let Some(entry) = self.resources.get(&key) {
+            if entry.sent == msg.received {
+                entry.addr.do_send(Stop);
+                self.resources.remove(&key);
+            }
+        }
+    }
+}
+
+impl Handler<RestoreEventPublications> for EventAgent {
+    type Result = ();
+
+    fn handle(&mut self, msg: RestoreEventPublications, ctx: &mut Self::Context) {
+        let now = unix_now();
+        for row in msg.0 {
+            let (Some(package), Some(aor)) = (
+                self.packages.get(row.event.as_str()).cloned(),
+                Aor::parse(&row.aor),
+            ) else {
+                warn!(
+                    "stored publication {} ({} of {}) not served, dropped",
+                    row.etag, row.event, row.aor
+                );
+                continue;
+            };
+            self.resource(&package, &aor, ctx).do_send(RestoreState {
+                etag: row.etag,
+                body: row.body.into(),
+                expires: u32::try_from((row.expires_at - now).max(1)).unwrap_or(u32::MAX),
+                seq: u64::try_from(row.seq).unwrap_or(0),
+            });
+        }
+    }
+}
+
+impl Handler<RestoreEventSubscriptions> for EventAgent {
+    type Result = ();
+
+    fn handle(&mut self, msg: RestoreEventSubscriptions, ctx: &mut Self::Context) {
+        let count = msg.0.len();
+        for (dialog, mark) in msg.0 {
+            let _ = self.start_watcher(dialog, Some(mark), ctx);
+        }
+        info!("{count} event subscriptions restored");
+    }
+}
+
+/// What a subscription to a package's resource notifies: the resource's state, as the package
+/// writes it.
+pub struct ResourceView {
+    package: Arc<dyn EventPackage>,
+    /// The resource; it holds this watcher's `Recipient` until `RemoveWatcher`.
+    resource: Addr<Resource>,
+    document: Option<SharedDocument>,
+    /// A new state arrived since the last NOTIFY.
+    dirty: bool,
+}
+
+impl NotifyView for ResourceView {
+    type Update = ();
+
+    fn changed(&mut self, doc: SharedDocument) {
+        self.document = Some(doc);
+        self.dirty = true;
+    }
+
+    fn due(&self, full_state: bool, _now: Instant) -> Due {
+        match &self.document {
+            Some(_) if full_state || self.dirty => Due::Now,
+            _ => Due::Nothing,
+        }
+    }
+
+    fn next(&mut self, _full_state: bool, _version: u32, _now: Instant) -> NotifyContent {
+        self.dirty = false;
+        NotifyContent {
+            content_type: self.package.body_type().to_owned(),
+            body: self
+                .document
+                .as_ref()
+                .map(|d| d.body.clone())
+                .unwrap_or_default(),
+        }
+    }
+
+    fn check_update(&self, _request: &Request) -> UpdateFuture<()> {
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn fill_row(&self, _update: Option<&()>, _row: &mut SubscriptionRow) {}
+
+    fn apply_update(&mut self, _: (), _: u64, _: Recipient<PresenceChanged>) {}
+
+    fn detach(&mut self, watcher_id: u64) {
+        // do_send: one message per ended subscription.
+        self.resource.do_send(RemoveWatcher { id: watcher_id });
+    }
+
+    fn event_package(&self) -> &'static str {
+        self.package.name()
+    }
+}

@@ -1,0 +1,30 @@
+//! [`EventPackage`]: what an event package (RFC 6665 §7) declares of its own, and nothing the
+//! subscription and publication machinery shares.
+//!
+//! Owns: the contract between a package module (its Event name, its bodies, how publications
+//! combine, its body when nothing is known) and the generic machinery of `events` (resources,
+//! PUBLISH rules, watchers, persistence). Must not: hold state.
+
+use bytes::Bytes;
+
+use crate::presence::aor::Aor;
+use crate::sip::Reject;
+
+/// An event package served from publications.
+pub trait EventPackage: Send + Sync + 'static {
+    /// Its Event header value, e.g. `message-summary`.
+    fn name(&self) -> &'static str;
+
+    /// The media type its PUBLISH bodies and NOTIFY bodies have.
+    fn body_type(&self) -> &'static str;
+
+    /// Checks a PUBLISH body (RFC 3903 §6 step 6): a body that does not follow the package's
+    /// grammar gets 400.
+    fn validate(&self, body: &[u8]) -> Result<(), Reject>;
+
+    /// The state of a resource from its live publications' bodies, newest first (never empty).
+    fn combine(&self, newest_first: &[&Bytes]) -> Bytes;
+
+    /// The body a watcher gets when nothing is published for `aor`.
+    fn default_body(&self, aor: &Aor) -> Bytes;
+}

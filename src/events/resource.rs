@@ -1,0 +1,316 @@
+//! `Resource`: one actor per (event package, AOR) of a package served from publications.
+//!
+//! Owns: the resource's publications by entity-tag (RFC 3903, each with its expiry timer, each
+//! committed before its 2xx), its watchers' `Recipient`s, and its state: the package's
+//! combination of the live publications, or its default body, rebuilt on every change and
+//! pushed as one shared document to every watcher. Created on demand by the `EventAgent`;
+//! when it holds nothing it says so (`ResourceIdle`) and stops when the agent answers `Stop`
+//! (the presentity's protocol: no message is lost to a resource that is stopping).
+//! Must not: know what its package's bodies mean (the package does) or talk SIP.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use bytes::Bytes;
+use log::debug;
+
+use super::agent::{EventAgent, ResourceIdle};
+use super::package::EventPackage;
+use crate::presence::aor::Aor;
+use crate::presence::document::{PresenceDocument, SharedDocument};
+use crate::presence::presentity::{
+    AddWatcher, PresenceChanged, PublishAccepted, PublishRespond, RemoveWatcher, Stop,
+};
+use crate::presence::publication::{new_entity_tag, PublishKind};
+use crate::sip::Reject;
+use crate::store::{unix_now, Change, Persist, PublicationRow};
+
+/// A PUBLISH that passed the package's and RFC 3903's stateless checks.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct PublishState {
+    /// What it asks for.
+    pub kind: PublishKind,
+    /// The body, for initial and modify.
+    pub body: Bytes,
+    /// Granted expiry, seconds.
+    pub expires: u32,
+    /// Told the outcome once committed (or refused).
+    pub respond: PublishRespond,
+}
+
+/// A publication loaded from the store at start-up.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct RestoreState {
+    /// Its entity-tag.
+    pub etag: String,
+    /// The body as stored.
+    pub body: Bytes,
+    /// Seconds left.
+    pub expires: u32,
+    /// Modification order.
+    pub seq: u64,
+}
+
+struct Publication {
+    body: Bytes,
+    seq: u64,
+    timer: Option<SpawnHandle>,
+}
+
+/// The resource actor.
+pub struct Resource {
+    package: Arc<dyn EventPackage>,
+    aor: Aor,
+    publications: HashMap<String, Publication>,
+    /// Watchers' inboxes; each removes itself when it ends.
+    watchers: HashMap<u64, Recipient<PresenceChanged>>,
+    current: SharedDocument,
+    seq: u64,
+    /// Messages received from the agent, echoed in `ResourceIdle`.
+    received: u64,
+    idle_reported: bool,
+    /// The agent that created it.
+    agent: Addr<EventAgent>,
+    /// The store: publications are committed before their 2xx.
+    store: Recipient<Persist>,
+    /// Retry-After of a 503, seconds.
+    retry_after: u32,
+}
+
+impl Resource {
+    /// A resource with nothing published.
+    pub fn new(
+        package: Arc<dyn EventPackage>,
+        aor: Aor,
+        agent: Addr<EventAgent>,
+        store: Recipient<Persist>,
+        retry_after: u32,
+    ) -> Self {
+        let body = package.default_body(&aor);
+        Self {
+            current: Arc::new(PresenceDocument {
+                aor: aor.clone(),
+                version: 0,
+                body,
+                unowned_alias: false,
+            }),
+            package,
+            aor,
+            publications: HashMap::new(),
+            watchers: HashMap::new(),
+            seq: 0,
+            received: 0,
+            idle_reported: false,
+            agent,
+            store,
+            retry_after,
+        }
+    }
+
+    /// The state now: the package's combination of the live publications, newest first.
+    fn state(&self) -> Bytes {
+        let mut live: Vec<&Publication> = self.publications.values().collect();
+        if live.is_empty() {
+            return self.package.default_body(&self.aor);
+        }
+        live.sort_by_key(|p| std::cmp::Reverse(p.seq));
+        let bodies: Vec<&Bytes> = live.iter().map(|p| &p.body).collect();
+        self.package.combine(&bodies)
+    }
+
+    /// Pushes the state to every watcher if it changed.
+    fn changed(&mut self) {
+        let body = self.state();
+        if body == self.current.body {
+            return;
+        }
+        self.current = Arc::new(PresenceDocument {
+            aor: self.aor.clone(),
+            version: self.current.version + 1,
+            body,
+            unowned_alias: false,
+        });
+        for w in self.watchers.values() {
+            // do_send: one per change per watcher, which coalesces NOTIFYs itself.
+            w.do_send(PresenceChanged(self.current.clone()));
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.publications.is_empty() && self.watchers.is_empty()
+    }
+
+    fn check_idle(&mut self) {
+        if self.is_empty() && !self.idle_reported {
+            self.idle_reported = true;
+            self.agent.do_send(ResourceIdle {
+                package: self.package.name(),
+                aor: self.aor.clone(),
+                received: self.received,
+            });
+        } else if !self.is_empty() {
+            self.idle_reported = false;
+        }
+    }
+
+    fn arm(&self, etag: String, expires: u32, ctx: &mut Context<Self>) -> SpawnHandle {
+        ctx.run_later(Duration::from_secs(u64::from(expires)), move |act, _| {
+            if act.publications.remove(&etag).is_some() {
+                debug!(
+                    "{} {}: publication {etag} expired",
+                    act.package.name(),
+                    act.aor
+                );
+                // do_send: one per expiry; nothing waits for it.
+                act.store
+                    .do_send(Persist(vec![Change::PublicationRemoved(etag.clone())]));
+                act.changed();
+                act.check_idle();
+            }
+        })
+    }
+
+    fn row(&self, etag: &str, body: &Bytes, seq: u64, expires: u32) -> PublicationRow {
+        PublicationRow {
+            etag: etag.to_owned(),
+            aor: self.aor.to_string(),
+            body: body.to_vec(),
+            content_type: self.package.body_type().to_owned(),
+            expires_at: unix_now() + i64::from(expires),
+            seq: seq as i64,
+            event: self.package.name().to_owned(),
+        }
+    }
+}
+
+impl Actor for Resource {
+    type Context = Context<Self>;
+}
+
+impl Handler<PublishState> for Resource {
+    // Atomic: nothing else is handled while the change is committed (RFC 3903 §6 step 5).
+    type Result = AtomicResponse<Self, ()>;
+
+    fn handle(&mut self, msg: PublishState, _ctx: &mut Self::Context) -> Self::Result {
+        self.received += 1;
+        let PublishState {
+            kind,
+            body,
+            expires,
+            respond,
+        } = msg;
+        let old = match &kind {
+            PublishKind::Initial => None,
+            PublishKind::Refresh(tag) | PublishKind::Modify(tag) | PublishKind::Remove(tag) => {
+                // RFC 3903 §6 step 5: an unknown entity-tag gets 412.
+                if !self.publications.contains_key(tag) {
+                    self.check_idle();
+                    respond(Err(Reject::new(412)));
+                    return AtomicResponse::new(Box::pin(fut::ready(())));
+                }
+                Some(tag.clone())
+            }
+        };
+        self.seq += 1;
+        // What the publication will be: a new body, or the old one refreshed.
+        let (body, seq) = match (&kind, old.as_ref().and_then(|t| self.publications.get(t))) {
+            (PublishKind::Refresh(_), Some(p)) => (p.body.clone(), p.seq),
+            _ => (body, self.seq),
+        };
+        let removal = matches!(kind, PublishKind::Remove(_));
+        let etag = (!removal).then(new_entity_tag);
+        let change = match &etag {
+            None => Change::PublicationRemoved(old.clone().unwrap_or_default()),
+            Some(etag) => Change::PublicationSaved {
+                row: self.row(etag, &body, seq, expires),
+                replaces: old.clone(),
+            },
+        };
+        let retry_after = self.retry_after;
+        let persist = self.store.send(Persist(vec![change]));
+        AtomicResponse::new(Box::pin(persist.into_actor(self).map(
+            move |res, act, ctx| {
+                if !matches!(res, Ok(Ok(()))) {
+                    act.check_idle();
+                    respond(Err(
+                        Reject::new(503).header("Retry-After", retry_after.to_string())
+                    ));
+                    return;
+                }
+                if let Some(p) = old.and_then(|o| act.publications.remove(&o)) {
+                    if let Some(t) = p.timer {
+                        ctx.cancel_future(t);
+                    }
+                }
+                if let Some(etag) = &etag {
+                    let timer = act.arm(etag.clone(), expires, ctx);
+                    act.publications.insert(
+                        etag.clone(),
+                        Publication {
+                            body,
+                            seq,
+                            timer: Some(timer),
+                        },
+                    );
+                }
+                act.changed();
+                act.check_idle();
+                respond(Ok(PublishAccepted { etag, expires }));
+            },
+        )))
+    }
+}
+
+impl Handler<RestoreState> for Resource {
+    type Result = ();
+
+    fn handle(&mut self, msg: RestoreState, ctx: &mut Self::Context) {
+        self.received += 1;
+        self.seq = self.seq.max(msg.seq);
+        let timer = self.arm(msg.etag.clone(), msg.expires, ctx);
+        self.publications.insert(
+            msg.etag,
+            Publication {
+                body: msg.body,
+                seq: msg.seq,
+                timer: Some(timer),
+            },
+        );
+        self.changed();
+        self.check_idle();
+    }
+}
+
+impl Handler<AddWatcher> for Resource {
+    type Result = ();
+
+    fn handle(&mut self, msg: AddWatcher, _ctx: &mut Self::Context) {
+        self.received += 1;
+        msg.recipient.do_send(PresenceChanged(self.current.clone()));
+        self.watchers.insert(msg.id, msg.recipient);
+        self.check_idle();
+    }
+}
+
+impl Handler<RemoveWatcher> for Resource {
+    type Result = ();
+
+    fn handle(&mut self, msg: RemoveWatcher, _ctx: &mut Self::Context) {
+        self.watchers.remove(&msg.id);
+        self.check_idle();
+    }
+}
+
+impl Handler<Stop> for Resource {
+    type Result = ();
+
+    fn handle(&mut self, _msg: Stop, ctx: &mut Self::Context) {
+        if self.is_empty() {
+            ctx.stop();
+        }
+    }
+}
