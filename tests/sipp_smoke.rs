@@ -126,6 +126,16 @@ fn register_scenario_passes_over_udp_and_tcp() -> TestResult {
     run_single("register.xml")
 }
 
+#[test]
+fn message_summary_publish_scenario_passes_over_udp_and_tcp() -> TestResult {
+    run_single("mwi_publish.xml")
+}
+
+#[test]
+fn message_summary_subscribe_scenario_passes_over_udp_and_tcp() -> TestResult {
+    run_single("mwi_subscribe.xml")
+}
+
 /// Runs a watcher scenario and fanout_publish.xml at once against `target` (server, transport,
 /// work folder); both must succeed. Returns the watchers' successful calls.
 fn watchers_with_publishers(
