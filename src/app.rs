@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::config::{ListenTransport, Settings, UnknownUser};
 use crate::events::agent::RestoreEventPublications;
+use crate::events::dialog::DialogPackage;
 use crate::events::message_summary::MessageSummary;
 use crate::events::{EventAgent, EventPackage};
 use crate::presence::agent::UsersContext;
@@ -187,7 +188,8 @@ async fn start_presence(
     let (done, restored) = tokio::sync::oneshot::channel();
     let directory = start_user_directory(settings)?;
     // The event packages served from publications besides presence: one line each.
-    let packages: Vec<Arc<dyn EventPackage>> = vec![Arc::new(MessageSummary)];
+    let packages: Vec<Arc<dyn EventPackage>> =
+        vec![Arc::new(DialogPackage), Arc::new(MessageSummary)];
     let event_types: Vec<String> = packages.iter().map(|p| p.body_type().to_owned()).collect();
     let event_names: Vec<String> = packages.iter().map(|p| p.name().to_owned()).collect();
     let events =

@@ -6,6 +6,7 @@
 
 mod common;
 
+use common::lists;
 use common::*;
 
 const ALICE: &str = "sip:alice@example.org";
@@ -97,11 +98,14 @@ fn malformed_summaries_and_wrong_types_are_refused() -> TestResult {
     w.send(&dialog.build());
     assert_eq!(
         w.expect_status(489).header("Allow-Events"),
-        Some("message-summary, presence")
+        Some("dialog, message-summary, presence")
     );
     w.send(&w.request("OPTIONS", "sip:example.org").build());
     let ok = w.expect_status(200);
-    assert_eq!(ok.header("Allow-Events"), Some("message-summary, presence"));
+    assert_eq!(
+        ok.header("Allow-Events"),
+        Some("dialog, message-summary, presence")
+    );
     assert!(ok.header("Accept").unwrap().contains(MWI));
     Ok(())
 }
@@ -152,5 +156,147 @@ fn message_summary_subscriptions_and_publications_survive_kill_9() -> TestResult
         phone.expect_status(200);
         assert_eq!(phone.expect_notify().body_str(), WAITING, "{store}");
     }
+    Ok(())
+}
+
+const BLF: &str = "sip:200@example.test";
+
+/// A busy-lamp SUBSCRIBE to extension 200, as a desk phone sends it.
+fn blf_subscribe(ua: &impl Ua) -> RequestBuilder {
+    ua.new_request("SUBSCRIBE", BLF)
+        .header("Event: dialog")
+        .header("Accept: application/dialog-info+xml")
+        .header(&format!("Contact: <sip:phone@{}>", ua.local_addr()))
+        .header("Expires: 600")
+}
+
+/// Kamailio's pua_dialoginfo PUBLISH `name` (a fixture), sent from `ua`, answered 200.
+fn kamailio_publish(ua: &mut UdpUa, name: &str, expires: Option<u32>) {
+    let bytes = lists::capture(
+        &format!("captures/kamailio-pua-dialoginfo/{name}.sip"),
+        "127.0.0.1:5802",
+        ua.local(),
+    );
+    let mut text = String::from_utf8(bytes).unwrap();
+    if let Some(e) = expires {
+        text = text.replace("Expires: 11\r\n", &format!("Expires: {e}\r\n"));
+    }
+    ua.send(text.as_bytes());
+    ua.expect_status(200);
+}
+
+/// The state of the one dialog a NOTIFY shows, or "idle", and its version.
+fn lamp(n: &SipMsg) -> (String, u32) {
+    let body = n.body_str();
+    let version = body
+        .split("version=\"")
+        .nth(2)
+        .and_then(|v| v.split('"').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no version: {body}"));
+    let state = body
+        .split("<state>")
+        .nth(1)
+        .and_then(|s| s.split('<').next())
+        .unwrap_or("idle")
+        .to_owned();
+    (state, version)
+}
+
+#[test]
+fn a_kamailio_call_lights_the_lamp_in_order_and_puts_it_out_for_good() -> TestResult {
+    let server = TestServer::start_with("", &config());
+    let mut phone = UdpUa::new(server.udp);
+    phone.send(&blf_subscribe(&phone).build());
+    phone.expect_status(200);
+    let first = phone.expect_notify();
+    assert_eq!(first.header("Event"), Some("dialog"));
+    assert_eq!(
+        first.header("Content-Type"),
+        Some("application/dialog-info+xml")
+    );
+    assert_eq!(lamp(&first), ("idle".into(), 0), "nothing published");
+
+    let mut proxy = UdpUa::new(server.udp);
+    let order = ["trying", "early", "confirmed", "terminated"];
+    let mut seen = vec![lamp(&first)];
+    for (name, state) in [
+        ("publish-01-200-trying", "trying"),
+        ("publish-02-200-early", "early"),
+        ("publish-04-200-confirmed", "confirmed"),
+        ("publish-06-200-terminated", "terminated"),
+    ] {
+        // The terminated publication lives 1 s here (11 s in the capture).
+        let expires = (state == "terminated").then_some(1);
+        kamailio_publish(&mut proxy, name, expires);
+        loop {
+            let n = phone.expect_notify();
+            let body = n.body_str();
+            assert!(
+                body.find("<local>") < body.find("<remote>"),
+                "schema order: {body}"
+            );
+            seen.push(lamp(&n));
+            if seen.last().is_some_and(|(s, _)| s == state) {
+                break;
+            }
+        }
+    }
+    // Never an older state after a newer one; versions go up by one per NOTIFY.
+    let ranks: Vec<usize> = seen[1..]
+        .iter()
+        .map(|(s, _)| order.iter().position(|o| o == s).unwrap())
+        .collect();
+    assert!(ranks.windows(2).all(|w| w[0] <= w[1]), "{seen:?}");
+    assert!(seen.windows(2).all(|w| w[1].1 == w[0].1 + 1), "{seen:?}");
+    // When the terminated publication expires, the older ones (12 h each in the capture) do
+    // not light the lamp again: the lamp is idle.
+    let after = phone.expect_notify();
+    assert_eq!(lamp(&after).0, "idle", "{}", after.body_str());
+    Ok(())
+}
+
+#[test]
+fn dialogs_of_several_publishers_are_merged() -> TestResult {
+    let server = TestServer::start_with("", &config());
+    let mut phone = UdpUa::new(server.udp);
+    phone.send(&blf_subscribe(&phone).build());
+    phone.expect_status(200);
+    phone.expect_notify();
+    let mut a = UdpUa::new(server.udp);
+    let mut b = UdpUa::new(server.udp);
+    let body = |id: &str, state: &str| {
+        format!(
+            "<?xml version=\"1.0\"?>\n<dialog-info xmlns=\"urn:ietf:params:xml:ns:dialog-info\" \
+             version=\"0\" state=\"full\" entity=\"{BLF}\"><dialog id=\"{id}\"><state>{state}</state>\
+             </dialog></dialog-info>"
+        )
+    };
+    for (ua, id, state) in [(&mut a, "call-a", "confirmed"), (&mut b, "call-b", "early")] {
+        let req = ua
+            .new_request("PUBLISH", BLF)
+            .header("Event: dialog")
+            .header("Expires: 600")
+            .body("application/dialog-info+xml", body(id, state).as_bytes());
+        ua.send(&req.build());
+        ua.expect_status(200);
+    }
+    let merged = loop {
+        let n = phone.expect_notify();
+        if n.body_str().matches("<dialog ").count() == 2 {
+            break n.body_str();
+        }
+    };
+    assert!(
+        merged.contains("id=\"call-a\"") && merged.contains("id=\"call-b\""),
+        "{merged}"
+    );
+    // A body that is no dialog-info gets 400.
+    let bad = a.new_request("PUBLISH", BLF).header("Event: dialog").body(
+        "application/dialog-info+xml",
+        b"<dialog-info><dialog/></dialog-info>",
+    );
+    a.send(&bad.build());
+    a.expect_status(400);
     Ok(())
 }

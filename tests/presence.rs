@@ -154,11 +154,11 @@ fn wrong_event_accept_and_unknown_dialog_are_refused() -> TestResult {
     // Allow-Events names every package served.
     assert_eq!(
         w.expect_status(489).header("Allow-Events"),
-        Some("message-summary, presence")
+        Some("dialog, message-summary, presence")
     );
     w.send(
         &w.request("SUBSCRIBE", ALICE)
-            .header("Event: dialog")
+            .header("Event: x-unknown")
             .header(&contact)
             .build(),
     );

@@ -381,14 +381,14 @@ impl NotifyView for ResourceView {
         }
     }
 
-    fn next(&mut self, _full_state: bool, _version: u32, _now: Instant) -> NotifyContent {
+    fn next(&mut self, _full_state: bool, version: u32, _now: Instant) -> NotifyContent {
         self.dirty = false;
         NotifyContent {
             content_type: self.package.body_type().to_owned(),
             body: self
                 .document
                 .as_ref()
-                .map(|d| d.body.clone())
+                .map(|d| self.package.notify_body(&d.body, version))
                 .unwrap_or_default(),
         }
     }

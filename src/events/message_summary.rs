@@ -118,7 +118,7 @@ impl EventPackage for MessageSummary {
         })
     }
 
-    fn combine(&self, newest_first: &[&Bytes]) -> Bytes {
+    fn combine(&self, _aor: &Aor, newest_first: &[&Bytes]) -> Bytes {
         // The voicemail server publishes the whole summary each time: the newest is the state.
         newest_first
             .first()
@@ -168,8 +168,8 @@ mod tests {
     fn the_newest_publication_is_the_state_and_nothing_means_no() {
         let p = MessageSummary;
         let (old, new) = (Bytes::from_static(b"a"), Bytes::from_static(b"b"));
-        assert_eq!(p.combine(&[&new, &old]), new);
         let aor = Aor::parse("sip:alice@example.org").unwrap();
+        assert_eq!(p.combine(&aor, &[&new, &old]), new);
         assert_eq!(&p.default_body(&aor)[..], b"Messages-Waiting: no\r\n");
         assert_eq!(p.validate(b"x").unwrap_err().status, 400);
     }

@@ -5,10 +5,12 @@
 //! persistence shared with presence. Adding a package is one module and one line in `app`.
 //!
 //! Owns: `package` (the [`EventPackage`] trait), `resource` (one actor per package and AOR),
-//! `agent` (the entry point), and the packages: `message_summary` (RFC 3842).
+//! `agent` (the entry point), and the packages: `dialog` (RFC 4235) and `message_summary`
+//! (RFC 3842).
 //! Must not: know one package from another outside its module.
 
 pub mod agent;
+pub mod dialog;
 pub mod message_summary;
 pub mod package;
 pub mod resource;

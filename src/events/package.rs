@@ -22,9 +22,22 @@ pub trait EventPackage: Send + Sync + 'static {
     /// grammar gets 400.
     fn validate(&self, body: &[u8]) -> Result<(), Reject>;
 
-    /// The state of a resource from its live publications' bodies, newest first (never empty).
-    fn combine(&self, newest_first: &[&Bytes]) -> Bytes;
+    /// The state of resource `aor` from its live publications' bodies, newest first (never
+    /// empty).
+    fn combine(&self, aor: &Aor, newest_first: &[&Bytes]) -> Bytes;
 
     /// The body a watcher gets when nothing is published for `aor`.
     fn default_body(&self, aor: &Aor) -> Bytes;
+
+    /// Whether a new publication leaves nothing of an older one standing (the older is then
+    /// removed, so that it cannot come back when the newer expires first).
+    fn supersedes(&self, _newer: &Bytes, _older: &Bytes) -> bool {
+        false
+    }
+
+    /// The NOTIFY body of `state` for a subscription's `version`-th NOTIFY (from 0), for
+    /// packages whose documents are versioned per subscription.
+    fn notify_body(&self, state: &Bytes, _version: u32) -> Bytes {
+        state.clone()
+    }
 }

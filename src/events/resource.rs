@@ -119,7 +119,7 @@ impl Resource {
         }
         live.sort_by_key(|p| std::cmp::Reverse(p.seq));
         let bodies: Vec<&Bytes> = live.iter().map(|p| &p.body).collect();
-        self.package.combine(&bodies)
+        self.package.combine(&self.aor, &bodies)
     }
 
     /// Pushes the state to every watcher if it changed.
@@ -230,8 +230,23 @@ impl Handler<PublishState> for Resource {
                 replaces: old.clone(),
             },
         };
+        // Older publications the new body leaves nothing of go with it, in the same commit.
+        let superseded: Vec<String> =
+            if matches!(kind, PublishKind::Initial | PublishKind::Modify(_)) {
+                self.publications
+                    .iter()
+                    .filter(|(tag, p)| {
+                        Some(*tag) != old.as_ref() && self.package.supersedes(&body, &p.body)
+                    })
+                    .map(|(tag, _)| tag.clone())
+                    .collect()
+            } else {
+                Vec::new()
+            };
+        let mut changes = vec![change];
+        changes.extend(superseded.iter().cloned().map(Change::PublicationRemoved));
         let retry_after = self.retry_after;
-        let persist = self.store.send(Persist(vec![change]));
+        let persist = self.store.send(Persist(changes));
         AtomicResponse::new(Box::pin(persist.into_actor(self).map(
             move |res, act, ctx| {
                 if !matches!(res, Ok(Ok(()))) {
@@ -241,9 +256,11 @@ impl Handler<PublishState> for Resource {
                     ));
                     return;
                 }
-                if let Some(p) = old.and_then(|o| act.publications.remove(&o)) {
-                    if let Some(t) = p.timer {
-                        ctx.cancel_future(t);
+                for tag in old.iter().chain(&superseded) {
+                    if let Some(p) = act.publications.remove(tag) {
+                        if let Some(t) = p.timer {
+                            ctx.cancel_future(t);
+                        }
                     }
                 }
                 if let Some(etag) = &etag {
