@@ -136,6 +136,16 @@ fn message_summary_subscribe_scenario_passes_over_udp_and_tcp() -> TestResult {
     run_single("mwi_subscribe.xml")
 }
 
+#[test]
+fn busy_lamp_publish_scenario_passes_over_udp_and_tcp() -> TestResult {
+    run_single("blf_publish.xml")
+}
+
+#[test]
+fn busy_lamp_subscribe_scenario_passes_over_udp_and_tcp() -> TestResult {
+    run_single("blf_subscribe.xml")
+}
+
 /// Runs a watcher scenario and fanout_publish.xml at once against `target` (server, transport,
 /// work folder); both must succeed. Returns the watchers' successful calls.
 fn watchers_with_publishers(
