@@ -364,7 +364,7 @@ fn postgres_going_away_gets_503_and_presenced_recovers_by_itself() -> TestResult
         return Ok(());
     };
     // A database of its own: the test cuts it off without touching other tests' schemas.
-    let db = unique("outage_").to_lowercase();
+    let db = db_unique("outage_");
     let mut admin = diesel::PgConnection::establish(&base)?;
     diesel::sql_query(format!("CREATE DATABASE {db}")).execute(&mut admin)?;
     let (prefix, _) = base.rsplit_once('/').expect("a database name in the URL");

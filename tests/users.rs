@@ -64,7 +64,7 @@ impl UsersDb {
         match std::env::var("PRESENCED_TEST_MYSQL_URL") {
             Ok(url) if !url.is_empty() => dbs.push(UsersDb {
                 backend: UsersBackend::Mysql(url),
-                table: unique("accounts_").to_lowercase(),
+                table: db_unique("accounts_"),
                 _dir: None,
             }),
             _ => eprintln!("users database on MariaDB skipped: PRESENCED_TEST_MYSQL_URL not set"),

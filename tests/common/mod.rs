@@ -513,10 +513,21 @@ pub fn store_urls(dir: &std::path::Path) -> Vec<(&'static str, String)> {
     urls
 }
 
+/// A name no earlier run has given to a database object: the time and this process's counter.
+pub fn db_unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("{prefix}{nanos}x{}", COUNTER.fetch_add(1, Ordering::Relaxed)).to_lowercase()
+}
+
 /// Creates a schema of its own for one test and returns a URL whose search_path is it.
 pub fn fresh_pg_schema(base: &str) -> String {
     use diesel::{Connection, RunQueryDsl};
-    let schema = unique("t_").to_lowercase();
+    // PIDs come back between runs and the database keeps its schemas: the time makes the name
+    // new on every run.
+    let schema = db_unique("t_");
     let mut conn = diesel::PgConnection::establish(base).expect("PRESENCED_TEST_PG_URL reachable");
     diesel::sql_query(format!("CREATE SCHEMA {schema}"))
         .execute(&mut conn)
