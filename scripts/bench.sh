@@ -13,6 +13,7 @@
 #     for PUBLISH and SUBSCRIBE cycles and its CPU per transaction;
 #  4. fan-out: N presentities x W watchers held, PUBLISH changes at stepped rates; NOTIFY/s
 #     delivered and PUBLISH -> NOTIFY latency (p50/p99), including the 24,000 NOTIFY/s point;
+#     the same for busy lamps (the dialog package);
 #  5. RSS with 10,000 and 100,000 held subscriptions;
 #  6. durable commits (SQLite; PostgreSQL too when BENCH_PG_URL is set) against memory://;
 #  7. kill -9 with 100,000 stored subscriptions: reload time and the time until every one
@@ -21,7 +22,7 @@
 #  9. lists of 1,000 phone numbers resolved through each users database
 #     (scripts/bench_phones.sh: SQLite; PostgreSQL with BENCH_PG_URL; MariaDB with
 #     BENCH_MYSQL_URL).
-# Parameters (environment): ONLY (section names: sipp ceiling durable fanout memory restart
+# Parameters (environment): ONLY (section names: sipp ceiling durable fanout blf memory restart
 # lists phones;
 # default all), STEPS (SIPp call rates, default "250 500 1000 2000 4000"), DURABLE_WINDOWS
 # (calls in flight per connection tried for each store, default "16 32 48 64": each store's
@@ -287,31 +288,48 @@ echo
 echo "Target: durable figures within 80 % of memory://. Medians of $RUNS runs per window."
 fi
 
+# Fan-out rows: $1 the event package (presence or dialog), then the PUBLISH change rates.
+fanout_rows() {
+  local event=$1; shift
+  for rate in "$@"; do
+    nrs=""; p50s=""; p99s=""; cpus=""
+    for _ in $(seq "$RUNS"); do
+      start_server
+      c0=$(cpu_ticks "$SERVER_PID")
+      out=$("${LOADPIN[@]}" "$LOAD" fanout --event "$event" --server "$TCP" --connections 4 --presentities 1000 --watchers 10 --rate "$rate" --seconds "$LOAD_SECONDS" | tail -1)
+      c1=$(cpu_ticks "$SERVER_PID")
+      n=$(sed -n 's/.*notifies=\([0-9]*\).*/\1/p' <<< "$out")
+      nrs="$nrs $(sed -n 's/.*notify_rate=\([0-9]*\).*/\1/p' <<< "$out")"
+      p50s="$p50s $(sed -n 's/.*p50_us=\([0-9]*\).*/\1/p' <<< "$out" | awk '{printf "%.1f", $1 / 1000}')"
+      p99s="$p99s $(sed -n 's/.*p99_us=\([0-9]*\).*/\1/p' <<< "$out" | awk '{printf "%.1f", $1 / 1000}')"
+      cpus="$cpus $(awk -v dt="$((c1 - c0))" -v hz="$ticks_per_s" -v n="$n" 'BEGIN {printf "%.1f", (n > 0 ? dt / hz * 1e6 / n : 0)}')"
+    done
+    m() { tr ' ' '\n' <<< "$1" | grep . | median_range; }
+    echo "| $rate | $(m "$nrs") | $(m "$p50s") | $(m "$p99s") | $(m "$cpus") |"
+  done
+}
+
 if section fanout; then
 echo
 echo "## Fan-out: 1,000 presentities × 10 watchers (10,000 subscriptions over 4 TCP connections)"
 echo
 echo "| PUBLISH changes/s offered | NOTIFY/s delivered | PUBLISH → NOTIFY p50 ms | p99 ms | server CPU µs/NOTIFY |"
 echo "|---|---|---|---|---|"
-for rate in 2400 5000 10000; do
-  nrs=""; p50s=""; p99s=""; cpus=""
-  for _ in $(seq "$RUNS"); do
-    start_server
-    c0=$(cpu_ticks "$SERVER_PID")
-    out=$("${LOADPIN[@]}" "$LOAD" fanout --server "$TCP" --connections 4 --presentities 1000 --watchers 10 --rate "$rate" --seconds "$LOAD_SECONDS" | tail -1)
-    c1=$(cpu_ticks "$SERVER_PID")
-    n=$(sed -n 's/.*notifies=\([0-9]*\).*/\1/p' <<< "$out")
-    nrs="$nrs $(sed -n 's/.*notify_rate=\([0-9]*\).*/\1/p' <<< "$out")"
-    p50s="$p50s $(sed -n 's/.*p50_us=\([0-9]*\).*/\1/p' <<< "$out" | awk '{printf "%.1f", $1 / 1000}')"
-    p99s="$p99s $(sed -n 's/.*p99_us=\([0-9]*\).*/\1/p' <<< "$out" | awk '{printf "%.1f", $1 / 1000}')"
-    cpus="$cpus $(awk -v dt="$((c1 - c0))" -v hz="$ticks_per_s" -v n="$n" 'BEGIN {printf "%.1f", (n > 0 ? dt / hz * 1e6 / n : 0)}')"
-  done
-  m() { tr ' ' '\n' <<< "$1" | grep . | median_range; }
-  echo "| $rate | $(m "$nrs") | $(m "$p50s") | $(m "$p99s") | $(m "$cpus") |"
-done
+fanout_rows presence 2400 5000 10000
 echo
 echo "Targets: >= 100,000 NOTIFY/s delivered; p99 <= 10 ms at 24,000 NOTIFY/s (the 2,400 changes/s row)."
 echo "Server CPU per NOTIFY includes the subscriptions' set-up and the PUBLISH transactions."
+fi
+
+if section blf; then
+echo
+echo "## Busy-lamp fan-out: 1,000 extensions × 10 BLF watchers (dialog package)"
+echo
+echo "The same load with \`Event: dialog\`: each change is a dialog-info PUBLISH (one confirmed call), each NOTIFY a full-state dialog-info document with the subscription's own version; durable SQLite store."
+echo
+echo "| PUBLISH changes/s offered | NOTIFY/s delivered | PUBLISH → NOTIFY p50 ms | p99 ms | server CPU µs/NOTIFY |"
+echo "|---|---|---|---|---|"
+fanout_rows dialog 2400 5000
 fi
 
 if section memory; then
@@ -417,9 +435,9 @@ cat <<'GUIDE'
 - **Durable commits.** Every 2xx waits for its group commit, so by Little's law a durable store
   needs more requests in flight than memory:// to keep the SIP thread busy: each store is shown
   at its best window. The server CPU column includes the store's thread.
-- **Fan-out.** NOTIFY/s counts NOTIFYs answered by the watchers; latency is from the PUBLISH's
-  send to the NOTIFY's arrival at the watcher. Server CPU per NOTIFY includes the PUBLISH
-  transactions that caused them.
+- **Fan-out** (presence, and busy lamps with the dialog package). NOTIFY/s counts NOTIFYs
+  answered by the watchers; latency is from the PUBLISH's send to the NOTIFY's arrival at the
+  watcher. Server CPU per NOTIFY includes the PUBLISH transactions that caused them.
 - **Memory.** RSS above the idle server, divided by the subscriptions held: one actor per
   subscription (context, mailbox, timers), its dialog state, and its entries in the
   dispatcher's dialog table and the presentity's watcher table.

@@ -11,7 +11,8 @@
 //! - `subscribe`: SUBSCRIBE cycles (SUBSCRIBE, NOTIFY, un-SUBSCRIBE, final NOTIFY).
 //! - `fanout`: `--presentities N` × `--watchers W` subscriptions held, then `--rate` PUBLISH
 //!   changes per second spread over the presentities; counts NOTIFYs delivered and the
-//!   PUBLISH → NOTIFY latency (the change's send time travels in the PIDF note).
+//!   PUBLISH → NOTIFY latency (the change's send time travels in the PIDF note, or, with
+//!   `--event dialog`, in the id of the dialog a busy-lamp PUBLISH reports).
 //! - `hold`: establishes `--subscriptions K` subscriptions, prints `held K`, keeps them (and
 //!   answers NOTIFYs) for `--seconds`.
 //! - `recover`: like `hold`, but every Contact is a listener of ours; after the server is
@@ -50,6 +51,8 @@ struct Args {
     subscriptions: usize,
     lists: usize,
     members: usize,
+    /// The event package of `fanout` and `hold`: `presence` or `dialog` (busy lamps).
+    event: String,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -69,6 +72,7 @@ fn parse_args() -> Result<Args, String> {
         subscriptions: 10_000,
         lists: 10,
         members: 1000,
+        event: "presence".into(),
     };
     while let Some(flag) = it.next() {
         let value = it.next().ok_or(format!("{flag} needs a value"))?;
@@ -87,6 +91,10 @@ fn parse_args() -> Result<Args, String> {
             "--rate" => a.rate = num()?,
             "--subscriptions" => a.subscriptions = num()? as usize,
             "--lists" => a.lists = num()? as usize,
+            "--event" => match value.as_str() {
+                "presence" | "dialog" => a.event = value.clone(),
+                _ => return Err("--event: presence or dialog".into()),
+            },
             "--members" => a.members = num()? as usize,
             other => return Err(format!("unknown option {other}")),
         }
@@ -181,6 +189,26 @@ fn pidf(user: &str, note: &str) -> String {
          <note>{note}</note></tuple>\n<dm:person id=\"p1\"><rpid:activities><rpid:away/></rpid:activities>\
          </dm:person>\n</presence>\n"
     )
+}
+
+/// A busy-lamp state of `user` (RFC 4235): one confirmed call, its id the change's marker.
+fn dialog_info(user: &str, marker: &str) -> String {
+    format!(
+        "<?xml version=\"1.0\"?>\n<dialog-info xmlns=\"urn:ietf:params:xml:ns:dialog-info\" \
+         version=\"0\" state=\"full\" entity=\"sip:{user}@example.org\"><dialog id=\"{marker}\" \
+         direction=\"recipient\"><state>confirmed</state></dialog></dialog-info>\n"
+    )
+}
+
+/// The send time (µs after the start) a NOTIFY's body carries: `at<µs>` in a PIDF note or
+/// in a dialog id.
+fn sent_us(body: &str) -> Option<u64> {
+    let rest = body
+        .split("<note>at")
+        .nth(1)
+        .or_else(|| body.split("id=\"at").nth(1))?;
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
 }
 
 /// A request to build.
@@ -440,7 +468,8 @@ async fn watchers(
     let mut out = Vec::new();
     for user in &users {
         let extra = format!(
-            "Event: presence\r\nExpires: 3600\r\nContact: <sip:w@{contact};transport=tcp>\r\n"
+            "Event: {}\r\nExpires: 3600\r\nContact: <sip:w@{contact};transport=tcp>\r\n",
+            args.event
         );
         out.extend_from_slice(&request(
             "SUBSCRIBE",
@@ -480,13 +509,7 @@ async fn watchers(
             if m.is_request() {
                 out.extend_from_slice(&m.ok());
                 stats.notifies.fetch_add(1, Ordering::Relaxed);
-                let body = String::from_utf8_lossy(&m.body);
-                let sent = body
-                    .split("<note>")
-                    .nth(1)
-                    .and_then(|r| r.split('<').next())
-                    .and_then(|n| n.strip_prefix("at"))
-                    .and_then(|n| n.parse::<u64>().ok());
+                let sent = sent_us(&String::from_utf8_lossy(&m.body));
                 if let Some(sent_us) = sent {
                     let now_us = epoch.elapsed().as_micros() as u64;
                     if let Ok(mut l) = stats.latencies_us.lock() {
@@ -531,11 +554,14 @@ async fn publisher(
                     if pending.values().any(|u| u == user) { continue; }
                     let note = format!("at{}", epoch.elapsed().as_micros());
                     let call_id = format!("p{}", next_id());
-                    let extra = match etags.get(user) {
-                        Some(e) => format!("Event: presence\r\nExpires: 600\r\nSIP-If-Match: {e}\r\nContent-Type: application/pidf+xml\r\n"),
-                        None => "Event: presence\r\nExpires: 600\r\nContent-Type: application/pidf+xml\r\n".to_owned(),
+                    let (event, content_type, body) = if args.event == "dialog" {
+                        ("dialog", "application/dialog-info+xml", dialog_info(user, &note))
+                    } else {
+                        ("presence", "application/pidf+xml", pidf(user, &note))
                     };
-                    out.extend_from_slice(&request("PUBLISH", user, local, &call_id, 1, ("p", None), &extra, &pidf(user, &note)));
+                    let if_match = etags.get(user).map(|e| format!("SIP-If-Match: {e}\r\n")).unwrap_or_default();
+                    let extra = format!("Event: {event}\r\nExpires: 600\r\n{if_match}Content-Type: {content_type}\r\n");
+                    out.extend_from_slice(&request("PUBLISH", user, local, &call_id, 1, ("p", None), &extra, &body));
                     pending.insert(call_id, user.clone());
                 }
                 stream.write_all(&out).await?;

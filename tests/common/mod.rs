@@ -519,7 +519,11 @@ pub fn db_unique(prefix: &str) -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or(0);
-    format!("{prefix}{nanos}x{}", COUNTER.fetch_add(1, Ordering::Relaxed)).to_lowercase()
+    format!(
+        "{prefix}{nanos}x{}",
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+    .to_lowercase()
 }
 
 /// Creates a schema of its own for one test and returns a URL whose search_path is it.
