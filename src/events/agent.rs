@@ -22,10 +22,12 @@ use crate::awaiting::{Awaiting, Deferred};
 use crate::presence::agent::{subscription_dialog_for, PresenceConfig};
 use crate::presence::aor::Aor;
 use crate::presence::document::SharedDocument;
-use crate::presence::presentity::{AddWatcher, PresenceChanged, RemoveWatcher, Stop};
+use crate::presence::presentity::{
+    publish_responder, AddWatcher, PresenceChanged, RemoveWatcher, Stop,
+};
 use crate::presence::publication::{self, PublishKind};
 use crate::presence::subscription::SubscriptionDialog;
-use crate::presence::view::{Due, NotifyContent, NotifyView, UpdateFuture};
+use crate::presence::view::{Due, Latest, NotifyContent, NotifyView, UpdateFuture};
 use crate::presence::watcher::{new_watcher_id, Watcher, WatcherInit, WatcherShared};
 use crate::sip::dispatcher::{IncomingRequest, Reply};
 use crate::sip::message::{HeaderAccess, Method, Request};
@@ -198,8 +200,7 @@ impl EventAgent {
         let view = ResourceView {
             package: package.clone(),
             resource: resource.clone(),
-            document: None,
-            dirty: false,
+            latest: Latest::default(),
         };
         let watcher = match recovered_mark {
             Some(mark) => Watcher::recovered(init, view, mark),
@@ -270,18 +271,7 @@ impl EventAgent {
                 kind: checked.kind,
                 body,
                 expires: checked.expires,
-                respond: Box::new(move |outcome| {
-                    let answer = outcome.map(|accepted| {
-                        let mut reply = Reply::ok().header("Expires", accepted.expires.to_string());
-                        if let Some(etag) = accepted.etag {
-                            reply = reply.header("SIP-ETag", etag);
-                        }
-                        reply
-                    });
-                    if let Some(to) = to {
-                        let _ = to.send(answer);
-                    }
-                }),
+                respond: publish_responder(to),
             });
         })
     }
@@ -361,34 +351,28 @@ pub struct ResourceView {
     package: Arc<dyn EventPackage>,
     /// The resource; it holds this watcher's `Recipient` until `RemoveWatcher`.
     resource: Addr<Resource>,
-    document: Option<SharedDocument>,
-    /// A new state arrived since the last NOTIFY.
-    dirty: bool,
+    latest: Latest,
 }
 
 impl NotifyView for ResourceView {
     type Update = ();
 
     fn changed(&mut self, doc: SharedDocument) {
-        self.document = Some(doc);
-        self.dirty = true;
+        self.latest.set(doc);
     }
 
     fn due(&self, full_state: bool, _now: Instant) -> Due {
-        match &self.document {
-            Some(_) if full_state || self.dirty => Due::Now,
-            _ => Due::Nothing,
-        }
+        self.latest.due(full_state)
     }
 
     fn next(&mut self, _full_state: bool, version: u32, _now: Instant) -> NotifyContent {
-        self.dirty = false;
+        let package = self.package.clone();
         NotifyContent {
-            content_type: self.package.body_type().to_owned(),
+            content_type: package.body_type().to_owned(),
             body: self
-                .document
-                .as_ref()
-                .map(|d| self.package.notify_body(&d.body, version))
+                .latest
+                .take()
+                .map(|d| package.notify_body(&d.body, version))
                 .unwrap_or_default(),
         }
     }

@@ -24,8 +24,8 @@ use super::document::{PIDF_CONTENT_TYPE, PRESENCE_PACKAGE};
 use super::formats::{FormatError, PresenceFormat};
 use super::pidf::{self, PidfError};
 use super::presentity::{
-    AddWatcher, BindingTuple, PresenceChanged, Presentity, PresentitySettings, Publish,
-    PublishRequest, RemoveWatcher, ResolveAgain, RestorePublication, SetBindings, Stop,
+    publish_responder, AddWatcher, BindingTuple, PresenceChanged, Presentity, PresentitySettings,
+    Publish, PublishRequest, RemoveWatcher, ResolveAgain, RestorePublication, SetBindings, Stop,
 };
 use super::publication::{self, PublishKind, PublishLimits};
 use super::subscription::SubscriptionDialog;
@@ -412,19 +412,7 @@ impl PresenceAgent {
                     content_type,
                     expires,
                 },
-                respond: Box::new(move |outcome| {
-                    let answer = outcome.map(|accepted| {
-                        let mut reply = Reply::ok().header("Expires", accepted.expires.to_string());
-                        if let Some(etag) = accepted.etag {
-                            reply = reply.header("SIP-ETag", etag);
-                        }
-                        reply
-                    });
-                    if let Some(to) = to {
-                        // The dispatcher may have given up on the request: nothing to do then.
-                        let _ = to.send(answer);
-                    }
-                }),
+                respond: publish_responder(to),
             });
         })
     }

@@ -39,9 +39,11 @@ use super::pidf::{self, PidfDocument};
 use super::publication::{new_entity_tag, PublishKind};
 use super::watcher::new_watcher_id;
 use crate::config::RegistrationState;
+use crate::sip::dispatcher::Reply;
 use crate::sip::Reject;
 use crate::store::{unix_now, Change, Persist, PublicationRow};
 use crate::xml::XmlLimits;
+use actix::dev::OneshotSender;
 
 /// A registrar binding as the presentity sees it.
 #[derive(Debug, Clone, PartialEq)]
@@ -58,6 +60,24 @@ pub struct BindingTuple {
 /// channel, through the presence agent's mapping to a SIP reply), so that no hub actor is woken
 /// between the commit and the response.
 pub type PublishRespond = Box<dyn FnOnce(Result<PublishAccepted, Reject>) + Send>;
+
+/// The `PublishRespond` that answers the asker's channel `to` (none when nobody waits): a 200
+/// with Expires and SIP-ETag (RFC 3903 §6 step 8), or the refusal.
+pub fn publish_responder(to: Option<OneshotSender<Result<Reply, Reject>>>) -> PublishRespond {
+    Box::new(move |outcome| {
+        let answer = outcome.map(|accepted| {
+            let mut reply = Reply::ok().header("Expires", accepted.expires.to_string());
+            if let Some(etag) = accepted.etag {
+                reply = reply.header("SIP-ETag", etag);
+            }
+            reply
+        });
+        if let Some(to) = to {
+            // The dispatcher may have given up on the request: nothing to do then.
+            let _ = to.send(answer);
+        }
+    })
+}
 
 /// Apply a PUBLISH that passed the stateless checks; the outcome goes to `respond` once the
 /// change is committed (or refused).

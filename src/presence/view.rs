@@ -79,15 +79,43 @@ pub trait NotifyView: Unpin + Sized + 'static {
     }
 }
 
+/// The latest document a view of one resource was sent, and whether a NOTIFY owes it.
+#[derive(Default)]
+pub struct Latest {
+    document: Option<SharedDocument>,
+    /// A document arrived since the last NOTIFY.
+    dirty: bool,
+}
+
+impl Latest {
+    /// A new document arrived.
+    pub fn set(&mut self, doc: SharedDocument) {
+        self.document = Some(doc);
+        self.dirty = true;
+    }
+
+    /// A NOTIFY is due once a document is known: when full state is owed or it changed.
+    pub fn due(&self, full_state: bool) -> Due {
+        match &self.document {
+            Some(_) if full_state || self.dirty => Due::Now,
+            _ => Due::Nothing,
+        }
+    }
+
+    /// The document for the NOTIFY about to go, which now owes nothing.
+    pub fn take(&mut self) -> Option<&SharedDocument> {
+        self.dirty = false;
+        self.document.as_ref()
+    }
+}
+
 /// The view of a plain subscription: one presentity's document, in the watcher's format.
 pub struct PresentityView {
     /// The presentity; it holds this watcher's `Recipient` until `RemoveWatcher`.
     presentity: Addr<Presentity>,
     /// What the watcher's Accept chose.
     format: PresenceFormat,
-    document: Option<SharedDocument>,
-    /// A document arrived since the last NOTIFY.
-    dirty: bool,
+    latest: Latest,
 }
 
 impl PresentityView {
@@ -96,8 +124,7 @@ impl PresentityView {
         Self {
             presentity,
             format,
-            document: None,
-            dirty: false,
+            latest: Latest::default(),
         }
     }
 }
@@ -106,25 +133,21 @@ impl NotifyView for PresentityView {
     type Update = ();
 
     fn changed(&mut self, doc: SharedDocument) {
-        self.document = Some(doc);
-        self.dirty = true;
+        self.latest.set(doc);
     }
 
     fn due(&self, full_state: bool, _now: Instant) -> Due {
-        match &self.document {
-            Some(_) if full_state || self.dirty => Due::Now,
-            _ => Due::Nothing,
-        }
+        self.latest.due(full_state)
     }
 
     fn next(&mut self, _full_state: bool, _version: u32, _now: Instant) -> NotifyContent {
-        self.dirty = false;
+        let format = self.format;
         NotifyContent {
-            content_type: self.format.content_type().to_owned(),
+            content_type: format.content_type().to_owned(),
             body: self
-                .document
-                .as_ref()
-                .map(|d| self.format.render(d.aor.as_str(), &d.body))
+                .latest
+                .take()
+                .map(|d| format.render(d.aor.as_str(), &d.body))
                 .unwrap_or_default(),
         }
     }
