@@ -28,7 +28,7 @@ use crate::presence::presentity::{
 use crate::presence::publication::{self, PublishKind};
 use crate::presence::subscription::SubscriptionDialog;
 use crate::presence::view::{Due, Latest, NotifyContent, NotifyView, UpdateFuture};
-use crate::presence::watcher::{new_watcher_id, Watcher, WatcherInit, WatcherShared};
+use crate::presence::watcher::{launch, new_watcher_id, WatcherInit, WatcherShared};
 use crate::sip::dispatcher::{IncomingRequest, Reply};
 use crate::sip::message::{HeaderAccess, Method, Request};
 use crate::sip::{Dispatcher, Reject};
@@ -67,8 +67,6 @@ pub struct EventAgent {
     config: PresenceConfig,
     packages: HashMap<&'static str, Arc<dyn EventPackage>>,
     resources: HashMap<(&'static str, Aor), Entry>,
-    /// The dispatcher, handed to watchers.
-    dispatcher: Addr<Dispatcher>,
     /// The store's group committer.
     store: Recipient<Persist>,
     /// What the agent's watchers share.
@@ -90,14 +88,13 @@ impl EventAgent {
     ) -> Self {
         let watchers = Arc::new(WatcherShared {
             settings: config.watcher.clone(),
-            dispatcher: dispatcher.clone(),
+            dispatcher,
             store: store.clone(),
         });
         Self {
             config,
             packages: packages.into_iter().map(|p| (p.name(), p)).collect(),
             resources: HashMap::new(),
-            dispatcher,
             store,
             watchers,
             awaiting: Awaiting::default(),
@@ -189,8 +186,7 @@ impl EventAgent {
             return Reply::default();
         };
         let id = new_watcher_id();
-        let (aor, expires, source) = (dialog.aor.clone(), dialog.expires, dialog.source);
-        let local_tag = dialog.local_tag.clone();
+        let (aor, expires) = (dialog.aor.clone(), dialog.expires);
         let resource = self.resource(&package, &aor, ctx);
         let init = WatcherInit {
             id,
@@ -202,42 +198,16 @@ impl EventAgent {
             resource: resource.clone(),
             latest: Latest::default(),
         };
-        let watcher = match recovered_mark {
-            Some(mark) => Watcher::recovered(init, view, mark),
-            None => Watcher::new(init, view),
-        };
-        let watcher_ctx = Context::<Watcher<ResourceView>>::new();
-        let registration = watcher.dialog_registration(&watcher_ctx.address());
-        let headers = recovered_mark
-            .is_none()
-            .then(|| watcher.response_headers(&source, expires));
-        let watcher = watcher_ctx.run(watcher);
-        resource.do_send(AddWatcher {
-            id,
-            recipient: watcher.clone().recipient(),
+        let reply = launch(init, view, recovered_mark, |recipient| {
+            resource.do_send(AddWatcher { id, recipient });
         });
-        if recovered_mark.is_some() {
-            if let Some(d) = registration {
-                self.dispatcher.do_send(d);
-            }
-            return Reply::default();
+        if recovered_mark.is_none() {
+            info!(
+                "{} {aor}: watcher {id} subscribed for {expires} s",
+                package.name()
+            );
         }
-        info!(
-            "{} {aor}: watcher {id} subscribed for {expires} s",
-            package.name()
-        );
-        Reply {
-            status: 200,
-            to_tag: Some(local_tag),
-            headers: headers
-                .into_iter()
-                .flatten()
-                .map(|(n, v)| (n.into(), v))
-                .collect(),
-            body: None,
-            on_sent: Some(watcher.recipient()),
-            dialog: registration,
-        }
+        reply
     }
 
     fn publish(&mut self, msg: IncomingRequest, ctx: &mut Context<Self>) -> Answer {

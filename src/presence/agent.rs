@@ -30,7 +30,7 @@ use super::presentity::{
 use super::publication::{self, PublishKind, PublishLimits};
 use super::subscription::SubscriptionDialog;
 use super::view::PresentityView;
-use super::watcher::{new_watcher_id, Watcher, WatcherInit, WatcherSettings, WatcherShared};
+use super::watcher::{launch, new_watcher_id, WatcherInit, WatcherSettings, WatcherShared};
 use crate::awaiting::{Awaiting, Deferred};
 use crate::events::agent::RestoreEventSubscriptions;
 use crate::sip::dispatcher::{IncomingRequest, Reply};
@@ -136,8 +136,6 @@ struct Entry {
 pub struct PresenceAgent {
     config: PresenceConfig,
     presentities: HashMap<Aor, Entry>,
-    /// The dispatcher, handed to watchers.
-    dispatcher: Addr<Dispatcher>,
     /// The store's group committer: subscriptions and publications are saved before 2xx.
     store: Recipient<Persist>,
     /// The start-up restore of stored subscriptions.
@@ -178,14 +176,13 @@ impl PresenceAgent {
     ) -> Self {
         let watchers = Arc::new(WatcherShared {
             settings: config.watcher.clone(),
-            dispatcher: dispatcher.clone(),
+            dispatcher,
             store: store.clone(),
         });
         Self {
             watchers,
             config,
             presentities: HashMap::new(),
-            dispatcher,
             store,
             restore: RestoreProgress::default(),
             awaiting: Awaiting::default(),
@@ -315,10 +312,7 @@ impl PresenceAgent {
         ctx: &mut Context<Self>,
     ) -> Reply {
         let id = new_watcher_id();
-        let aor = dialog.aor.clone();
-        let expires = dialog.expires;
-        let source = dialog.source;
-        let local_tag = dialog.local_tag.clone();
+        let (aor, expires) = (dialog.aor.clone(), dialog.expires);
         // Checked when the SUBSCRIBE came; a stored Accept is read alike.
         let format =
             PresenceFormat::from_accept(dialog.accept.as_deref()).unwrap_or(PresenceFormat::Pidf);
@@ -329,41 +323,13 @@ impl PresenceAgent {
             shared: self.watchers.clone(),
         };
         let view = PresentityView::new(presentity.clone(), format);
-        let watcher = match recovered_mark {
-            Some(mark) => Watcher::recovered(init, view, mark),
-            None => Watcher::new(init, view),
-        };
-        let watcher_ctx = Context::<Watcher<PresentityView>>::new();
-        let dialog = watcher.dialog_registration(&watcher_ctx.address());
-        // A recovered dialog has no 200 to build.
-        let headers = recovered_mark
-            .is_none()
-            .then(|| watcher.response_headers(&source, expires));
-        let watcher = watcher_ctx.run(watcher);
-        presentity.do_send(AddWatcher {
-            id,
-            recipient: watcher.clone().recipient(),
+        let reply = launch(init, view, recovered_mark, |recipient| {
+            presentity.do_send(AddWatcher { id, recipient });
         });
-        if recovered_mark.is_some() {
-            // No 200 carries the registration of a recovered dialog.
-            if let Some(d) = dialog {
-                self.dispatcher.do_send(d);
-            }
-            return Reply::default();
+        if recovered_mark.is_none() {
+            info!("presentity {aor}: watcher {id} subscribed for {expires} s");
         }
-        info!("presentity {aor}: watcher {id} subscribed for {expires} s");
-        Reply {
-            status: 200,
-            to_tag: Some(local_tag),
-            headers: headers
-                .into_iter()
-                .flatten()
-                .map(|(n, v)| (n.into(), v))
-                .collect(),
-            body: None,
-            on_sent: Some(watcher.recipient()),
-            dialog,
-        }
+        reply
     }
 
     fn publish(&mut self, msg: IncomingRequest, ctx: &mut Context<Self>) -> Answer {

@@ -137,6 +137,46 @@ impl Lifecycle {
 /// NOTIFYs never wait for the store in practice.
 const MARK_LOW_WATER: u32 = 500;
 
+/// Starts the watcher of an accepted (or, with its stored CSeq mark, recovered) subscription
+/// and hands its inbox to `attach` (the presentity or resource it watches) before anything
+/// else can reach it. Gives the 200 for a new subscription; a recovered one has no 200, so its
+/// dialog is registered with the dispatcher here and nothing is given to send.
+pub fn launch<V: NotifyView>(
+    init: WatcherInit,
+    view: V,
+    recovered_mark: Option<i64>,
+    attach: impl FnOnce(Recipient<PresenceChanged>),
+) -> Reply {
+    let (source, expires) = (init.dialog.source, init.dialog.expires);
+    let local_tag = init.dialog.local_tag.clone();
+    let dispatcher = init.shared.dispatcher.clone();
+    let watcher = match recovered_mark {
+        Some(mark) => Watcher::recovered(init, view, mark),
+        None => Watcher::new(init, view),
+    };
+    let ctx = Context::<Watcher<V>>::new();
+    let registration = watcher.dialog_registration(&ctx.address());
+    let headers = recovered_mark
+        .is_none()
+        .then(|| watcher.response_headers(&source, expires));
+    let addr = ctx.run(watcher);
+    attach(addr.clone().recipient());
+    let Some(headers) = headers else {
+        if let Some(d) = registration {
+            dispatcher.do_send(d);
+        }
+        return Reply::default();
+    };
+    Reply {
+        status: 200,
+        to_tag: Some(local_tag),
+        headers: headers.into_iter().map(|(n, v)| (n.into(), v)).collect(),
+        body: None,
+        on_sent: Some(addr.recipient()),
+        dialog: registration,
+    }
+}
+
 impl<V: NotifyView> Watcher<V> {
     /// A watcher for an accepted SUBSCRIBE.
     pub fn new(init: WatcherInit, view: V) -> Self {
