@@ -19,6 +19,8 @@ use crate::config::{ListenTransport, Settings, UnknownUser};
 use crate::events::agent::RestoreEventPublications;
 use crate::events::dialog::DialogPackage;
 use crate::events::message_summary::MessageSummary;
+use crate::events::reg::RegPackage;
+use crate::events::source::AttachSource;
 use crate::events::{EventAgent, EventPackage};
 use crate::presence::agent::UsersContext;
 use crate::presence::agent::{prepare_recovered, RecoveredSubscription, RestorePublications};
@@ -188,8 +190,11 @@ async fn start_presence(
     let (done, restored) = tokio::sync::oneshot::channel();
     let directory = start_user_directory(settings)?;
     // The event packages served from publications besides presence: one line each.
-    let packages: Vec<Arc<dyn EventPackage>> =
-        vec![Arc::new(DialogPackage), Arc::new(MessageSummary)];
+    let packages: Vec<Arc<dyn EventPackage>> = vec![
+        Arc::new(DialogPackage),
+        Arc::new(MessageSummary),
+        Arc::new(RegPackage),
+    ];
     let event_types: Vec<String> = packages.iter().map(|p| p.body_type().to_owned()).collect();
     let event_names: Vec<String> = packages.iter().map(|p| p.name().to_owned()).collect();
     let events =
@@ -215,7 +220,12 @@ async fn start_presence(
         agent.clone(),
         store.clone(),
     )
+    .with_reg_listener(events.clone().recipient())
     .start();
+    events.do_send(AttachSource {
+        package: RegPackage.name(),
+        fetch: registrar.clone().recipient(),
+    });
     // Recovery order: bindings (their tuples reach the presentities first), publications,
     // then subscriptions, so every recovered watcher's first NOTIFY carries the current state.
     // Waiting for the registrar also means its BindingsChanged are queued before the rest.

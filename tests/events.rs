@@ -98,13 +98,13 @@ fn malformed_summaries_and_wrong_types_are_refused() -> TestResult {
     w.send(&dialog.build());
     assert_eq!(
         w.expect_status(489).header("Allow-Events"),
-        Some("dialog, message-summary, presence")
+        Some("dialog, message-summary, presence, reg")
     );
     w.send(&w.request("OPTIONS", "sip:example.org").build());
     let ok = w.expect_status(200);
     assert_eq!(
         ok.header("Allow-Events"),
-        Some("dialog, message-summary, presence")
+        Some("dialog, message-summary, presence, reg")
     );
     assert!(ok.header("Accept").unwrap().contains(MWI));
     Ok(())
@@ -220,6 +220,7 @@ fn a_kamailio_call_lights_the_lamp_in_order_and_puts_it_out_for_good() -> TestRe
     let mut proxy = UdpUa::new(server.udp);
     let order = ["trying", "early", "confirmed", "terminated"];
     let mut seen = vec![lamp(&first)];
+    let mut bodies = vec![first.body_str()];
     for (name, state) in [
         ("publish-01-200-trying", "trying"),
         ("publish-02-200-early", "early"),
@@ -237,6 +238,7 @@ fn a_kamailio_call_lights_the_lamp_in_order_and_puts_it_out_for_good() -> TestRe
                 "schema order: {body}"
             );
             seen.push(lamp(&n));
+            bodies.push(body);
             if seen.last().is_some_and(|(s, _)| s == state) {
                 break;
             }
@@ -253,6 +255,14 @@ fn a_kamailio_call_lights_the_lamp_in_order_and_puts_it_out_for_good() -> TestRe
     // not light the lamp again: the lamp is idle.
     let after = phone.expect_notify();
     assert_eq!(lamp(&after).0, "idle", "{}", after.body_str());
+    bodies.push(after.body_str());
+    // What Kamailio sent sloppily goes on valid against RFC 4235's schema.
+    let docs: Vec<(String, String)> = bodies
+        .into_iter()
+        .enumerate()
+        .map(|(i, b)| (format!("blf-{i}.xml"), b))
+        .collect();
+    lists::xmllint("dialog-info.xsd", &docs);
     Ok(())
 }
 
@@ -291,6 +301,7 @@ fn dialogs_of_several_publishers_are_merged() -> TestResult {
         merged.contains("id=\"call-a\"") && merged.contains("id=\"call-b\""),
         "{merged}"
     );
+    lists::xmllint("dialog-info.xsd", &[("merged.xml".into(), merged.clone())]);
     // A body that is no dialog-info gets 400.
     let bad = a.new_request("PUBLISH", BLF).header("Event: dialog").body(
         "application/dialog-info+xml",

@@ -154,7 +154,7 @@ fn wrong_event_accept_and_unknown_dialog_are_refused() -> TestResult {
     // Allow-Events names every package served.
     assert_eq!(
         w.expect_status(489).header("Allow-Events"),
-        Some("dialog, message-summary, presence")
+        Some("dialog, message-summary, presence, reg")
     );
     w.send(
         &w.request("SUBSCRIBE", ALICE)

@@ -16,8 +16,9 @@ use std::time::Instant;
 use actix::prelude::*;
 use log::{info, warn};
 
-use super::package::EventPackage;
-use super::resource::{PublishState, Resource, RestoreState};
+use super::package::{EventPackage, Subscribers};
+use super::resource::{PublishState, Resource, RestoreState, SourceChanged};
+use super::source::{AttachSource, FetchState, StateSourced};
 use crate::awaiting::{Awaiting, Deferred};
 use crate::presence::agent::{subscription_dialog_for, PresenceConfig};
 use crate::presence::aor::Aor;
@@ -73,6 +74,8 @@ pub struct EventAgent {
     watchers: Arc<WatcherShared>,
     /// Requests waiting for their commit.
     awaiting: Awaiting<Self>,
+    /// The state sources of packages whose state presenced keeps itself.
+    sources: HashMap<&'static str, Recipient<FetchState>>,
 }
 
 /// The agent's answer to a request.
@@ -98,6 +101,7 @@ impl EventAgent {
             store,
             watchers,
             awaiting: Awaiting::default(),
+            sources: HashMap::new(),
         }
     }
 
@@ -131,6 +135,7 @@ impl EventAgent {
         let retry_after = self.config.watcher.retry_after;
         let key = (package.name(), aor.clone());
         let store = self.store.clone();
+        let source = self.sources.get(package.name()).cloned();
         let entry = self.resources.entry(key).or_insert_with(|| Entry {
             addr: Resource::new(
                 package.clone(),
@@ -138,6 +143,7 @@ impl EventAgent {
                 ctx.address(),
                 store,
                 retry_after,
+                source,
             )
             .start(),
             sent: 0,
@@ -154,6 +160,9 @@ impl EventAgent {
             Ok(d) => d,
             Err(e) => return Deferred::now(Err(e)),
         };
+        if let Err(e) = self.may_subscribe(&msg, &dialog) {
+            return Deferred::now(Err(e));
+        }
         if dialog.expires == 0 {
             // A fetch: one NOTIFY, nothing stored.
             return Deferred::now(Ok(self.start_watcher(dialog, None, ctx)));
@@ -168,6 +177,33 @@ impl EventAgent {
             Ok(Ok(())) => Ok(act.start_watcher(dialog, None, ctx)),
             _ => Err(Reject::new(503).header("Retry-After", retry_after.to_string())),
         })
+    }
+
+    /// The package's rule of who may subscribe.
+    fn may_subscribe(
+        &self,
+        msg: &IncomingRequest,
+        dialog: &SubscriptionDialog,
+    ) -> Result<(), Reject> {
+        let Some(package) = self.packages.get(dialog.package.as_str()) else {
+            return Err(self.unserved());
+        };
+        match package.subscribers() {
+            Subscribers::Anyone => Ok(()),
+            Subscribers::OwnerOnly => {
+                if Aor::from_uri(&msg.from.uri).as_ref() == Some(&dialog.aor) {
+                    Ok(())
+                } else {
+                    info!(
+                        "{} {}: subscription from {} refused, owner only",
+                        package.name(),
+                        dialog.aor,
+                        msg.from.uri
+                    );
+                    Err(Reject::new(403))
+                }
+            }
+        }
     }
 
     /// Starts the watcher of a new (or recovered, with its CSeq mark) subscription; the 200
@@ -216,6 +252,17 @@ impl EventAgent {
             Ok(p) => p,
             Err(e) => return Deferred::now(Err(e)),
         };
+        if !package.publishable() {
+            let mut names: Vec<&str> = self
+                .packages
+                .values()
+                .filter(|p| p.publishable())
+                .map(|p| p.name())
+                .collect();
+            names.sort_unstable();
+            return Deferred::now(Err(Reject::with_reason(489, "Event Not Publishable")
+                .header("Allow-Events", names.join(", "))));
+        }
         let checked = match publication::check_for(
             req,
             &self.config.publish,
@@ -273,6 +320,26 @@ impl Handler<ResourceIdle> for EventAgent {
                 entry.addr.do_send(Stop);
                 self.resources.remove(&key);
             }
+        }
+    }
+}
+
+impl Handler<AttachSource> for EventAgent {
+    type Result = ();
+
+    fn handle(&mut self, msg: AttachSource, _ctx: &mut Self::Context) {
+        self.sources.insert(msg.package, msg.fetch);
+    }
+}
+
+impl Handler<StateSourced> for EventAgent {
+    type Result = ();
+
+    fn handle(&mut self, msg: StateSourced, _ctx: &mut Self::Context) {
+        // Only a live resource wants it; one that starts later fetches the state itself.
+        if let Some(entry) = self.resources.get_mut(&(msg.package, msg.aor)) {
+            entry.sent += 1;
+            entry.addr.do_send(SourceChanged(msg.state));
         }
     }
 }

@@ -13,7 +13,7 @@ use std::collections::HashSet;
 
 use bytes::Bytes;
 
-use super::package::EventPackage;
+use super::package::{with_version, EventPackage, VERSION_PLACEHOLDER};
 use crate::presence::aor::Aor;
 use crate::sip::Reject;
 use crate::xml::{escape_into, parse_document, write_element, Element, Node, PrefixMap, XmlLimits};
@@ -37,9 +37,6 @@ const CHILD_ORDER: [&str; 8] = [
     "local",
     "remote",
 ];
-
-/// Written in every state, replaced by each subscription's own version on the way out.
-const VERSION_PLACEHOLDER: &str = " version=\"0\" ";
 
 /// The dialog package.
 #[derive(Debug, Default, Clone, Copy)]
@@ -160,9 +157,7 @@ impl EventPackage for DialogPackage {
     }
 
     fn notify_body(&self, state: &Bytes, version: u32) -> Bytes {
-        let text = String::from_utf8_lossy(state);
-        let versioned = format!(" version=\"{version}\" ");
-        Bytes::from(text.replacen(VERSION_PLACEHOLDER, &versioned, 1))
+        with_version(state, version)
     }
 }
 

@@ -10,13 +10,44 @@ use bytes::Bytes;
 use crate::presence::aor::Aor;
 use crate::sip::Reject;
 
-/// An event package served from publications.
+/// Written where a versioned document's `version` goes, replaced by each subscription's own
+/// version on the way out.
+pub const VERSION_PLACEHOLDER: &str = " version=\"0\" ";
+
+/// `state` with the placeholder replaced by `version`.
+pub fn with_version(state: &Bytes, version: u32) -> Bytes {
+    let text = String::from_utf8_lossy(state);
+    let versioned = format!(" version=\"{version}\" ");
+    Bytes::from(text.replacen(VERSION_PLACEHOLDER, &versioned, 1))
+}
+
+/// Who may subscribe to a package's resources.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Subscribers {
+    /// Any watcher (authorization comes later, per watcher).
+    Anyone,
+    /// Only the resource's owner: From's AOR is the Request-URI's (403 otherwise).
+    OwnerOnly,
+}
+
+/// An event package served from publications, or from state presenced keeps itself.
 pub trait EventPackage: Send + Sync + 'static {
     /// Its Event header value, e.g. `message-summary`.
     fn name(&self) -> &'static str;
 
     /// The media type its PUBLISH bodies and NOTIFY bodies have.
     fn body_type(&self) -> &'static str;
+
+    /// Whether PUBLISH sets its state (RFC 3903); when presenced keeps the state itself (the
+    /// registrar for reg), PUBLISH gets 489.
+    fn publishable(&self) -> bool {
+        true
+    }
+
+    /// Who may subscribe.
+    fn subscribers(&self) -> Subscribers {
+        Subscribers::Anyone
+    }
 
     /// Checks a PUBLISH body (RFC 3903 §6 step 6): a body that does not follow the package's
     /// grammar gets 400.

@@ -2,8 +2,10 @@
 //!
 //! Owns: the resource's publications by entity-tag (RFC 3903, each with its expiry timer, each
 //! committed before its 2xx), its watchers' `Recipient`s, and its state: the package's
-//! combination of the live publications, or its default body, rebuilt on every change and
-//! pushed as one shared document to every watcher. Created on demand by the `EventAgent`;
+//! combination of the live publications, or its default body, or for a package with a state
+//! source the source's newest state (fetched when the resource starts; watchers that come
+//! before it arrives wait for it), rebuilt on every change and pushed as one shared document
+//! to every watcher. Created on demand by the `EventAgent`;
 //! when it holds nothing it says so (`ResourceIdle`) and stops when the agent answers `Stop`
 //! (the presentity's protocol: no message is lost to a resource that is stopping).
 //! Must not: know what its package's bodies mean (the package does) or talk SIP.
@@ -14,10 +16,11 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use bytes::Bytes;
-use log::debug;
+use log::{debug, warn};
 
 use super::agent::{EventAgent, ResourceIdle};
 use super::package::EventPackage;
+use super::source::{FetchState, SourcedState};
 use crate::presence::aor::Aor;
 use crate::presence::document::{PresenceDocument, SharedDocument};
 use crate::presence::presentity::{
@@ -79,7 +82,18 @@ pub struct Resource {
     store: Recipient<Persist>,
     /// Retry-After of a 503, seconds.
     retry_after: u32,
+    /// The package's state source, if it has one.
+    source: Option<Recipient<FetchState>>,
+    /// The source's newest state.
+    sourced: Option<SourcedState>,
+    /// The first state of the source has not arrived: watchers are told nothing yet.
+    awaiting_source: bool,
 }
+
+/// A source's newer state of the resource, from the agent.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct SourceChanged(pub SourcedState);
 
 impl Resource {
     /// A resource with nothing published.
@@ -89,6 +103,7 @@ impl Resource {
         agent: Addr<EventAgent>,
         store: Recipient<Persist>,
         retry_after: u32,
+        source: Option<Recipient<FetchState>>,
     ) -> Self {
         let body = package.default_body(&aor);
         Self {
@@ -108,11 +123,18 @@ impl Resource {
             agent,
             store,
             retry_after,
+            awaiting_source: source.is_some(),
+            source,
+            sourced: None,
         }
     }
 
-    /// The state now: the package's combination of the live publications, newest first.
+    /// The state now: the source's, or the package's combination of the live publications,
+    /// newest first.
     fn state(&self) -> Bytes {
+        if let Some(s) = &self.sourced {
+            return s.body.clone();
+        }
         let mut live: Vec<&Publication> = self.publications.values().collect();
         if live.is_empty() {
             return self.package.default_body(&self.aor);
@@ -122,8 +144,18 @@ impl Resource {
         self.package.combine(&self.aor, &bodies)
     }
 
+    /// Takes a source's state unless a newer one is already there.
+    fn take_sourced(&mut self, state: SourcedState) {
+        if self.sourced.as_ref().is_none_or(|s| s.seq < state.seq) {
+            self.sourced = Some(state);
+        }
+    }
+
     /// Pushes the state to every watcher if it changed.
     fn changed(&mut self) {
+        if self.awaiting_source {
+            return;
+        }
         let body = self.state();
         if body == self.current.body {
             return;
@@ -189,6 +221,45 @@ impl Resource {
 
 impl Actor for Resource {
     type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        let Some(source) = self.source.clone() else {
+            return;
+        };
+        let fetch = source.send(FetchState {
+            aor: self.aor.clone(),
+        });
+        ctx.spawn(fetch.into_actor(self).map(|res, act, _| {
+            act.awaiting_source = false;
+            match res {
+                Ok(state) => act.take_sourced(state),
+                Err(e) => warn!(
+                    "{} {}: state source unreachable ({e}), default state",
+                    act.package.name(),
+                    act.aor
+                ),
+            }
+            let before = act.current.version;
+            act.changed();
+            if act.current.version == before {
+                // Unchanged, so not pushed: the watchers that came while waiting have nothing.
+                for w in act.watchers.values() {
+                    w.do_send(PresenceChanged(act.current.clone()));
+                }
+            }
+        }));
+    }
+}
+
+impl Handler<SourceChanged> for Resource {
+    type Result = ();
+
+    fn handle(&mut self, msg: SourceChanged, _ctx: &mut Self::Context) {
+        self.received += 1;
+        self.take_sourced(msg.0);
+        self.changed();
+        self.check_idle();
+    }
 }
 
 impl Handler<PublishState> for Resource {
@@ -307,7 +378,9 @@ impl Handler<AddWatcher> for Resource {
 
     fn handle(&mut self, msg: AddWatcher, _ctx: &mut Self::Context) {
         self.received += 1;
-        msg.recipient.do_send(PresenceChanged(self.current.clone()));
+        if !self.awaiting_source {
+            msg.recipient.do_send(PresenceChanged(self.current.clone()));
+        }
         self.watchers.insert(msg.id, msg.recipient);
         self.check_idle();
     }

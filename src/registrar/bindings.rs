@@ -2,7 +2,10 @@
 //!
 //! Owns: every AOR's bindings and their expiry (swept once a second). Created by `app` at
 //! start-up; lives as long as the system. Sends `BindingsChanged` to the presence agent on
-//! every change. Must not: authenticate (the proxy in front does) or build PIDF.
+//! every change that presence sees, and is the state source of the reg package (RFC 3680):
+//! every change, refreshes included, is numbered, written as the AOR's reginfo with what
+//! happened to each contact, and sent to the event agent. Must not: authenticate (the proxy
+//! in front does) or build PIDF.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -11,11 +14,13 @@ use actix::prelude::*;
 use log::{debug, info, warn};
 
 use crate::awaiting::{Awaiting, Deferred};
+use crate::events::reg::{self, ContactEvent, RegContact};
+use crate::events::source::{FetchState, SourcedState, StateSourced};
 use crate::presence::agent::{BindingsChanged, PresenceAgent};
 use crate::presence::aor::Aor;
 use crate::presence::presentity::BindingTuple;
 use crate::sip::dispatcher::{IncomingRequest, Reply};
-use crate::sip::headers::NameAddr;
+use crate::sip::headers::{NameAddr, Params};
 use crate::sip::message::HeaderAccess;
 use crate::sip::Reject;
 use crate::store::{unix_now, BindingRow, Change, Persist};
@@ -37,6 +42,7 @@ pub struct RegistrarConfig {
 
 #[derive(Debug, Clone)]
 struct Binding {
+    /// The Contact, with its parameters but expires and q.
     contact: NameAddr,
     key: String,
     q: Option<f32>,
@@ -45,7 +51,23 @@ struct Binding {
     cseq: u32,
     /// The contact's `+org.linphone.specs` (capabilities for long-term presence).
     specs: Option<String>,
+    /// What last happened to it (RFC 3680 §5.1.2).
+    event: ContactEvent,
 }
+
+/// What a REGISTER did to an AOR's bindings.
+#[derive(Debug, Default)]
+struct Applied {
+    /// Anything stored changed (a refresh too).
+    changed: bool,
+    /// What presence sees changed (contacts, q, capabilities).
+    presence: bool,
+    /// The bindings it removed, with why.
+    gone: Vec<Binding>,
+}
+
+/// The reg package's name.
+const REG_PACKAGE: &str = "reg";
 
 /// The registrar actor.
 pub struct Registrar {
@@ -59,6 +81,10 @@ pub struct Registrar {
     generation: HashMap<Aor, u64>,
     /// REGISTERs waiting for their commit.
     awaiting: Awaiting<Self>,
+    /// Told of every change, as the reg package's state.
+    reg_listener: Option<Recipient<StateSourced>>,
+    /// Changes so far, numbering the reg states.
+    reg_seq: u64,
 }
 
 impl Registrar {
@@ -75,10 +101,62 @@ impl Registrar {
             store,
             generation: HashMap::new(),
             awaiting: Awaiting::default(),
+            reg_listener: None,
+            reg_seq: 0,
         }
     }
 
-    fn announce(&self, aor: &Aor) {
+    /// Sends every change's reginfo to `listener` (the event agent).
+    pub fn with_reg_listener(mut self, listener: Recipient<StateSourced>) -> Self {
+        self.reg_listener = Some(listener);
+        self
+    }
+
+    /// The reginfo of `aor`'s bindings, and of `gone`, those this change removed.
+    fn reg_document(&self, aor: &Aor, gone: &[Binding]) -> bytes::Bytes {
+        let now = Instant::now();
+        let all: Vec<&Binding> = self
+            .bindings
+            .get(aor)
+            .into_iter()
+            .flatten()
+            .chain(gone)
+            .collect();
+        let uris: Vec<String> = all.iter().map(|b| b.contact.uri.to_string()).collect();
+        let contacts: Vec<RegContact<'_>> = all
+            .iter()
+            .zip(&uris)
+            .map(|(b, uri)| RegContact {
+                uri,
+                display: b.contact.display.as_deref(),
+                params: &b.contact.params,
+                event: b.event,
+                expires: b.expires_at.saturating_duration_since(now).as_secs(),
+                q: b.q,
+                call_id: &b.call_id,
+                cseq: b.cseq,
+            })
+            .collect();
+        reg::document(aor, &contacts)
+    }
+
+    /// Tells the presence agent (when `presence`) and the reg listener of a change.
+    fn announce(&mut self, aor: &Aor, presence: bool, gone: &[Binding]) {
+        if let Some(listener) = &self.reg_listener {
+            self.reg_seq += 1;
+            // do_send: one per committed change; the agent drops it when nobody watches.
+            listener.do_send(StateSourced {
+                package: REG_PACKAGE,
+                aor: aor.clone(),
+                state: SourcedState {
+                    seq: self.reg_seq,
+                    body: self.reg_document(aor, gone),
+                },
+            });
+        }
+        if !presence {
+            return;
+        }
         let bindings = self
             .bindings
             .get(aor)
@@ -99,12 +177,12 @@ impl Registrar {
     }
 
     /// Applies a REGISTER to the AOR's bindings. Returns the AOR, the bindings as they were
-    /// (to put back if the store cannot commit) and whether anything changed; on a refusal
-    /// nothing has changed.
+    /// (to put back if the store cannot commit) and what changed; on a refusal nothing has
+    /// changed.
     fn register(
         &mut self,
         msg: &IncomingRequest,
-    ) -> Result<(Aor, Option<Vec<Binding>>, bool), Reject> {
+    ) -> Result<(Aor, Option<Vec<Binding>>, Applied), Reject> {
         // Parsed and checked by the dispatcher.
         let aor =
             Aor::from_uri(&msg.to.uri).ok_or_else(|| Reject::with_reason(404, "Invalid AOR"))?;
@@ -126,7 +204,7 @@ impl Registrar {
     }
 
     /// RFC 3261 §10.3 steps 6-8 for one AOR.
-    fn apply_register(&mut self, msg: &IncomingRequest, aor: &Aor) -> Result<bool, Reject> {
+    fn apply_register(&mut self, msg: &IncomingRequest, aor: &Aor) -> Result<Applied, Reject> {
         let req = &msg.request;
         let aor = aor.clone();
         let call_id = req.call_id().map_err(|_| Reject::new(400))?.to_owned();
@@ -138,7 +216,7 @@ impl Registrar {
         };
         let contacts: Vec<&str> = req.headers.list("Contact").collect();
         let now = Instant::now();
-        let mut changed = false;
+        let mut applied = Applied::default();
         if contacts.iter().any(|c| c.trim() == "*") {
             // RFC 3261 §10.3 step 6: `*` only alone and with Expires: 0.
             if contacts.len() != 1 || header_expires != Some(0) {
@@ -149,7 +227,12 @@ impl Registrar {
                     return Err(Reject::with_reason(500, "CSeq Out Of Order"));
                 }
             }
-            changed = self.bindings.remove(&aor).is_some();
+            applied.gone = self.bindings.remove(&aor).unwrap_or_default();
+            for b in &mut applied.gone {
+                b.event = ContactEvent::Unregistered;
+            }
+            applied.changed = !applied.gone.is_empty();
+            applied.presence = applied.changed;
         } else {
             let mut updates = Vec::new();
             for c in &contacts {
@@ -189,33 +272,56 @@ impl Registrar {
                 }
                 match (existing, expires) {
                     (Some(i), 0) => {
-                        list.remove(i);
-                        changed = true;
+                        let mut gone = list.remove(i);
+                        gone.event = ContactEvent::Unregistered;
+                        applied.gone.push(gone);
+                        applied.changed = true;
+                        applied.presence = true;
                     }
                     (None, 0) => {}
                     (slot, secs) => {
+                        let expires_at = now + Duration::from_secs(u64::from(secs));
+                        // The parameters reg reports; expires and q have their own attributes.
+                        let params = Params(
+                            contact
+                                .params
+                                .0
+                                .into_iter()
+                                .filter(|(n, _)| {
+                                    !n.eq_ignore_ascii_case("expires")
+                                        && !n.eq_ignore_ascii_case("q")
+                                })
+                                .collect(),
+                        );
+                        let event = match slot {
+                            None => ContactEvent::Created,
+                            // A second's slack: the same Expires a moment later is a refresh.
+                            Some(i) if expires_at + Duration::from_secs(1) < list[i].expires_at => {
+                                ContactEvent::Shortened
+                            }
+                            Some(_) => ContactEvent::Refreshed,
+                        };
                         let binding = Binding {
-                            contact: NameAddr {
-                                params: Default::default(),
-                                ..contact
-                            },
+                            contact: NameAddr { params, ..contact },
                             key,
                             q,
-                            expires_at: now + Duration::from_secs(u64::from(secs)),
+                            expires_at,
                             call_id: call_id.clone(),
                             cseq,
                             specs,
+                            event,
                         };
+                        applied.changed = true;
                         match slot {
                             Some(i) => {
-                                changed |= list[i].q != binding.q
+                                applied.presence |= list[i].q != binding.q
                                     || list[i].key != binding.key
                                     || list[i].specs != binding.specs;
                                 list[i] = binding;
                             }
                             None => {
                                 list.push(binding);
-                                changed = true;
+                                applied.presence = true;
                             }
                         }
                     }
@@ -225,13 +331,13 @@ impl Registrar {
                 self.bindings.remove(&aor);
             }
         }
-        if changed {
+        if applied.presence {
             info!(
                 "registrar {aor}: bindings now {}",
                 self.bindings.get(&aor).map_or(0, Vec::len)
             );
         }
-        Ok(changed)
+        Ok(applied)
     }
 
     /// RFC 3261 §10.3 step 8: the 200 lists every current binding.
@@ -262,6 +368,7 @@ impl Registrar {
                 call_id: b.call_id.clone(),
                 cseq: i64::from(b.cseq),
                 linphone_specs: b.specs.clone(),
+                params: (!b.contact.params.0.is_empty()).then(|| b.contact.params.to_string()),
             })
             .collect();
         Change::BindingsReplaced {
@@ -274,18 +381,23 @@ impl Registrar {
         let now = Instant::now();
         let mut expired = Vec::new();
         for (aor, list) in &mut self.bindings {
-            let before = list.len();
-            list.retain(|b| b.expires_at > now);
-            if list.len() != before {
-                expired.push(aor.clone());
+            if list.iter().any(|b| b.expires_at <= now) {
+                let (gone, live) = std::mem::take(list)
+                    .into_iter()
+                    .partition(|b| b.expires_at <= now);
+                *list = live;
+                expired.push((aor.clone(), gone));
             }
         }
-        for aor in expired {
+        for (aor, mut gone) in expired {
             debug!("registrar {aor}: binding expired");
             if self.bindings.get(&aor).is_some_and(Vec::is_empty) {
                 self.bindings.remove(&aor);
             }
-            self.announce(&aor);
+            for b in &mut gone {
+                b.event = ContactEvent::Expired;
+            }
+            self.announce(&aor, true, &gone);
             // do_send: one per expired AOR per sweep; nothing waits for it.
             self.store.do_send(Persist(vec![self.rows(&aor)]));
         }
@@ -304,11 +416,11 @@ impl Handler<IncomingRequest> for Registrar {
     type Result = Deferred<Self, Result<Reply, Reject>>;
 
     fn handle(&mut self, msg: IncomingRequest, _ctx: &mut Self::Context) -> Self::Result {
-        let (aor, previous, changed) = match self.register(&msg) {
+        let (aor, previous, applied) = match self.register(&msg) {
             Ok(r) => r,
             Err(reject) => return Deferred::now(Err(reject)),
         };
-        if !changed {
+        if !applied.changed {
             return Deferred::now(Ok(self.reply(&aor)));
         }
         // Applied at once (so later REGISTERs see it), announced and answered once committed.
@@ -318,7 +430,7 @@ impl Handler<IncomingRequest> for Registrar {
         let persist = self.store.send(Persist(vec![self.rows(&aor)]));
         self.awaiting.then(persist, move |res, act, _| match res {
             Ok(Ok(())) => {
-                act.announce(&aor);
+                act.announce(&aor, applied.presence, &applied.gone);
                 Ok(act.reply(&aor))
             }
             _ => {
@@ -345,9 +457,14 @@ impl Handler<RestoreBindings> for Registrar {
         let unix = unix_now();
         let mut aors = Vec::new();
         for row in msg.0 {
+            let stored = format!(
+                "<{}>{}",
+                row.contact,
+                row.params.as_deref().unwrap_or_default()
+            );
             let (Some(aor), Ok(contact)) = (
                 Aor::parse(&row.aor),
-                NameAddr::parse(&format!("<{}>", row.contact), "stored contact"),
+                NameAddr::parse(&stored, "stored contact"),
             ) else {
                 warn!(
                     "registrar: stored binding {} of {} is invalid, dropped",
@@ -364,13 +481,25 @@ impl Handler<RestoreBindings> for Registrar {
                 call_id: row.call_id,
                 cseq: u32::try_from(row.cseq).unwrap_or(u32::MAX),
                 specs: row.linphone_specs,
+                event: ContactEvent::Registered,
             };
             self.bindings.entry(aor.clone()).or_default().push(binding);
             aors.push(aor);
         }
         aors.dedup();
         for aor in aors {
-            self.announce(&aor);
+            self.announce(&aor, true, &[]);
         }
+    }
+}
+
+impl Handler<FetchState> for Registrar {
+    type Result = MessageResult<FetchState>;
+
+    fn handle(&mut self, msg: FetchState, _ctx: &mut Self::Context) -> Self::Result {
+        MessageResult(SourcedState {
+            seq: self.reg_seq,
+            body: self.reg_document(&msg.aor, &[]),
+        })
     }
 }

@@ -284,6 +284,7 @@ pub(crate) mod tests {
             call_id: "c".into(),
             cseq: 1,
             linphone_specs: None,
+            params: None,
         }
     }
 

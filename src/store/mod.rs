@@ -368,6 +368,7 @@ mod migration_tests {
                     call_id: "c".into(),
                     cseq: 1,
                     linphone_specs: Some("groupchat/1.1".into()),
+                    params: Some(";+sip.instance=\"<urn:uuid:1>\";reg-id=1".into()),
                 }],
             }],
             1,
@@ -442,6 +443,7 @@ mod migration_tests {
                 call_id: "c".into(),
                 cseq,
                 linphone_specs: Some("lime".into()),
+                params: None,
             };
             commit(
                 &mut conn,

@@ -100,6 +100,8 @@ pub struct BindingRow {
     pub cseq: i64,
     /// The contact's `+org.linphone.specs` parameter, as sent.
     pub linphone_specs: Option<String>,
+    /// The contact's other header parameters (not expires, not q), as sent: `;name=value…`.
+    pub params: Option<String>,
 }
 
 /// When a presentity was last active, as stored.

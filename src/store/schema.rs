@@ -10,6 +10,7 @@ diesel::table! {
         call_id -> Text,
         cseq -> BigInt,
         linphone_specs -> Nullable<Text>,
+        params -> Nullable<Text>,
     }
 }
 

@@ -221,6 +221,7 @@ pub(super) fn write(c: &mut PgConnection, batch: &Batch<'_>, epoch: i64) -> Quer
             st.text(rows.iter().map(|r| r.call_id.as_str()).collect()),
             st.bigint(rows.iter().map(|r| r.cseq).collect()),
             st.opt_text(rows.iter().map(|r| r.linphone_specs.as_deref()).collect()),
+            st.opt_text(rows.iter().map(|r| r.params.as_deref()).collect()),
         ];
         st.part(
             "bindings_gone",
@@ -234,12 +235,12 @@ pub(super) fn write(c: &mut PgConnection, batch: &Batch<'_>, epoch: i64) -> Quer
         st.part(
             "bindings_put",
             format!(
-                "INSERT INTO bindings (aor, contact, q_value, expires_at, call_id, cseq, linphone_specs) \
-                 SELECT * FROM UNNEST({}::text[], {}::text[], {}::float8[], {}::int8[], {}::text[], {}::int8[], {}::text[]) \
+                "INSERT INTO bindings (aor, contact, q_value, expires_at, call_id, cseq, linphone_specs, params) \
+                 SELECT * FROM UNNEST({}::text[], {}::text[], {}::float8[], {}::int8[], {}::text[], {}::int8[], {}::text[], {}::text[]) \
                  ON CONFLICT (aor, contact) DO UPDATE SET q_value = EXCLUDED.q_value, \
                  expires_at = EXCLUDED.expires_at, call_id = EXCLUDED.call_id, cseq = EXCLUDED.cseq, \
-                 linphone_specs = EXCLUDED.linphone_specs",
-                cols[0], cols[1], cols[2], cols[3], cols[4], cols[5], cols[6]
+                 linphone_specs = EXCLUDED.linphone_specs, params = EXCLUDED.params",
+                cols[0], cols[1], cols[2], cols[3], cols[4], cols[5], cols[6], cols[7]
             ),
         );
     }

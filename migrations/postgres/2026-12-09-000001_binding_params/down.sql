@@ -1,0 +1,1 @@
+ALTER TABLE bindings DROP COLUMN params;
