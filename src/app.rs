@@ -197,8 +197,13 @@ async fn start_presence(
     ];
     let event_types: Vec<String> = packages.iter().map(|p| p.body_type().to_owned()).collect();
     let event_names: Vec<String> = packages.iter().map(|p| p.name().to_owned()).collect();
-    let events =
-        EventAgent::new(config.clone(), packages, dispatcher.clone(), store.clone()).start();
+    let events = EventAgent::new(
+        config.clone(),
+        packages.clone(),
+        dispatcher.clone(),
+        store.clone(),
+    )
+    .start();
     let agent = PresenceAgent::new(config.clone(), dispatcher.clone(), store.clone())
         .on_restored(done)
         .with_event_agent(events.clone().recipient())
@@ -250,6 +255,7 @@ async fn start_presence(
         start_list_resolver(settings)?,
     )
     .with_directory(directory)
+    .with_event_packages(events.clone(), &packages)
     .start();
     let _ = registrar.send(RestoreBindings(snapshot.bindings)).await;
     // Each package's publications go to its agent.
@@ -277,19 +283,20 @@ async fn start_presence(
             None
         }
     };
-    for method in [Method::Subscribe, Method::Publish] {
-        dispatcher.do_send(RegisterRoute {
-            method,
-            handler: events.clone().recipient(),
-            events: event_names.clone(),
-            accept: event_types.clone(),
-            option_tags: Vec::new(),
-        });
-    }
+    dispatcher.do_send(RegisterRoute {
+        method: Method::Publish,
+        handler: events.clone().recipient(),
+        events: event_names.clone(),
+        accept: event_types.clone(),
+        option_tags: Vec::new(),
+    });
+    // Every SUBSCRIBE passes the router: any package but reg can be a list (RFC 4662).
     dispatcher.do_send(RegisterRoute {
         method: Method::Subscribe,
         handler: router.recipient(),
-        events: vec!["presence".into()],
+        events: std::iter::once(PRESENCE_PACKAGE.to_owned())
+            .chain(event_names)
+            .collect(),
         accept: PresenceFormat::SERVED_TYPES
             .iter()
             .chain(&[RESOURCE_LISTS_CONTENT_TYPE])

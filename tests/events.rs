@@ -311,3 +311,84 @@ fn dialogs_of_several_publishers_are_merged() -> TestResult {
     a.expect_status(400);
     Ok(())
 }
+
+#[test]
+fn a_busy_lamp_list_gets_rlmi_with_dialog_info_parts_and_survives_kill_9() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let url = format!("sqlite://{}", dir.path().join("blf.db").display());
+    let text = config_with_store(&url, "", &config());
+    let server = TestServer::start_config(tempfile::tempdir()?, &text);
+    let mut phone = UdpUa::new(server.udp);
+    let lamps: Vec<String> = (200..203)
+        .map(|n| format!("sip:{n}@example.test"))
+        .collect();
+    let mut req = lists::list_subscribe(&phone, &lamps, false);
+    for h in &mut req.extra {
+        if h.starts_with("Event:") {
+            *h = "Event: dialog".into();
+        } else if h.starts_with("Accept:") {
+            *h = "Accept: multipart/related, application/rlmi+xml, application/dialog-info+xml"
+                .into();
+        }
+    }
+    phone.send(&req.build());
+    phone.expect_status(200);
+    let full = lists::expect_list_notify(&mut phone);
+    assert_eq!(full.msg.header("Event"), Some("dialog"));
+    assert_eq!(full.msg.header("Require"), Some("eventlist"));
+    assert!(full.full_state());
+    assert_eq!(full.resources(), lamps);
+    let idle = full
+        .pidf_of(&lamps[1])
+        .expect("a dialog-info part per lamp");
+    assert!(
+        idle.contains("entity=\"sip:201@example.test\"") && !idle.contains("<dialog "),
+        "{idle}"
+    );
+    let mut docs = vec![("rlmi-0.xml".to_owned(), full.rlmi().to_owned())];
+    let mut lamp_docs = vec![("lamp-0.xml".to_owned(), idle.to_owned())];
+
+    let call = "<?xml version=\"1.0\"?>\n<dialog-info xmlns=\"urn:ietf:params:xml:ns:dialog-info\" \
+         version=\"0\" state=\"full\" entity=\"sip:201@example.test\"><dialog id=\"c1\" direction=\"recipient\">\
+         <state>early</state></dialog></dialog-info>";
+    let mut proxy = UdpUa::new(server.udp);
+    let publish = proxy
+        .new_request("PUBLISH", &lamps[1])
+        .header("Event: dialog")
+        .header("Expires: 600")
+        .body("application/dialog-info+xml", call.as_bytes());
+    proxy.send(&publish.build());
+    proxy.expect_status(200);
+    let ringing = lists::expect_list_notify(&mut phone);
+    assert!(!ringing.full_state());
+    assert_eq!(
+        ringing.resources(),
+        [lamps[1].clone()],
+        "only the lamp that changed"
+    );
+    let part = ringing.pidf_of(&lamps[1]).unwrap();
+    assert!(part.contains("<state>early</state>"), "{part}");
+    assert!(
+        part.contains(&format!(" version=\"{}\" ", ringing.version())),
+        "the part's version is the list NOTIFY's, which only goes up: {part}"
+    );
+    docs.push(("rlmi-1.xml".into(), ringing.rlmi().to_owned()));
+    lamp_docs.push(("lamp-1.xml".into(), part.to_owned()));
+
+    let folder = server.kill_hard();
+    let server = TestServer::start_config(folder, &text);
+    phone.server = server.udp;
+    let recovered = lists::expect_list_notify(&mut phone);
+    assert!(recovered.full_state() && recovered.version() > ringing.version());
+    assert_eq!(recovered.msg.header("Event"), Some("dialog"));
+    let part = recovered.pidf_of(&lamps[1]).unwrap();
+    assert!(
+        part.contains("<state>early</state>"),
+        "the publication survived: {part}"
+    );
+    docs.push(("rlmi-2.xml".into(), recovered.rlmi().to_owned()));
+    lamp_docs.push(("lamp-2.xml".into(), part.to_owned()));
+    lists::xmllint("rlmi.xsd", &docs);
+    lists::xmllint("dialog-info.xsd", &lamp_docs);
+    Ok(())
+}

@@ -47,6 +47,33 @@ pub struct ResourceIdle {
     pub received: u64,
 }
 
+/// Attach a list watcher (RFC 4662) to the resources of `aors` in `package`; each answers with
+/// its state.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct AttachResourceWatcher {
+    /// The package.
+    pub package: &'static str,
+    /// The watcher's id (`new_watcher_id`).
+    pub id: u64,
+    /// The resources to watch.
+    pub aors: Vec<Aor>,
+    /// Where their states go.
+    pub recipient: Recipient<PresenceChanged>,
+}
+
+/// Detach a watcher attached with `AttachResourceWatcher`.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct DetachResourceWatcher {
+    /// The package.
+    pub package: &'static str,
+    /// The watcher's id.
+    pub id: u64,
+    /// The resources it no longer watches.
+    pub aors: Vec<Aor>,
+}
+
 /// Stored publications of the agent's packages, loaded at start-up (oldest first).
 #[derive(Message, Debug)]
 #[rtype(result = "()")]
@@ -319,6 +346,38 @@ impl Handler<ResourceIdle> for EventAgent {
             if entry.sent == msg.received {
                 entry.addr.do_send(Stop);
                 self.resources.remove(&key);
+            }
+        }
+    }
+}
+
+impl Handler<AttachResourceWatcher> for EventAgent {
+    type Result = ();
+
+    fn handle(&mut self, msg: AttachResourceWatcher, ctx: &mut Self::Context) {
+        let Some(package) = self.packages.get(msg.package).cloned() else {
+            warn!(
+                "list watcher {}: package {} not served",
+                msg.id, msg.package
+            );
+            return;
+        };
+        for aor in msg.aors {
+            self.resource(&package, &aor, ctx).do_send(AddWatcher {
+                id: msg.id,
+                recipient: msg.recipient.clone(),
+            });
+        }
+    }
+}
+
+impl Handler<DetachResourceWatcher> for EventAgent {
+    type Result = ();
+
+    fn handle(&mut self, msg: DetachResourceWatcher, _ctx: &mut Self::Context) {
+        for aor in msg.aors {
+            if let Some(entry) = self.resources.get(&(msg.package, aor)) {
+                entry.addr.do_send(RemoveWatcher { id: msg.id });
             }
         }
     }

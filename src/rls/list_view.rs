@@ -5,8 +5,9 @@
 //! NOTIFY, throttling (`rls.min_notify_interval_ms`), spreading a state larger than
 //! `rls.max_notify_bytes` over several NOTIFYs, and the body forms (RFC or liblinphone).
 //! The `Watcher<ListView>` actor around it owns the dialog and sends. Members are watched
-//! through the presence agent (`AttachWatcher`/`DetachWatcher`), like any watcher.
-//! Must not: reach into presentities, or send SIP itself.
+//! where their package keeps them (`ListMembers`: presentities, or a package's resources such
+//! as the dialog lamps of a busy-lamp list), like any watcher.
+//! Must not: reach into presentities or resources, or send SIP itself.
 //!
 //! ```text
 //!  attach ──► wait for every member's first document ──► full state (fullState="true")
@@ -23,12 +24,12 @@ use actix::prelude::*;
 use bytes::Bytes;
 
 use super::list::{self, ListLimits, ListSource, Member};
+use super::members::ListMembers;
 use super::multipart::{self, Part, PartIdStyle};
 use super::rlmi::{self, Instance, InstanceState, Resource, RLMI_CONTENT_TYPE};
-use crate::presence::agent::{AttachWatcher, DetachWatcher, PresenceAgent, Reresolve};
 use crate::presence::aor::Aor;
 use crate::presence::directory::{is_phone, ResolvePhones, UserDirectory};
-use crate::presence::document::{SharedDocument, PIDF_CONTENT_TYPE};
+use crate::presence::document::{SharedDocument, PRESENCE_PACKAGE};
 use crate::presence::presentity::PresenceChanged;
 use crate::presence::view::{Due, NotifyContent, NotifyView, UpdateFuture};
 use crate::sip::message::Request;
@@ -87,8 +88,8 @@ pub struct ListView {
     style: PartIdStyle,
     linphone: bool,
     settings: Arc<ListSettings>,
-    /// The presence agent, holding the presentities this view is attached to.
-    agent: Addr<PresenceAgent>,
+    /// Where the members are watched.
+    members_at: ListMembers,
     /// For server-known lists: looked up again on refresh.
     lookup: Option<ServerLookup>,
     /// Resolves the list's phone numbers in one batch; none without a users database.
@@ -103,7 +104,7 @@ impl ListView {
         members: Vec<Member>,
         linphone: bool,
         settings: Arc<ListSettings>,
-        agent: Addr<PresenceAgent>,
+        members_at: ListMembers,
         lookup: Option<ServerLookup>,
     ) -> Self {
         Self {
@@ -123,7 +124,7 @@ impl ListView {
             },
             linphone,
             settings,
-            agent,
+            members_at,
             lookup,
             directory: None,
         }
@@ -146,6 +147,9 @@ impl ListView {
     /// Hands the list's numbers to the directory at once, so they cost one (chunked) query
     /// rather than one per member; `fresh` asks again what is cached (a refresh).
     fn resolve_phones(&self, fresh: bool) -> Vec<Aor> {
+        if !self.members_at.resolves_phones() {
+            return Vec::new();
+        }
         let phones = Self::phones(&self.members);
         if let (Some(directory), false) = (&self.directory, phones.is_empty()) {
             // do_send: one per list subscription, refresh or list change.
@@ -175,12 +179,7 @@ impl ListView {
         self.resolve_phones(false);
         let aors = Self::watched(&self.members);
         self.awaiting.extend(aors.iter().cloned());
-        // do_send: one message per list subscription (or list change).
-        self.agent.do_send(AttachWatcher {
-            id: watcher_id,
-            aors,
-            recipient: watcher,
-        });
+        self.members_at.attach(watcher_id, aors, watcher);
     }
 
     fn instance_id(&mut self, aor: &Aor) -> String {
@@ -191,8 +190,9 @@ impl ListView {
             .clone()
     }
 
-    /// The RLMI resource of member `i`, and its PIDF part if its state is known.
-    fn resource(&mut self, i: usize, host: &str) -> Option<(Resource, Option<Part>)> {
+    /// The RLMI resource of member `i`, and its part if its state is known, for the list
+    /// NOTIFY numbered `version`.
+    fn resource(&mut self, i: usize, host: &str, version: u32) -> Option<(Resource, Option<Part>)> {
         let member = self.members.get(i)?.clone();
         let Some(aor) = &member.aor else {
             // Non-SIP URIs, <external> and <entry-ref> are never fetched: said so here.
@@ -238,8 +238,8 @@ impl ListView {
                     (InstanceState::Active, Some(cid.clone())),
                     Some(Part {
                         content_id: cid,
-                        content_type: PIDF_CONTENT_TYPE.into(),
-                        body: doc.body.clone(),
+                        content_type: self.members_at.part_type().into(),
+                        body: self.members_at.part_body(&doc.body, version),
                     }),
                 )
             }
@@ -280,7 +280,7 @@ impl ListView {
         let mut fragments = Vec::new();
         let mut parts = Vec::new();
         while let Some(&i) = self.spill.front() {
-            let Some((resource, part)) = self.resource(i, &host) else {
+            let Some((resource, part)) = self.resource(i, &host, version) else {
                 self.spill.pop_front();
                 continue;
             };
@@ -327,19 +327,11 @@ impl ListView {
         self.members = members;
         self.spill.clear();
         if !removed.is_empty() {
-            // do_send: one message per list change.
-            self.agent.do_send(DetachWatcher {
-                id: watcher_id,
-                aors: removed,
-            });
+            self.members_at.detach(watcher_id, removed);
         }
         if !added.is_empty() {
             self.awaiting.extend(added.iter().cloned());
-            self.agent.do_send(AttachWatcher {
-                id: watcher_id,
-                aors: added,
-                recipient: watcher,
-            });
+            self.members_at.attach(watcher_id, added, watcher);
         }
     }
 }
@@ -453,25 +445,20 @@ impl NotifyView for ListView {
         // left the service disappears.
         let phones = self.resolve_phones(true);
         if !phones.is_empty() {
-            // do_send: one per refresh.
-            self.agent.do_send(Reresolve { aors: phones });
+            self.members_at.reresolve(phones);
         }
     }
 
     fn detach(&mut self, watcher_id: u64) {
-        // do_send: one message per ended subscription.
-        self.agent.do_send(DetachWatcher {
-            id: watcher_id,
-            aors: Self::watched(&self.members),
-        });
+        self.members_at
+            .detach(watcher_id, Self::watched(&self.members));
     }
 
     fn event_package(&self) -> &'static str {
-        // liblinphone drops list NOTIFYs whose Event is not exactly `Presence`.
-        if self.linphone {
-            "Presence"
-        } else {
-            "presence"
+        match self.members_at.package() {
+            // liblinphone drops list NOTIFYs whose Event is not exactly `Presence`.
+            PRESENCE_PACKAGE if self.linphone => "Presence",
+            package => package,
         }
     }
 

@@ -9,6 +9,7 @@
 
 pub mod list;
 pub mod list_view;
+pub mod members;
 pub mod multipart;
 pub mod resource_lists;
 pub mod rlmi;

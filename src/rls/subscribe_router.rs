@@ -4,18 +4,21 @@
 //! Owns: recognising lists — a request-contained list (RFC 5367) or a URI the server knows as
 //! a list (`rls.list_query`) — the `eventlist` negotiation (421 without it), storing a new list
 //! subscription before its 200, starting one `Watcher<ListView>` per list subscription, and
-//! restoring stored list subscriptions at start-up. Everything that is not a list goes to the
-//! `PresenceAgent` unchanged. Created by `app`; lives as long as the system.
-//! Must not: send NOTIFYs (watchers do) or touch presentities (the presence agent does).
+//! restoring stored list subscriptions at start-up. Lists are served for presence and for
+//! every package anyone may subscribe to (a busy-lamp list is `Event: dialog`); everything
+//! that is not a list goes unchanged to the `PresenceAgent` (presence) or the `EventAgent`
+//! (other packages). Created by `app`; lives as long as the system.
+//! Must not: send NOTIFYs (watchers do) or touch presentities or resources (the agents do).
 //!
 //! ```text
 //!  SUBSCRIBE ─► recipient-list? ─yes─► eventlist? ─no─► 421
 //!      │ no                      └─yes─► read list ─► store ─► Watcher<ListView> ─► 200
-//!      └─► eventlist (or rls.lookup_without_eventlist)? ─no─► PresenceAgent
+//!      └─► eventlist (or rls.lookup_without_eventlist)? ─no─► PresenceAgent / EventAgent
 //!              └─yes─► list query finds a list? ─yes─► (same, server-known list)
-//!                                            └─no──► PresenceAgent
+//!                                            └─no──► PresenceAgent / EventAgent
 //! ```
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use actix::prelude::*;
@@ -23,18 +26,21 @@ use log::{info, warn};
 
 use super::list::{self, ListSource, Member};
 use super::list_view::{ListSettings, ListView, ServerLookup};
+use super::members::ListMembers;
 use super::rlmi::RLMI_CONTENT_TYPE;
 use crate::awaiting::{Awaiting, Deferred};
 use crate::config::LinphoneCompat;
-use crate::presence::agent::{subscription_dialog, PresenceAgent, PresenceConfig};
+use crate::events::package::Subscribers;
+use crate::events::{EventAgent, EventPackage};
+use crate::presence::agent::{subscription_dialog_for, PresenceAgent, PresenceConfig};
 use crate::presence::aor::Aor;
 use crate::presence::directory::UserDirectory;
-use crate::presence::document::{PIDF_CONTENT_TYPE, PRESENCE_PACKAGE};
+use crate::presence::document::PRESENCE_PACKAGE;
 use crate::presence::subscription::SubscriptionDialog;
 use crate::presence::watcher::{new_watcher_id, Watcher, WatcherInit, WatcherShared};
 use crate::sip::dispatcher::{IncomingRequest, Reply};
 use crate::sip::headers::{parse_token_list, NameAddr, Via};
-use crate::sip::message::{Method, Request};
+use crate::sip::message::{HeaderAccess, Method, Request};
 use crate::sip::{Dispatcher, Reject};
 use crate::store::{Change, ListResolver, Persist, ResolveList, SubscriptionRow};
 
@@ -62,6 +68,10 @@ pub struct SubscribeRouter {
     awaiting: Awaiting<Self>,
     /// Resolves a list's phone numbers in one batch; none without a users database.
     directory: Option<Addr<UserDirectory>>,
+    /// The other packages' agent: their plain subscriptions, and their lists' resources.
+    events: Option<Addr<EventAgent>>,
+    /// The packages besides presence whose lists are served.
+    list_packages: HashMap<&'static str, Arc<dyn EventPackage>>,
 }
 
 /// The subscribe router's answer to a request.
@@ -70,6 +80,7 @@ type Answer = Deferred<SubscribeRouter, Result<Reply, Reject>>;
 /// A list subscription about to be created.
 struct NewList {
     dialog: SubscriptionDialog,
+    members_at: ListMembers,
     source: ListSource,
     members: Vec<Member>,
     linphone: bool,
@@ -103,7 +114,41 @@ impl SubscribeRouter {
             watchers,
             awaiting: Awaiting::default(),
             directory: None,
+            events: None,
+            list_packages: HashMap::new(),
         }
+    }
+
+    /// Subscriptions to `packages` go to `events`, and lists of those anyone may subscribe to
+    /// are served.
+    pub fn with_event_packages(
+        mut self,
+        events: Addr<EventAgent>,
+        packages: &[Arc<dyn EventPackage>],
+    ) -> Self {
+        self.list_packages = packages
+            .iter()
+            .filter(|p| p.subscribers() == Subscribers::Anyone)
+            .map(|p| (p.name(), p.clone()))
+            .collect();
+        self.events = Some(events);
+        self
+    }
+
+    /// Where the members of a list of `package` are watched; `None` when its lists are not
+    /// served.
+    fn members_at(&self, package: &str) -> Option<ListMembers> {
+        if package.eq_ignore_ascii_case(PRESENCE_PACKAGE) {
+            return Some(ListMembers::Presence(self.agent.clone()));
+        }
+        let package = self
+            .list_packages
+            .values()
+            .find(|p| p.name().eq_ignore_ascii_case(package))?;
+        Some(ListMembers::Package {
+            package: package.clone(),
+            agent: self.events.clone()?,
+        })
     }
 
     /// Lists resolve their phone numbers through `directory`.
@@ -112,9 +157,18 @@ impl SubscribeRouter {
         self
     }
 
-    /// Hands a request to the presence agent unchanged.
+    /// Hands a request unchanged to the agent of its package.
     fn forward(&self, msg: IncomingRequest) -> Answer {
-        self.awaiting.then(self.agent.send(msg), |answer, _, _| {
+        let presence = match msg.request.event() {
+            Some(Ok(e)) => e.is(PRESENCE_PACKAGE),
+            _ => true,
+        };
+        let to: Recipient<IncomingRequest> = match (&self.events, presence) {
+            (Some(events), false) => events.clone().recipient(),
+            _ => self.agent.clone().recipient(),
+        };
+        let sent = to.send(msg);
+        self.awaiting.then(sent, |answer, _, _| {
             answer.unwrap_or_else(|_| Err(Reject::new(500)))
         })
     }
@@ -124,15 +178,24 @@ impl SubscribeRouter {
     }
 
     /// The checks every list SUBSCRIBE passes, giving its dialog.
-    fn list_dialog(&self, msg: &IncomingRequest) -> Result<SubscriptionDialog, Reject> {
+    fn list_dialog(
+        &self,
+        msg: &IncomingRequest,
+        members_at: &ListMembers,
+    ) -> Result<SubscriptionDialog, Reject> {
         // RFC 4662 §4.2 / §5.1: a list is only served to a subscriber that supports eventlist.
         if !supports_eventlist(&msg.request) {
             return Err(Reject::new(421).header("Require", "eventlist"));
         }
-        subscription_dialog(
+        subscription_dialog_for(
             msg,
             &self.presence,
-            &["multipart/related", RLMI_CONTENT_TYPE, PIDF_CONTENT_TYPE],
+            members_at.package(),
+            &[
+                "multipart/related",
+                RLMI_CONTENT_TYPE,
+                members_at.part_type(),
+            ],
         )
     }
 
@@ -151,7 +214,7 @@ impl SubscribeRouter {
             new.members.clone(),
             new.linphone,
             self.settings.clone(),
-            self.agent.clone(),
+            new.members_at.clone(),
             self.lookup(new.source, &new.subscriber),
         )
         .with_directory(self.directory.clone())
@@ -232,12 +295,20 @@ impl SubscribeRouter {
         let subscriber = Aor::from_uri(&msg.from.uri)
             .map(|a| a.to_string())
             .unwrap_or_default();
+        let package = match req.event() {
+            Some(Ok(e)) => e.package.clone(),
+            _ => return self.forward(msg),
+        };
+        let Some(members_at) = self.members_at(&package) else {
+            return self.forward(msg);
+        };
         if list::is_request_list(&req) {
-            let new = self.list_dialog(&msg).and_then(|dialog| {
+            let new = self.list_dialog(&msg, &members_at).and_then(|dialog| {
                 let members = list::request_list(&req, &self.settings.limits)?
                     .ok_or_else(|| Reject::with_reason(400, "Missing Resource List"))?;
                 Ok(NewList {
                     dialog,
+                    members_at,
                     source: ListSource::Request,
                     members,
                     linphone: self.linphone(&req),
@@ -275,9 +346,10 @@ impl SubscribeRouter {
             if rows.is_empty() {
                 return act.forward(msg);
             }
-            match act.list_dialog(&msg) {
+            match act.list_dialog(&msg, &members_at) {
                 Ok(dialog) => act.accept(NewList {
                     dialog,
+                    members_at,
                     source: ListSource::Server,
                     members: list::server_list(rows),
                     linphone: act.linphone(&msg.request),
@@ -340,13 +412,13 @@ impl Handler<RestoreListSubscriptions> for SubscribeRouter {
     fn handle(&mut self, msg: RestoreListSubscriptions, _ctx: &mut Self::Context) {
         let count = msg.0.len();
         for row in msg.0 {
-            if row.event != PRESENCE_PACKAGE {
+            let Some(members_at) = self.members_at(&row.event) else {
                 warn!(
                     "stored list subscription {} is for package {}, not served: dropped",
                     row.id, row.event
                 );
                 continue;
-            }
+            };
             let source = row.list_source.as_deref().and_then(ListSource::parse);
             let (Some(source), Ok(dialog)) = (source, SubscriptionDialog::from_row(&row)) else {
                 warn!("stored list subscription {} is invalid, dropped", row.id);
@@ -359,6 +431,7 @@ impl Handler<RestoreListSubscriptions> for SubscribeRouter {
                     .map(|a| a.to_string())
                     .unwrap_or_default(),
                 dialog,
+                members_at,
                 source,
                 members: list::from_text(row.list_members.as_deref().unwrap_or("")),
                 linphone: row.linphone_compat,
