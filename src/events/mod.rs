@@ -14,6 +14,7 @@ pub mod agent;
 pub mod dialog;
 pub mod message_summary;
 pub mod package;
+pub mod publications;
 pub mod reg;
 pub mod resource;
 pub mod source;

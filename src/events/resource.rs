@@ -20,13 +20,14 @@ use log::{debug, warn};
 
 use super::agent::{EventAgent, ResourceIdle};
 use super::package::EventPackage;
+use super::publications::{Plan, Publications};
 use super::source::{FetchState, SourcedState};
 use crate::presence::aor::Aor;
 use crate::presence::document::{PresenceDocument, SharedDocument};
 use crate::presence::presentity::{
     AddWatcher, PresenceChanged, PublishAccepted, PublishRespond, RemoveWatcher, Stop,
 };
-use crate::presence::publication::{new_entity_tag, PublishKind};
+use crate::presence::publication::PublishKind;
 use crate::sip::Reject;
 use crate::store::{unix_now, Change, Persist, PublicationRow};
 
@@ -58,21 +59,14 @@ pub struct RestoreState {
     pub seq: u64,
 }
 
-struct Publication {
-    body: Bytes,
-    seq: u64,
-    timer: Option<SpawnHandle>,
-}
-
 /// The resource actor.
 pub struct Resource {
     package: Arc<dyn EventPackage>,
     aor: Aor,
-    publications: HashMap<String, Publication>,
+    publications: Publications<Bytes>,
     /// Watchers' inboxes; each removes itself when it ends.
     watchers: HashMap<u64, Recipient<PresenceChanged>>,
     current: SharedDocument,
-    seq: u64,
     /// Messages received from the agent, echoed in `ResourceIdle`.
     received: u64,
     idle_reported: bool,
@@ -115,9 +109,8 @@ impl Resource {
             }),
             package,
             aor,
-            publications: HashMap::new(),
+            publications: Publications::default(),
             watchers: HashMap::new(),
-            seq: 0,
             received: 0,
             idle_reported: false,
             agent,
@@ -135,12 +128,11 @@ impl Resource {
         if let Some(s) = &self.sourced {
             return s.body.clone();
         }
-        let mut live: Vec<&Publication> = self.publications.values().collect();
+        let live = self.publications.newest_first();
         if live.is_empty() {
             return self.package.default_body(&self.aor);
         }
-        live.sort_by_key(|p| std::cmp::Reverse(p.seq));
-        let bodies: Vec<&Bytes> = live.iter().map(|p| &p.body).collect();
+        let bodies: Vec<&Bytes> = live.iter().map(|(_, p)| &p.body).collect();
         self.package.combine(&self.aor, &bodies)
     }
 
@@ -189,7 +181,7 @@ impl Resource {
         }
     }
 
-    fn arm(&self, etag: String, expires: u32, ctx: &mut Context<Self>) -> SpawnHandle {
+    fn arm(etag: String, expires: u32, ctx: &mut Context<Self>) -> SpawnHandle {
         ctx.run_later(Duration::from_secs(u64::from(expires)), move |act, _| {
             if act.publications.remove(&etag).is_some() {
                 debug!(
@@ -274,46 +266,45 @@ impl Handler<PublishState> for Resource {
             expires,
             respond,
         } = msg;
-        let old = match &kind {
-            PublishKind::Initial => None,
-            PublishKind::Refresh(tag) | PublishKind::Modify(tag) | PublishKind::Remove(tag) => {
-                // RFC 3903 §6 step 5: an unknown entity-tag gets 412.
-                if !self.publications.contains_key(tag) {
-                    self.check_idle();
-                    respond(Err(Reject::new(412)));
-                    return AtomicResponse::new(Box::pin(fut::ready(())));
-                }
-                Some(tag.clone())
+        let body = matches!(kind, PublishKind::Initial | PublishKind::Modify(_)).then_some(body);
+        let plan = match self.publications.plan(kind, body, expires) {
+            Ok(plan) => plan,
+            Err(reject) => {
+                self.check_idle();
+                respond(Err(reject));
+                return AtomicResponse::new(Box::pin(fut::ready(())));
             }
         };
-        self.seq += 1;
-        // What the publication will be: a new body, or the old one refreshed.
-        let (body, seq) = match (&kind, old.as_ref().and_then(|t| self.publications.get(t))) {
-            (PublishKind::Refresh(_), Some(p)) => (p.body.clone(), p.seq),
-            _ => (body, self.seq),
+        let (change, superseded) = match &plan {
+            Plan::Remove { etag } => (Change::PublicationRemoved(etag.clone()), Vec::new()),
+            Plan::Put {
+                old,
+                etag,
+                body,
+                seq,
+                expires,
+                modified,
+            } => {
+                // Older publications the new body leaves nothing of go with it, in the same
+                // commit.
+                let superseded: Vec<String> = if *modified {
+                    self.publications
+                        .iter()
+                        .filter(|(tag, p)| {
+                            Some(*tag) != old.as_ref() && self.package.supersedes(body, &p.body)
+                        })
+                        .map(|(tag, _)| tag.clone())
+                        .collect()
+                } else {
+                    Vec::new()
+                };
+                let change = Change::PublicationSaved {
+                    row: self.row(etag, body, *seq, *expires),
+                    replaces: old.clone(),
+                };
+                (change, superseded)
+            }
         };
-        let removal = matches!(kind, PublishKind::Remove(_));
-        let etag = (!removal).then(new_entity_tag);
-        let change = match &etag {
-            None => Change::PublicationRemoved(old.clone().unwrap_or_default()),
-            Some(etag) => Change::PublicationSaved {
-                row: self.row(etag, &body, seq, expires),
-                replaces: old.clone(),
-            },
-        };
-        // Older publications the new body leaves nothing of go with it, in the same commit.
-        let superseded: Vec<String> =
-            if matches!(kind, PublishKind::Initial | PublishKind::Modify(_)) {
-                self.publications
-                    .iter()
-                    .filter(|(tag, p)| {
-                        Some(*tag) != old.as_ref() && self.package.supersedes(&body, &p.body)
-                    })
-                    .map(|(tag, _)| tag.clone())
-                    .collect()
-            } else {
-                Vec::new()
-            };
         let mut changes = vec![change];
         changes.extend(superseded.iter().cloned().map(Change::PublicationRemoved));
         let retry_after = self.retry_after;
@@ -327,27 +318,26 @@ impl Handler<PublishState> for Resource {
                     ));
                     return;
                 }
-                for tag in old.iter().chain(&superseded) {
-                    if let Some(p) = act.publications.remove(tag) {
-                        if let Some(t) = p.timer {
-                            ctx.cancel_future(t);
-                        }
-                    }
-                }
-                if let Some(etag) = &etag {
-                    let timer = act.arm(etag.clone(), expires, ctx);
-                    act.publications.insert(
-                        etag.clone(),
-                        Publication {
-                            body,
-                            seq,
-                            timer: Some(timer),
-                        },
-                    );
+                let accepted = match &plan {
+                    Plan::Remove { .. } => PublishAccepted {
+                        etag: None,
+                        expires: 0,
+                    },
+                    Plan::Put { etag, expires, .. } => PublishAccepted {
+                        etag: Some(etag.clone()),
+                        expires: *expires,
+                    },
+                };
+                let mut ended = act.publications.apply(plan, |etag, expires| {
+                    Self::arm(etag.to_owned(), expires, ctx)
+                });
+                ended.extend(superseded.iter().filter_map(|t| act.publications.remove(t)));
+                for timer in ended {
+                    ctx.cancel_future(timer);
                 }
                 act.changed();
                 act.check_idle();
-                respond(Ok(PublishAccepted { etag, expires }));
+                respond(Ok(accepted));
             },
         )))
     }
@@ -358,16 +348,8 @@ impl Handler<RestoreState> for Resource {
 
     fn handle(&mut self, msg: RestoreState, ctx: &mut Self::Context) {
         self.received += 1;
-        self.seq = self.seq.max(msg.seq);
-        let timer = self.arm(msg.etag.clone(), msg.expires, ctx);
-        self.publications.insert(
-            msg.etag,
-            Publication {
-                body: msg.body,
-                seq: msg.seq,
-                timer: Some(timer),
-            },
-        );
+        let timer = Self::arm(msg.etag.clone(), msg.expires, ctx);
+        self.publications.insert(msg.etag, msg.body, msg.seq, timer);
         self.changed();
         self.check_idle();
     }

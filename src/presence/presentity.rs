@@ -1,6 +1,6 @@
 //! `Presentity`: one actor per AOR that has publications, registrar bindings or watchers.
 //!
-//! Owns: the AOR's publications by entity-tag (each with its expiry timer), the tuples derived
+//! Owns: the AOR's publications (in the entity-tag table every package shares), the tuples derived
 //! from registrar bindings (`presence.registration_state` decides when they count), what the
 //! users database says of the AOR (long-term presence, or the "unknown" document), when the
 //! AOR was last active, the watchers' `Recipient`s, and the aggregated document, rebuilt on
@@ -36,9 +36,10 @@ use super::directory::{
 use super::document::{PresenceDocument, SharedDocument, PRESENCE_PACKAGE};
 use super::long_term::{capabilities, long_term_source, render_alias, unknown_document};
 use super::pidf::{self, PidfDocument};
-use super::publication::{new_entity_tag, PublishKind};
+use super::publication::PublishKind;
 use super::watcher::new_watcher_id;
 use crate::config::RegistrationState;
+use crate::events::publications::{Plan, Publications};
 use crate::sip::dispatcher::Reply;
 use crate::sip::Reject;
 use crate::store::{unix_now, Change, Persist, PublicationRow};
@@ -246,21 +247,19 @@ enum Alias {
     Unowned { at: Instant, unavailable: bool },
 }
 
+/// A presence publication: its PIDF parsed once, and as received (stored as is).
+#[derive(Debug, Clone)]
 struct Publication {
     doc: Arc<PidfDocument>,
     body: Bytes,
     content_type: String,
-    /// Order of the last modification; newest first in aggregation.
-    seq: u64,
-    /// Its expiry; set once the publication is in the table.
-    timer: Option<SpawnHandle>,
 }
 
 /// The presentity actor.
 pub struct Presentity {
     aor: Aor,
     settings: PresentitySettings,
-    publications: HashMap<String, Publication>,
+    publications: Publications<Publication>,
     bindings: Vec<BindingTuple>,
     /// Watchers' inboxes; each watcher removes itself when it ends.
     watchers: HashMap<u64, Recipient<PresenceChanged>>,
@@ -269,7 +268,6 @@ pub struct Presentity {
     /// `current` is out of date: the state changed while nobody watched. Aggregating and
     /// serialising is left to the next watcher that attaches.
     stale: bool,
-    seq: u64,
     /// Messages received from the presence agent, echoed in `PresentityIdle`.
     received: u64,
     idle_reported: bool,
@@ -318,7 +316,7 @@ impl Presentity {
             asking_alias: false,
             aor: aor.clone(),
             settings,
-            publications: HashMap::new(),
+            publications: Publications::default(),
             bindings: Vec::new(),
             watchers: HashMap::new(),
             current: Arc::new(PresenceDocument {
@@ -328,7 +326,6 @@ impl Presentity {
                 unowned_alias: false,
             }),
             stale: true,
-            seq: 0,
             received: 0,
             idle_reported: false,
             agent,
@@ -356,8 +353,7 @@ impl Presentity {
     /// where `registration_state` lets them count, then the long-term source of a user the
     /// database knows.
     fn aggregate(&self) -> PidfDocument {
-        let mut pubs: Vec<(&String, &Publication)> = self.publications.iter().collect();
-        pubs.sort_by_key(|p| std::cmp::Reverse(p.1.seq));
+        let pubs = self.publications.newest_first();
         let registered = match self.settings.registration_state {
             RegistrationState::Always => true,
             // repro's rule: registration stands in for presence only without a publication.
@@ -392,8 +388,8 @@ impl Presentity {
         let mut sources: Vec<Source<'_>> = pubs
             .iter()
             .map(|(etag, p)| Source {
-                key: etag.as_str(),
-                doc: &p.doc,
+                key: etag,
+                doc: &p.body.doc,
             })
             .collect();
         sources.extend(binding_docs.iter().zip(bindings).map(|(doc, b)| Source {
@@ -488,7 +484,7 @@ impl Presentity {
         }
     }
 
-    fn arm(&self, etag: String, expires: u32, ctx: &mut Context<Self>) -> SpawnHandle {
+    fn arm(etag: String, expires: u32, ctx: &mut Context<Self>) -> SpawnHandle {
         ctx.run_later(Duration::from_secs(u64::from(expires)), move |act, _| {
             if act.publications.remove(&etag).is_some() {
                 debug!("presentity {}: publication {etag} expired", act.aor);
@@ -708,131 +704,56 @@ impl Presentity {
 }
 
 impl Presentity {
-    fn row(&self, etag: &str, p: &Publication, expires: u32) -> PublicationRow {
+    fn row(&self, etag: &str, p: &Publication, seq: u64, expires: u32) -> PublicationRow {
         PublicationRow {
             etag: etag.to_owned(),
             aor: self.aor.to_string(),
             body: p.body.to_vec(),
             content_type: p.content_type.clone(),
             expires_at: unix_now() + i64::from(expires),
-            seq: p.seq as i64,
+            seq: seq as i64,
             event: PRESENCE_PACKAGE.to_owned(),
         }
     }
 
-    /// RFC 3903 §6 against the current state: what the PUBLISH changes, without changing it.
-    fn plan(&mut self, msg: PublishRequest) -> Result<Plan, Reject> {
-        self.seq += 1;
-        let seq = self.seq;
-        match msg.kind {
-            PublishKind::Initial => {
-                let doc = msg.doc.ok_or(Reject::new(400))?;
-                Ok(Plan::Put {
-                    old: None,
-                    etag: new_entity_tag(),
-                    publication: Publication {
-                        doc,
-                        body: msg.body,
-                        content_type: msg.content_type,
-                        seq,
-                        timer: None,
-                    },
-                    expires: msg.expires,
-                    modified: true,
-                })
-            }
-            PublishKind::Refresh(old) | PublishKind::Modify(old) | PublishKind::Remove(old) => {
-                // RFC 3903 §6 step 5: an unknown entity-tag gets 412.
-                let Some(current) = self.publications.get(&old) else {
-                    return Err(Reject::new(412));
-                };
-                if msg.expires == 0 {
-                    return Ok(Plan::Remove { etag: old });
-                }
-                let modified = msg.doc.is_some();
-                let publication = match msg.doc {
-                    Some(doc) => Publication {
-                        doc,
-                        body: msg.body,
-                        content_type: msg.content_type,
-                        seq,
-                        timer: None,
-                    },
-                    None => Publication {
-                        doc: current.doc.clone(),
-                        body: current.body.clone(),
-                        content_type: current.content_type.clone(),
-                        seq: current.seq,
-                        timer: None,
-                    },
-                };
-                Ok(Plan::Put {
-                    old: Some(old),
-                    etag: new_entity_tag(),
-                    publication,
-                    expires: msg.expires,
-                    modified,
-                })
-            }
-        }
-    }
-
     /// Applies a committed plan.
-    fn apply(&mut self, plan: Plan, ctx: &mut Context<Self>) -> PublishAccepted {
-        let accepted = match plan {
+    fn apply(&mut self, plan: Plan<Publication>, ctx: &mut Context<Self>) -> PublishAccepted {
+        let (accepted, modified) = match &plan {
             Plan::Remove { etag } => {
-                if let Some(p) = self.publications.remove(&etag) {
-                    if let Some(t) = p.timer {
-                        ctx.cancel_future(t);
-                    }
-                }
                 debug!("presentity {}: publication {etag} removed", self.aor);
-                self.changed();
-                PublishAccepted {
-                    etag: None,
-                    expires: 0,
-                }
+                (
+                    PublishAccepted {
+                        etag: None,
+                        expires: 0,
+                    },
+                    true,
+                )
             }
             Plan::Put {
-                old,
                 etag,
-                mut publication,
                 expires,
                 modified,
-            } => {
-                if let Some(p) = old.and_then(|o| self.publications.remove(&o)) {
-                    if let Some(t) = p.timer {
-                        ctx.cancel_future(t);
-                    }
-                }
-                publication.timer = Some(self.arm(etag.clone(), expires, ctx));
-                self.publications.insert(etag.clone(), publication);
-                if modified {
-                    self.changed();
-                }
+                ..
+            } => (
                 PublishAccepted {
-                    etag: Some(etag),
-                    expires,
-                }
-            }
+                    etag: Some(etag.clone()),
+                    expires: *expires,
+                },
+                *modified,
+            ),
         };
+        let ended = self.publications.apply(plan, |etag, expires| {
+            Self::arm(etag.to_owned(), expires, ctx)
+        });
+        for timer in ended {
+            ctx.cancel_future(timer);
+        }
+        if modified {
+            self.changed();
+        }
         self.check_idle();
         accepted
     }
-}
-
-/// What an accepted PUBLISH will do, once committed.
-enum Plan {
-    /// Store `publication` under `etag` (replacing `old`).
-    Put {
-        old: Option<String>,
-        etag: String,
-        publication: Publication,
-        expires: u32,
-        modified: bool,
-    },
-    /// Remove the publication `etag`.
-    Remove { etag: String },
 }
 
 impl Handler<Publish> for Presentity {
@@ -843,7 +764,12 @@ impl Handler<Publish> for Presentity {
     fn handle(&mut self, msg: Publish, _ctx: &mut Self::Context) -> Self::Result {
         self.received += 1;
         let Publish { request, respond } = msg;
-        let plan = match self.plan(request) {
+        let body = request.doc.map(|doc| Publication {
+            doc,
+            body: request.body,
+            content_type: request.content_type,
+        });
+        let plan = match self.publications.plan(request.kind, body, request.expires) {
             Ok(plan) => plan,
             Err(reject) => {
                 self.check_idle();
@@ -856,11 +782,12 @@ impl Handler<Publish> for Presentity {
             Plan::Put {
                 old,
                 etag,
-                publication,
+                body,
+                seq,
                 expires,
                 ..
             } => Change::PublicationSaved {
-                row: self.row(etag, publication, *expires),
+                row: self.row(etag, body, *seq, *expires),
                 replaces: old.clone(),
             },
         };
@@ -887,18 +814,14 @@ impl Handler<RestorePublication> for Presentity {
 
     fn handle(&mut self, msg: RestorePublication, ctx: &mut Self::Context) {
         self.received += 1;
-        self.seq = self.seq.max(msg.seq);
-        let timer = self.arm(msg.etag.clone(), msg.expires, ctx);
-        self.publications.insert(
-            msg.etag,
-            Publication {
-                doc: msg.doc,
-                body: msg.body,
-                content_type: msg.content_type,
-                seq: msg.seq,
-                timer: Some(timer),
-            },
-        );
+        let timer = Self::arm(msg.etag.clone(), msg.expires, ctx);
+        let publication = Publication {
+            doc: msg.doc,
+            body: msg.body,
+            content_type: msg.content_type,
+        };
+        self.publications
+            .insert(msg.etag, publication, msg.seq, timer);
         self.changed();
         self.check_idle();
     }
