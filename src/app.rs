@@ -195,7 +195,11 @@ async fn start_presence(
         Arc::new(MessageSummary),
         Arc::new(RegPackage),
     ];
-    let event_types: Vec<String> = packages.iter().map(|p| p.body_type().to_owned()).collect();
+    let event_types: Vec<String> = packages
+        .iter()
+        .flat_map(|p| p.notify_types().iter().chain(p.publish_types()))
+        .map(|t| (*t).to_owned())
+        .collect();
     let event_names: Vec<String> = packages.iter().map(|p| p.name().to_owned()).collect();
     let events = EventAgent::new(
         config.clone(),

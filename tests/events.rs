@@ -100,6 +100,17 @@ fn malformed_summaries_and_wrong_types_are_refused() -> TestResult {
         w.expect_status(489).header("Allow-Events"),
         Some("dialog, message-summary, presence, reg")
     );
+    // A lamp subscription that accepts no dialog-info gets 406 naming what is served.
+    let blind = w
+        .new_request("SUBSCRIBE", BLF)
+        .header("Event: dialog")
+        .header("Accept: application/pidf+xml")
+        .header(&format!("Contact: <sip:w@{}>", w.local()));
+    w.send(&blind.build());
+    assert_eq!(
+        w.expect_status(406).header("Accept"),
+        Some("application/dialog-info+xml")
+    );
     w.send(&w.request("OPTIONS", "sip:example.org").build());
     let ok = w.expect_status(200);
     assert_eq!(

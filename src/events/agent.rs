@@ -16,7 +16,7 @@ use std::time::Instant;
 use actix::prelude::*;
 use log::{info, warn};
 
-use super::package::{EventPackage, Subscribers};
+use super::package::{negotiate, EventPackage, Subscribers};
 use super::resource::{PublishState, Resource, RestoreState, SourceChanged};
 use super::source::{AttachSource, FetchState, StateSourced};
 use crate::awaiting::{Awaiting, Deferred};
@@ -181,7 +181,9 @@ impl EventAgent {
 
     fn subscribe(&mut self, msg: IncomingRequest, ctx: &mut Context<Self>) -> Answer {
         let dialog = self.package_of(&msg.request).and_then(|package| {
-            subscription_dialog_for(&msg, &self.config, package.name(), &[package.body_type()])
+            let dialog = subscription_dialog_for(&msg, &self.config, package.name(), &[])?;
+            negotiate(package.as_ref(), dialog.accept.as_deref())?;
+            Ok(dialog)
         });
         let dialog = match dialog {
             Ok(d) => d,
@@ -250,6 +252,11 @@ impl EventAgent {
         };
         let id = new_watcher_id();
         let (aor, expires) = (dialog.aor.clone(), dialog.expires);
+        // Checked when the subscription was made; a stored one gets its type again.
+        let media_type = negotiate(package.as_ref(), dialog.accept.as_deref())
+            .ok()
+            .or_else(|| package.notify_types().first().copied())
+            .unwrap_or_default();
         let resource = self.resource(&package, &aor, ctx);
         let init = WatcherInit {
             id,
@@ -258,6 +265,7 @@ impl EventAgent {
         };
         let view = ResourceView {
             package: package.clone(),
+            media_type,
             resource: resource.clone(),
             latest: Latest::default(),
         };
@@ -279,11 +287,11 @@ impl EventAgent {
             Ok(p) => p,
             Err(e) => return Deferred::now(Err(e)),
         };
-        if !package.publishable() {
+        if package.publish_types().is_empty() {
             let mut names: Vec<&str> = self
                 .packages
                 .values()
-                .filter(|p| p.publishable())
+                .filter(|p| !p.publish_types().is_empty())
                 .map(|p| p.name())
                 .collect();
             names.sort_unstable();
@@ -294,7 +302,7 @@ impl EventAgent {
             req,
             &self.config.publish,
             package.name(),
-            &[package.body_type()],
+            package.publish_types(),
         ) {
             Ok(c) => c,
             Err(e) => return Deferred::now(Err(e)),
@@ -448,6 +456,8 @@ pub struct ResourceView {
     /// The resource; it holds this watcher's `Recipient` until `RemoveWatcher`.
     resource: Addr<Resource>,
     latest: Latest,
+    /// The body type this watcher gets (its Accept's choice).
+    media_type: &'static str,
 }
 
 impl NotifyView for ResourceView {
@@ -464,11 +474,11 @@ impl NotifyView for ResourceView {
     fn next(&mut self, _full_state: bool, version: u32, _now: Instant) -> NotifyContent {
         let package = self.package.clone();
         NotifyContent {
-            content_type: package.body_type().to_owned(),
+            content_type: self.media_type.to_owned(),
             body: self
                 .latest
                 .take()
-                .map(|d| package.notify_body(&d.body, version))
+                .map(|d| package.notify_body(&d.body, version, self.media_type))
                 .unwrap_or_default(),
         }
     }

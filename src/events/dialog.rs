@@ -119,8 +119,12 @@ impl EventPackage for DialogPackage {
         "dialog"
     }
 
-    fn body_type(&self) -> &'static str {
-        DIALOG_INFO
+    fn notify_types(&self) -> &'static [&'static str] {
+        &[DIALOG_INFO]
+    }
+
+    fn publish_types(&self) -> &'static [&'static str] {
+        &[DIALOG_INFO]
     }
 
     fn validate(&self, body: &[u8]) -> Result<(), Reject> {
@@ -156,7 +160,7 @@ impl EventPackage for DialogPackage {
         !older.is_empty() && older.iter().all(|(id, _)| decided.contains(id))
     }
 
-    fn notify_body(&self, state: &Bytes, version: u32) -> Bytes {
+    fn notify_body(&self, state: &Bytes, version: u32, _media_type: &str) -> Bytes {
         with_version(state, version)
     }
 }
@@ -181,7 +185,7 @@ mod tests {
         let p = DialogPackage;
         let aor = Aor::parse(AOR).unwrap();
         let doc = p.combine(&aor, &[&publication("Trying", "d1")]);
-        let doc = String::from_utf8(p.notify_body(&doc, 3).to_vec()).unwrap();
+        let doc = String::from_utf8(p.notify_body(&doc, 3, DIALOG_INFO).to_vec()).unwrap();
         assert!(doc.contains("<dialog-info xmlns=\"urn:ietf:params:xml:ns:dialog-info\" version=\"3\" state=\"full\" entity=\"sip:200@example.test\">"), "{doc}");
         let (state, local, remote) = (
             doc.find("<state>trying</state>").unwrap(),

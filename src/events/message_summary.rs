@@ -107,8 +107,12 @@ impl EventPackage for MessageSummary {
         "message-summary"
     }
 
-    fn body_type(&self) -> &'static str {
-        SIMPLE_MESSAGE_SUMMARY
+    fn notify_types(&self) -> &'static [&'static str] {
+        &[SIMPLE_MESSAGE_SUMMARY]
+    }
+
+    fn publish_types(&self) -> &'static [&'static str] {
+        &[SIMPLE_MESSAGE_SUMMARY]
     }
 
     fn validate(&self, body: &[u8]) -> Result<(), Reject> {

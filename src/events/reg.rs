@@ -169,12 +169,12 @@ impl EventPackage for RegPackage {
         "reg"
     }
 
-    fn body_type(&self) -> &'static str {
-        REGINFO
+    fn notify_types(&self) -> &'static [&'static str] {
+        &[REGINFO]
     }
 
-    fn publishable(&self) -> bool {
-        false
+    fn publish_types(&self) -> &'static [&'static str] {
+        &[]
     }
 
     fn subscribers(&self) -> Subscribers {
@@ -196,7 +196,7 @@ impl EventPackage for RegPackage {
         document(aor, &[])
     }
 
-    fn notify_body(&self, state: &Bytes, version: u32) -> Bytes {
+    fn notify_body(&self, state: &Bytes, version: u32, _media_type: &str) -> Bytes {
         with_version(state, version)
     }
 }
@@ -227,7 +227,7 @@ mod tests {
                 contact("sip:alice@10.0.0.2", ContactEvent::Unregistered, &none),
             ],
         );
-        let doc = String::from_utf8(RegPackage.notify_body(&doc, 4).to_vec()).unwrap();
+        let doc = String::from_utf8(RegPackage.notify_body(&doc, 4, REGINFO).to_vec()).unwrap();
         assert!(doc.contains("version=\"4\" state=\"full\""), "{doc}");
         assert!(doc.contains("aor=\"sip:alice@example.test\""), "{doc}");
         assert!(doc.contains("state=\"active\">"), "{doc}");

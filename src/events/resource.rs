@@ -203,7 +203,13 @@ impl Resource {
             etag: etag.to_owned(),
             aor: self.aor.to_string(),
             body: body.to_vec(),
-            content_type: self.package.body_type().to_owned(),
+            content_type: self
+                .package
+                .publish_types()
+                .first()
+                .copied()
+                .unwrap_or_default()
+                .to_owned(),
             expires_at: unix_now() + i64::from(expires),
             seq: seq as i64,
             event: self.package.name().to_owned(),

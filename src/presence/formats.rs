@@ -17,7 +17,7 @@
 use bytes::Bytes;
 
 use super::pidf::{self, BasicStatus, PidfDocument, RPID_NS};
-use crate::sip::headers::{media_quality, parse_weighted_list};
+use crate::sip::headers::{best_media, parse_weighted_list};
 use crate::xml::{escape_into, XmlLimits};
 
 /// A format presence can be written in.
@@ -85,14 +85,11 @@ impl PresenceFormat {
             return Ok(PresenceFormat::Pidf);
         };
         let list = parse_weighted_list(accept, "Accept").map_err(|_| FormatError::Malformed)?;
-        let mut best: Option<(f32, PresenceFormat)> = None;
-        for format in SERVED {
-            let q = media_quality(&list, format.content_type());
-            if q > 0.0 && best.is_none_or(|(b, _)| q > b) {
-                best = Some((q, format));
-            }
-        }
-        best.map(|(_, f)| f).ok_or(FormatError::NoneAcceptable)
+        let chosen = best_media(&list, &Self::SERVED_TYPES).ok_or(FormatError::NoneAcceptable)?;
+        SERVED
+            .into_iter()
+            .find(|f| f.content_type() == chosen)
+            .ok_or(FormatError::NoneAcceptable)
     }
 
     /// `pidf_body` (the presentity `aor`'s PIDF document, as the presentity wrote it) in

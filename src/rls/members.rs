@@ -89,7 +89,9 @@ impl ListMembers {
     pub fn part_type(&self) -> &'static str {
         match self {
             Self::Presence(_) => PIDF_CONTENT_TYPE,
-            Self::Package { package, .. } => package.body_type(),
+            Self::Package { package, .. } => {
+                package.notify_types().first().copied().unwrap_or_default()
+            }
         }
     }
 
@@ -97,7 +99,7 @@ impl ListMembers {
     pub fn part_body(&self, body: &Bytes, version: u32) -> Bytes {
         match self {
             Self::Presence(_) => body.clone(),
-            Self::Package { package, .. } => package.notify_body(body, version),
+            Self::Package { package, .. } => package.notify_body(body, version, self.part_type()),
         }
     }
 }

@@ -699,6 +699,20 @@ pub fn media_quality(accept: &[Weighted], media: &str) -> f32 {
     exact.or_else(by_type).or_else(any).map_or(0.0, |w| w.q)
 }
 
+/// The media type of `served` (in the server's order of preference) that an Accept list
+/// `accept` rates highest (RFC 7231 §5.3.2), the server's order first among equals; `None`
+/// when it accepts none of them (a 406).
+pub fn best_media<'a>(accept: &[Weighted], served: &[&'a str]) -> Option<&'a str> {
+    let mut best: Option<(f32, &'a str)> = None;
+    for media in served {
+        let q = media_quality(accept, media);
+        if q > 0.0 && best.is_none_or(|(b, _)| q > b) {
+            best = Some((q, media));
+        }
+    }
+    best.map(|(_, m)| m)
+}
+
 /// True if an Accept-Encoding list admits `coding` (RFC 7231 §5.3.4 rules, `*` included).
 pub fn accepts_coding(accept: &[Weighted], coding: &str) -> bool {
     let coding = coding.to_ascii_lowercase();
