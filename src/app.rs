@@ -163,6 +163,7 @@ async fn start_presence(
             default_expires: p.publish_default_expires,
             min_expires: p.publish_min_expires,
             max_expires: p.publish_max_expires,
+            max_per_resource: p.max_publications_per_resource,
         },
         xml: XmlLimits {
             max_bytes: p.max_body_bytes,
@@ -173,6 +174,7 @@ async fn start_presence(
             closed_when_unknown: p.closed_when_unknown,
             retry_after: settings.store.retry_after_s,
             registration_state: p.registration_state,
+            max_publications: p.max_publications_per_resource,
             users: UsersUse {
                 long_term: !settings.users.user_query.trim().is_empty(),
                 phones: !settings.users.phones_query.trim().is_empty(),

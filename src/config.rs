@@ -143,6 +143,9 @@ pub struct PresenceSettings {
     pub keep_subscription_on_408: bool,
     /// Largest PIDF body accepted in a PUBLISH, bytes; larger gets 413.
     pub max_body_bytes: usize,
+    /// Live publications one resource (a presentity, a lamp, a mailbox) holds at most; a new
+    /// one beyond gets 403.
+    pub max_publications_per_resource: usize,
     /// Deepest XML nesting accepted in a PIDF body; deeper gets 400.
     pub max_xml_depth: usize,
     /// NOTIFY bodies of at least this many bytes go out deflated when the SUBSCRIBE's
@@ -178,6 +181,7 @@ impl Default for PresenceSettings {
             closed_when_unknown: true,
             keep_subscription_on_408: false,
             max_body_bytes: 65536,
+            max_publications_per_resource: 64,
             max_xml_depth: 32,
             deflate_min_bytes: 1024,
             registration_state: RegistrationState::Fallback,
@@ -513,6 +517,12 @@ impl Settings {
             return Err(invalid(
                 "presence.publish_min_expires",
                 "must not exceed presence.publish_max_expires",
+            ));
+        }
+        if p.max_publications_per_resource == 0 {
+            return Err(invalid(
+                "presence.max_publications_per_resource",
+                "must be positive",
             ));
         }
         if p.max_body_bytes == 0 || p.max_xml_depth == 0 {

@@ -403,3 +403,51 @@ fn a_busy_lamp_list_gets_rlmi_with_dialog_info_parts_and_survives_kill_9() -> Te
     lists::xmllint("dialog-info.xsd", &lamp_docs);
     Ok(())
 }
+
+#[test]
+fn a_resource_holds_a_bounded_number_of_publications() -> TestResult {
+    let server = TestServer::start_with(
+        "",
+        "[presence]\nmin_expires = 1\npublish_min_expires = 1\nmax_publications_per_resource = 2\n",
+    );
+    let mut proxy = UdpUa::new(server.udp);
+    let publish = |ua: &UdpUa, id: &str, etag: Option<&str>| {
+        let body = format!(
+            "<?xml version=\"1.0\"?>\n<dialog-info xmlns=\"urn:ietf:params:xml:ns:dialog-info\" \
+             version=\"0\" state=\"full\" entity=\"{BLF}\"><dialog id=\"{id}\"><state>confirmed</state>\
+             </dialog></dialog-info>"
+        );
+        let mut r = ua
+            .new_request("PUBLISH", BLF)
+            .header("Event: dialog")
+            .header("Expires: 600");
+        if let Some(tag) = etag {
+            r = r.header(&format!("SIP-If-Match: {tag}"));
+        }
+        r.body("application/dialog-info+xml", body.as_bytes())
+            .build()
+    };
+    proxy.send(&publish(&proxy, "call-1", None));
+    let first = proxy
+        .expect_status(200)
+        .header("SIP-ETag")
+        .unwrap()
+        .to_owned();
+    proxy.send(&publish(&proxy, "call-2", None));
+    proxy.expect_status(200);
+    // A third call's publication is one too many; changing a live one still works.
+    proxy.send(&publish(&proxy, "call-3", None));
+    let refused = proxy.expect_status(403);
+    assert!(
+        refused.start.contains("Too Many Publications"),
+        "{refused:?}"
+    );
+    proxy.send(&publish(&proxy, "call-1b", Some(&first)));
+    proxy.expect_status(200);
+    assert_eq!(
+        server.log_count("new publication refused"),
+        1,
+        "logged once"
+    );
+    Ok(())
+}

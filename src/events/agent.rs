@@ -17,7 +17,7 @@ use actix::prelude::*;
 use log::{info, warn};
 
 use super::package::{negotiate, EventPackage, Subscribers};
-use super::resource::{PublishState, Resource, RestoreState, SourceChanged};
+use super::resource::{PublishState, Resource, ResourceLimits, RestoreState, SourceChanged};
 use super::source::{AttachSource, FetchState, StateSourced};
 use crate::awaiting::{Awaiting, Deferred};
 use crate::presence::agent::{subscription_dialog_for, PresenceConfig};
@@ -169,7 +169,10 @@ impl EventAgent {
                 aor.clone(),
                 ctx.address(),
                 store,
-                retry_after,
+                ResourceLimits {
+                    retry_after,
+                    max_publications: self.config.publish.max_per_resource,
+                },
                 source,
             )
             .start(),

@@ -11,6 +11,7 @@
 use std::collections::HashMap;
 
 use actix::SpawnHandle;
+use log::warn;
 
 use crate::presence::publication::{new_entity_tag, PublishKind};
 use crate::sip::Reject;
@@ -56,22 +57,27 @@ pub enum Plan<B> {
 pub struct Publications<B> {
     entries: HashMap<String, Published<B>>,
     seq: u64,
+    /// Live publications at most.
+    cap: usize,
 }
 
-impl<B> Default for Publications<B> {
-    fn default() -> Self {
+impl<B> Publications<B> {
+    /// An empty table holding at most `cap` publications.
+    pub fn with_cap(cap: usize) -> Self {
         Self {
             entries: HashMap::new(),
             seq: 0,
+            cap,
         }
     }
 }
 
 impl<B: Clone> Publications<B> {
     /// RFC 3903 §6 against the table: what a PUBLISH of `kind` (with `body` for initial and
-    /// modify) changes, without changing it.
+    /// modify) to resource `aor` changes, without changing it.
     pub fn plan(
         &mut self,
+        aor: &impl std::fmt::Display,
         kind: PublishKind,
         body: Option<B>,
         expires: u32,
@@ -79,6 +85,13 @@ impl<B: Clone> Publications<B> {
         self.seq += 1;
         let seq = self.seq;
         match kind {
+            PublishKind::Initial if self.entries.len() >= self.cap => {
+                warn!(
+                    "{aor}: new publication refused, {} live already",
+                    self.entries.len()
+                );
+                Err(Reject::with_reason(403, "Too Many Publications"))
+            }
             PublishKind::Initial => Ok(Plan::Put {
                 old: None,
                 etag: new_entity_tag(),
@@ -184,14 +197,16 @@ mod tests {
 
     #[test]
     fn entity_tags_follow_rfc_3903() {
-        let mut t: Publications<&str> = Publications::default();
+        let mut t: Publications<&str> = Publications::with_cap(2);
         assert_eq!(
-            t.plan(PublishKind::Refresh("nope".into()), None, 60)
+            t.plan(&"sip:a@b", PublishKind::Refresh("nope".into()), None, 60)
                 .unwrap_err()
                 .status,
             412
         );
-        let plan = t.plan(PublishKind::Initial, Some("a"), 60).unwrap();
+        let plan = t
+            .plan(&"sip:a@b", PublishKind::Initial, Some("a"), 60)
+            .unwrap();
         let Plan::Put {
             etag: first,
             seq: first_seq,
@@ -204,7 +219,7 @@ mod tests {
         assert!(t.apply(plan, |_, _| timer()).is_empty());
         // A refresh keeps the body and its order, under a new entity-tag.
         let plan = t
-            .plan(PublishKind::Refresh(first.clone()), None, 60)
+            .plan(&"sip:a@b", PublishKind::Refresh(first.clone()), None, 60)
             .unwrap();
         let Plan::Put {
             etag: second,
@@ -222,16 +237,27 @@ mod tests {
         assert_eq!(t.apply(plan, |_, _| timer()).len(), 1, "the old timer ends");
         assert!(!t.contains(&first) && t.contains(&second));
         // A modify is newest; an expiry of 0 removes.
-        let plan = t.plan(PublishKind::Initial, Some("b"), 60).unwrap();
-        t.apply(plan, |_, _| timer());
         let plan = t
-            .plan(PublishKind::Modify(second.clone()), Some("c"), 60)
+            .plan(&"sip:a@b", PublishKind::Initial, Some("b"), 60)
+            .unwrap();
+        t.apply(plan, |_, _| timer());
+        let full = t.plan(&"sip:a@b", PublishKind::Initial, Some("x"), 60);
+        assert_eq!(full.unwrap_err().status, 403, "two live already");
+        let plan = t
+            .plan(
+                &"sip:a@b",
+                PublishKind::Modify(second.clone()),
+                Some("c"),
+                60,
+            )
             .unwrap();
         t.apply(plan, |_, _| timer());
         let order: Vec<&str> = t.newest_first().iter().map(|(_, p)| p.body).collect();
         assert_eq!(order, ["c", "b"]);
         let (tag, _) = t.iter().find(|(_, p)| p.body == "c").unwrap();
-        let plan = t.plan(PublishKind::Remove(tag.clone()), None, 0).unwrap();
+        let plan = t
+            .plan(&"sip:a@b", PublishKind::Remove(tag.clone()), None, 0)
+            .unwrap();
         assert!(matches!(plan, Plan::Remove { .. }));
         t.apply(plan, |_, _| timer());
         assert_eq!(t.iter().count(), 1);

@@ -84,6 +84,15 @@ pub struct Resource {
     awaiting_source: bool,
 }
 
+/// What a resource is given to work within.
+#[derive(Debug, Clone, Copy)]
+pub struct ResourceLimits {
+    /// Retry-After of a 503, seconds.
+    pub retry_after: u32,
+    /// Live publications at most.
+    pub max_publications: usize,
+}
+
 /// A source's newer state of the resource, from the agent.
 #[derive(Message, Debug)]
 #[rtype(result = "()")]
@@ -96,7 +105,7 @@ impl Resource {
         aor: Aor,
         agent: Addr<EventAgent>,
         store: Recipient<Persist>,
-        retry_after: u32,
+        limits: ResourceLimits,
         source: Option<Recipient<FetchState>>,
     ) -> Self {
         let body = package.default_body(&aor);
@@ -109,13 +118,13 @@ impl Resource {
             }),
             package,
             aor,
-            publications: Publications::default(),
+            publications: Publications::with_cap(limits.max_publications),
             watchers: HashMap::new(),
             received: 0,
             idle_reported: false,
             agent,
             store,
-            retry_after,
+            retry_after: limits.retry_after,
             awaiting_source: source.is_some(),
             source,
             sourced: None,
@@ -273,7 +282,7 @@ impl Handler<PublishState> for Resource {
             respond,
         } = msg;
         let body = matches!(kind, PublishKind::Initial | PublishKind::Modify(_)).then_some(body);
-        let plan = match self.publications.plan(kind, body, expires) {
+        let plan = match self.publications.plan(&self.aor, kind, body, expires) {
             Ok(plan) => plan,
             Err(reject) => {
                 self.check_idle();

@@ -189,6 +189,8 @@ pub struct PresentitySettings {
     pub registration_state: RegistrationState,
     /// What the users database is used for.
     pub users: UsersUse,
+    /// Live publications at most.
+    pub max_publications: usize,
 }
 
 /// What a presentity asks the users database, and how long it waits for it.
@@ -316,7 +318,7 @@ impl Presentity {
             asking_alias: false,
             aor: aor.clone(),
             settings,
-            publications: Publications::default(),
+            publications: Publications::with_cap(settings.max_publications),
             bindings: Vec::new(),
             watchers: HashMap::new(),
             current: Arc::new(PresenceDocument {
@@ -769,7 +771,10 @@ impl Handler<Publish> for Presentity {
             body: request.body,
             content_type: request.content_type,
         });
-        let plan = match self.publications.plan(request.kind, body, request.expires) {
+        let plan = match self
+            .publications
+            .plan(&self.aor, request.kind, body, request.expires)
+        {
             Ok(plan) => plan,
             Err(reject) => {
                 self.check_idle();

@@ -34,6 +34,8 @@ pub struct PublishLimits {
     pub min_expires: u32,
     /// Above this: clamped.
     pub max_expires: u32,
+    /// Live publications one resource holds at most (a new one beyond gets 403).
+    pub max_per_resource: usize,
 }
 
 /// A PUBLISH that passed the stateless checks.
