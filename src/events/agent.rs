@@ -1,13 +1,15 @@
-//! `EventAgent`: the entry point of the event packages served from publications (everything
-//! but presence, which has its own agent), and the owner of their (package, AOR) → resource
-//! map.
+//! `EventAgent`: the entry point of the event packages besides presence (which has its own
+//! agent), and the owner of their (package, AOR) → resource map.
 //!
-//! Owns: the packages registered at start-up, the resource table (created on demand, stopped
-//! when idle, as the presence agent does with presentities), the stateless checks of initial
-//! SUBSCRIBE (RFC 6665 §4.2.1) and PUBLISH (RFC 3903 §6, then the package's own body check),
-//! starting one `Watcher<ResourceView>` per accepted subscription, and restoring stored
-//! publications and subscriptions of its packages. Created by `app`; lives as long as the
-//! system. Must not: know what a package's bodies mean (the package does) or send SIP itself.
+//! Owns: the packages registered at start-up and their state sources (`source`: the
+//! registrar for reg), the resource table (created on demand, stopped when idle, as the
+//! presence agent does with presentities), the stateless checks of initial SUBSCRIBE (RFC 6665
+//! §4.2.1, the body type by Accept, the package's rule of who may subscribe) and PUBLISH (RFC
+//! 3903 §6, 489 for a package nothing is published to, then the package's own body check),
+//! starting one `Watcher<ResourceView>` per accepted subscription, attaching list watchers to
+//! resources, and restoring stored publications and subscriptions of its packages. Created by
+//! `app`; lives as long as the system. Must not: know what a package's bodies mean (the
+//! package does) or send SIP itself.
 
 use std::collections::HashMap;
 use std::sync::Arc;
