@@ -128,8 +128,7 @@ pub fn check_for(
 /// made later sorts after every tag made before it: the store's primary-key index on the tags
 /// then grows at its right edge, where a B-tree insert is cheapest (PostgreSQL skips the
 /// descent from the root), and the tags a refresh or a remove deletes sit on the few pages
-/// written last. Random tags spread every insert and delete over the whole index; that cost
-/// PostgreSQL about a quarter more CPU per PUBLISH (BENCHMARKS.md).
+/// written last; random tags would spread every insert and delete over the whole index.
 pub fn new_entity_tag() -> String {
     let millis = SystemTime::now()
         .duration_since(UNIX_EPOCH)
