@@ -33,8 +33,6 @@ pub enum ContactEvent {
     Shortened,
     /// Not refreshed in time.
     Expired,
-    /// Removed by the server, the user agent may register again.
-    Deactivated,
     /// Removed by a REGISTER (Expires 0, or `*`).
     Unregistered,
 }
@@ -48,14 +46,13 @@ impl ContactEvent {
             Self::Refreshed => "refreshed",
             Self::Shortened => "shortened",
             Self::Expired => "expired",
-            Self::Deactivated => "deactivated",
             Self::Unregistered => "unregistered",
         }
     }
 
     /// Whether the contact is gone after it (`state="terminated"`).
     pub fn terminates(self) -> bool {
-        matches!(self, Self::Expired | Self::Deactivated | Self::Unregistered)
+        matches!(self, Self::Expired | Self::Unregistered)
     }
 }
 
