@@ -83,6 +83,8 @@ max_tcp_connections = 20000
 url = "$url"
 [log]
 level = "warn,presenced::app=info,presenced::presence::registry=info"
+[http]
+listen = ["127.0.0.1:0"]
 EOF
   if [ "$PIN" = 1 ]; then
     printf '[affinity]\nsip_thread = [0]\nother_threads = [1]\n' >> "$dir/presenced.toml"

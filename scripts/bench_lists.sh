@@ -46,6 +46,8 @@ url = "sqlite://$dir/presenced.db"
 min_notify_interval_ms = $interval
 [log]
 level = "warn,presenced::app=info"
+[http]
+listen = ["127.0.0.1:0"]
 CONF
   start_presenced "$dir/presenced.toml" "$dir/log"
   local tcp=$TCP

@@ -64,6 +64,8 @@ phones_query = "SELECT login AS username, domain, phone FROM $TABLE WHERE phone 
 max_resources = $MEMBERS
 [log]
 level = "warn,presenced::app=info"
+[http]
+listen = ["127.0.0.1:0"]
 $AFFINITY
 CONF
   start_presenced "$dir/presenced.toml" "$dir/log"

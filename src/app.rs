@@ -83,6 +83,8 @@ pub struct BoundSockets {
     pub udp: Vec<std::net::UdpSocket>,
     /// TCP listeners.
     pub tcp: Vec<std::net::TcpListener>,
+    /// HTTP listeners.
+    pub http: Vec<std::net::TcpListener>,
 }
 
 /// Checks what the settings name that other modules read: the database URLs (by scheme), the
@@ -142,6 +144,15 @@ pub fn bind(settings: &Settings) -> Result<BoundSockets, StartError> {
                 sockets.tcp.push(s);
             }
         }
+    }
+    for addr in settings.http.listen_addrs()? {
+        let s = std::net::TcpListener::bind(addr).map_err(|source| StartError::Bind {
+            transport: "http",
+            addr,
+            source,
+        })?;
+        s.set_nonblocking(true)?;
+        sockets.http.push(s);
     }
     Ok(sockets)
 }
@@ -492,6 +503,9 @@ pub async fn run(
     // Every thread started from here on inherits this set (see `affinity`); the SIP thread
     // takes its own once they are all started.
     pin_this_thread("affinity.other_threads", &settings.affinity.other_threads)?;
+    let starting = std::time::Instant::now();
+    // Up before the restore, so that /health/ready can say it is restoring.
+    let http = crate::http::start(sockets.http)?;
     let (committer, worker, snapshot) = start_store(&settings, store_conn).await?;
     let dispatcher_ctx = Context::<Dispatcher>::new();
     let dispatcher = dispatcher_ctx.address();
@@ -563,6 +577,9 @@ pub async fn run(
     actix::spawn(async move {
         let _ = restored.await;
         dispatcher.do_send(Ready);
+        let m = crate::metrics::metrics();
+        m.restore_seconds.set(starting.elapsed().as_secs_f64());
+        m.restored.set(1);
     });
     info!("presenced {} running", env!("CARGO_PKG_VERSION"));
 
@@ -590,6 +607,9 @@ pub async fn run(
         }
     };
     info!("shutting down");
+    if let Some(http) = http {
+        http.stop(true).await;
+    }
     if let Some(io) = io_arbiter {
         io.stop();
     }

@@ -55,6 +55,40 @@ pub struct Settings {
     pub affinity: AffinitySettings,
     /// `[users]`: the service's users database (long-term presence, phone-number aliases).
     pub users: UsersSettings,
+    /// `[http]`: health checks and metrics.
+    pub http: HttpSettings,
+}
+
+/// `[http]` section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSettings {
+    /// Listening sockets, `HOST:PORT` (IPv6 hosts in brackets); empty turns HTTP off.
+    pub listen: Vec<String>,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            listen: vec!["127.0.0.1:8060".into()],
+        }
+    }
+}
+
+impl HttpSettings {
+    /// The parsed `listen` entries. `validate()` has checked that they parse.
+    pub fn listen_addrs(&self) -> Result<Vec<std::net::SocketAddr>, ConfigError> {
+        self.listen
+            .iter()
+            .enumerate()
+            .map(|(i, entry)| {
+                entry.parse().map_err(|_| ConfigError::Invalid {
+                    key: format!("http.listen[{i}]"),
+                    problem: "not HOST:PORT".into(),
+                })
+            })
+            .collect()
+    }
 }
 
 /// `[sip]` section.
@@ -460,6 +494,7 @@ impl Settings {
             return Err(invalid("sip.listen", "at least one socket is needed"));
         }
         self.sip.listen_addrs()?;
+        self.http.listen_addrs()?;
         if self.sip.max_message_bytes < 1024 {
             return Err(invalid("sip.max_message_bytes", "must be at least 1024"));
         }

@@ -17,8 +17,10 @@
 //! - [`config`]: typed settings, read once at start-up.
 //! - [`sip`]: the SIP layer (façade over rsip, transports, transactions, dispatcher).
 //! - [`presence`]: presentities, watchers, PUBLISH, PIDF and aggregation.
-//! - [`events`]: the event packages served from publications beyond presence
-//!   (message-summary), on one package-independent machinery.
+//! - [`events`]: the event packages beyond presence (dialog, message-summary, reg), on one
+//!   package-independent machinery.
+//! - [`http`]: the HTTP side: health checks and metrics.
+//! - [`metrics`]: the counters, gauges and histograms presenced keeps about itself.
 //! - [`registrar`]: REGISTER bindings, fed to presentities as messages.
 //! - [`rls`]: resource list subscriptions (RFC 4662): request-contained (RFC 5367) and
 //!   server-known lists, one `Watcher<ListView>` per list subscription.
@@ -38,6 +40,8 @@ pub mod app;
 pub mod awaiting;
 pub mod config;
 pub mod events;
+pub mod http;
+pub mod metrics;
 pub mod presence;
 pub mod registrar;
 pub mod rls;

@@ -309,7 +309,7 @@ fn a_locked_sqlite_database_gets_503_and_notifies_continue_and_it_recovers() -> 
         "[sip]\nlisten = [\"udp:127.0.0.1:0\", \"tcp:127.0.0.1:0\"]\nt1_ms = 50\nt2_ms = 400\n\
          [presence]\nmin_expires = 1\n\
          [store]\nurl = \"sqlite://{}\"\nretry_after_s = 7\nsqlite_busy_timeout_ms = 100\n\
-         [log]\nlevel = \"debug\"\n",
+         [log]\nlevel = \"debug\"\n[http]\nlisten = [\"127.0.0.1:0\"]\n",
         db.display()
     );
     let server = TestServer::start_config(tempfile::tempdir()?, &config);

@@ -478,11 +478,11 @@ impl NotifyView for ResourceView {
 
     fn next(&mut self, _full_state: bool, version: u32, _now: Instant) -> NotifyContent {
         let package = self.package.clone();
+        let doc = self.latest.take();
         NotifyContent {
             content_type: self.media_type.to_owned(),
-            body: self
-                .latest
-                .take()
+            changed_at: doc.map(|d| d.changed_at),
+            body: doc
                 .map(|d| package.notify_body(&d.body, version, self.media_type))
                 .unwrap_or_default(),
         }

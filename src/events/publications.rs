@@ -13,6 +13,7 @@ use std::collections::HashMap;
 use actix::SpawnHandle;
 use log::warn;
 
+use crate::metrics::metrics;
 use crate::presence::publication::{new_entity_tag, PublishKind};
 use crate::sip::Reject;
 
@@ -59,15 +60,34 @@ pub struct Publications<B> {
     seq: u64,
     /// Live publications at most.
     cap: usize,
+    /// Its event package (the metrics label).
+    package: &'static str,
 }
 
 impl<B> Publications<B> {
-    /// An empty table holding at most `cap` publications.
-    pub fn with_cap(cap: usize) -> Self {
+    /// An empty table of `package` holding at most `cap` publications.
+    pub fn new(package: &'static str, cap: usize) -> Self {
         Self {
             entries: HashMap::new(),
             seq: 0,
             cap,
+            package,
+        }
+    }
+
+    fn gauge(&self) -> prometheus_client::metrics::gauge::Gauge {
+        metrics()
+            .publications
+            .get_or_create(&[("package", self.package)])
+            .clone()
+    }
+}
+
+impl<B> Drop for Publications<B> {
+    fn drop(&mut self) {
+        if !self.entries.is_empty() {
+            self.gauge()
+                .dec_by(i64::try_from(self.entries.len()).unwrap_or(i64::MAX));
         }
     }
 }
@@ -154,13 +174,21 @@ impl<B> Publications<B> {
     /// Puts a publication in (one restored from the store, or a planned one).
     pub fn insert(&mut self, etag: String, body: B, seq: u64, timer: SpawnHandle) {
         self.seq = self.seq.max(seq);
-        self.entries.insert(etag, Published { body, seq, timer });
+        if self
+            .entries
+            .insert(etag, Published { body, seq, timer })
+            .is_none()
+        {
+            self.gauge().inc();
+        }
     }
 
     /// Takes a publication out (expired, removed or superseded): its timer, to cancel, or
     /// `None` when it was not there.
     pub fn remove(&mut self, etag: &str) -> Option<SpawnHandle> {
-        self.entries.remove(etag).map(|p| p.timer)
+        let removed = self.entries.remove(etag)?;
+        self.gauge().dec();
+        Some(removed.timer)
     }
 
     /// Whether `etag` is in the table.
@@ -197,7 +225,7 @@ mod tests {
 
     #[test]
     fn entity_tags_follow_rfc_3903() {
-        let mut t: Publications<&str> = Publications::with_cap(2);
+        let mut t: Publications<&str> = Publications::new("x-test", 2);
         assert_eq!(
             t.plan(&"sip:a@b", PublishKind::Refresh("nope".into()), None, 60)
                 .unwrap_err()

@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use bytes::Bytes;
@@ -109,16 +109,18 @@ impl Resource {
         source: Option<Recipient<FetchState>>,
     ) -> Self {
         let body = package.default_body(&aor);
+        let publications = Publications::new(package.name(), limits.max_publications);
         Self {
             current: Arc::new(PresenceDocument {
                 aor: aor.clone(),
                 version: 0,
                 body,
                 unowned_alias: false,
+                changed_at: Instant::now(),
             }),
             package,
             aor,
-            publications: Publications::with_cap(limits.max_publications),
+            publications,
             watchers: HashMap::new(),
             received: 0,
             idle_reported: false,
@@ -166,6 +168,7 @@ impl Resource {
             version: self.current.version + 1,
             body,
             unowned_alias: false,
+            changed_at: Instant::now(),
         });
         for w in self.watchers.values() {
             // do_send: one per change per watcher, which coalesces NOTIFYs itself.

@@ -232,6 +232,7 @@ impl PresenceAgent {
             .start();
             self.presentities
                 .insert(aor.clone(), Entry { addr, sent: 0 });
+            crate::metrics::metrics().presentities.inc();
         }
         match self.presentities.get_mut(aor) {
             Some(entry) => {
@@ -558,6 +559,7 @@ impl Handler<PresentityIdle> for PresenceAgent {
             if entry.sent == msg.received {
                 entry.addr.do_send(Stop);
                 self.presentities.remove(&msg.aor);
+                crate::metrics::metrics().presentities.dec();
                 if let Some(at) = msg.last_active {
                     self.last_active.insert(msg.aor, at);
                 }

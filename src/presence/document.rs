@@ -23,6 +23,8 @@ pub struct PresenceDocument {
     /// list shows its resource without an instance, as liblinphone expects of a number that
     /// is not a user.
     pub unowned_alias: bool,
+    /// When this state was made (the change NOTIFYs report is measured from here).
+    pub changed_at: std::time::Instant,
 }
 
 /// A shared snapshot.

@@ -318,7 +318,7 @@ impl Presentity {
             asking_alias: false,
             aor: aor.clone(),
             settings,
-            publications: Publications::with_cap(settings.max_publications),
+            publications: Publications::new(PRESENCE_PACKAGE, settings.max_publications),
             bindings: Vec::new(),
             watchers: HashMap::new(),
             current: Arc::new(PresenceDocument {
@@ -326,6 +326,7 @@ impl Presentity {
                 version: 0,
                 body: Bytes::new(),
                 unowned_alias: false,
+                changed_at: Instant::now(),
             }),
             stale: true,
             received: 0,
@@ -348,6 +349,7 @@ impl Presentity {
             version,
             body: Bytes::from(pidf::serialize(&doc)),
             unowned_alias,
+            changed_at: Instant::now(),
         }
     }
 

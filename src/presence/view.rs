@@ -38,6 +38,8 @@ pub struct NotifyContent {
     pub content_type: String,
     /// The body, before any content coding.
     pub body: Bytes,
+    /// When the state it reports changed; `None` when it reports none (full state owed).
+    pub changed_at: Option<Instant>,
 }
 
 /// The future of a view's part of an in-dialog SUBSCRIBE.
@@ -72,6 +74,14 @@ pub trait NotifyView: Unpin + Sized + 'static {
     /// The value of the NOTIFY's Event header (without `id`).
     fn event_package(&self) -> &'static str {
         "presence"
+    }
+    /// The event package as served, lower case (a metrics label).
+    fn package(&self) -> &'static str {
+        self.event_package()
+    }
+    /// `plain` or `list` (a metrics label).
+    fn kind(&self) -> &'static str {
+        "plain"
     }
     /// Headers added to every NOTIFY and to the 200 of a refresh.
     fn extra_headers(&self) -> &'static [(&'static str, &'static str)] {
@@ -142,11 +152,11 @@ impl NotifyView for PresentityView {
 
     fn next(&mut self, _full_state: bool, _version: u32, _now: Instant) -> NotifyContent {
         let format = self.format;
+        let doc = self.latest.take();
         NotifyContent {
             content_type: format.content_type().to_owned(),
-            body: self
-                .latest
-                .take()
+            changed_at: doc.map(|d| d.changed_at),
+            body: doc
                 .map(|d| format.render(d.aor.as_str(), &d.body))
                 .unwrap_or_default(),
         }

@@ -30,6 +30,7 @@ use log::{debug, info};
 use super::presentity::PresenceChanged;
 use super::subscription::{local_contact, subscription_id, SubscriptionDialog};
 use super::view::{Due, NotifyContent, NotifyView};
+use crate::metrics::metrics;
 use crate::sip::content_coding::deflate;
 use crate::sip::dialog::DialogId;
 use crate::sip::dispatcher::{
@@ -386,6 +387,15 @@ impl<V: NotifyView> Watcher<V> {
         self.local_cseq += 1;
         // RFC 4662 §5.2: the first RLMI version is 0, and it goes up by one per NOTIFY.
         let content = self.view.next(full_state, self.local_cseq - 1, now);
+        let package = self.view.package();
+        let m = metrics();
+        m.notifies_sent.get_or_create(&[("package", package)]).inc();
+        // A change's latency: full state (initial, refresh) reports no change.
+        if let (false, Some(at)) = (full_state, content.changed_at) {
+            m.change_to_notify
+                .get_or_create(&[("package", package)])
+                .observe(now.saturating_duration_since(at).as_secs_f64());
+        }
         let request = self.notify(&state, content);
         self.in_flight = true;
         self.init.shared.dispatcher.do_send(SendRequest {
@@ -588,6 +598,10 @@ impl<V: NotifyView> Actor for Watcher<V> {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        metrics()
+            .subscriptions
+            .get_or_create(&[("package", self.view.package()), ("kind", self.view.kind())])
+            .inc();
         // The dialog table entry comes with the 200 (`Watcher::dialog_registration`).
         if self.life.is_active() {
             self.arm_expiry(ctx);
@@ -595,6 +609,10 @@ impl<V: NotifyView> Actor for Watcher<V> {
     }
 
     fn stopping(&mut self, _ctx: &mut Self::Context) -> Running {
+        metrics()
+            .subscriptions
+            .get_or_create(&[("package", self.view.package()), ("kind", self.view.kind())])
+            .dec();
         // do_send: one message per ended subscription. An unsubscribe already removed the row
         // before its 200; this covers expiry and NOTIFY failures, where nothing waits for it.
         if self.init.dialog.expires != 0 {
@@ -677,6 +695,19 @@ impl<V: NotifyView> Handler<ClientOutcome> for Watcher<V> {
         }
         self.in_flight = false;
         let id = self.init.id;
+        let cause = match &msg.result {
+            ClientResult::Response(r) if (200..300).contains(&r.status) => None,
+            ClientResult::Response(r) if r.status == 481 => Some("481"),
+            ClientResult::Response(_) => Some("status"),
+            ClientResult::Timeout => Some("timeout"),
+            ClientResult::TransportError => Some("transport"),
+        };
+        if let Some(cause) = cause {
+            metrics()
+                .notifies_failed
+                .get_or_create(&[("package", self.view.package()), ("cause", cause)])
+                .inc();
+        }
         match msg.result {
             ClientResult::Response(r) if (200..300).contains(&r.status) => {
                 if self.life == Lifecycle::FinalSent {

@@ -16,6 +16,7 @@ use log::{debug, info, warn};
 use crate::awaiting::{Awaiting, Deferred};
 use crate::events::reg::{self, ContactEvent, RegContact};
 use crate::events::source::{FetchState, SourcedState, StateSourced};
+use crate::metrics::metrics;
 use crate::presence::agent::{BindingsChanged, PresenceAgent};
 use crate::presence::aor::Aor;
 use crate::presence::presentity::BindingTuple;
@@ -194,6 +195,13 @@ impl Registrar {
                 Err(reject)
             }
         }
+    }
+
+    /// Moves the bindings gauge by how `aor`'s bindings changed from `before`.
+    fn count(&self, aor: &Aor, before: usize) {
+        let after = self.bindings.get(aor).map_or(0, Vec::len);
+        let delta = i64::try_from(after).unwrap_or(0) - i64::try_from(before).unwrap_or(0);
+        metrics().bindings.inc_by(delta);
     }
 
     fn put_back(&mut self, aor: &Aor, previous: Option<Vec<Binding>>) {
@@ -391,6 +399,9 @@ impl Registrar {
         }
         for (aor, mut gone) in expired {
             debug!("registrar {aor}: binding expired");
+            metrics()
+                .bindings
+                .dec_by(i64::try_from(gone.len()).unwrap_or(0));
             if self.bindings.get(&aor).is_some_and(Vec::is_empty) {
                 self.bindings.remove(&aor);
             }
@@ -423,6 +434,7 @@ impl Handler<IncomingRequest> for Registrar {
         if !applied.changed {
             return Deferred::now(Ok(self.reply(&aor)));
         }
+        self.count(&aor, previous.as_ref().map_or(0, Vec::len));
         // Applied at once (so later REGISTERs see it), announced and answered once committed.
         let generation = self.generation.entry(aor.clone()).or_default();
         *generation += 1;
@@ -436,7 +448,9 @@ impl Handler<IncomingRequest> for Registrar {
             _ => {
                 // Put the bindings back unless a later REGISTER has changed them since.
                 if act.generation.get(&aor) == Some(&mine) {
+                    let before = act.bindings.get(&aor).map_or(0, Vec::len);
                     act.put_back(&aor, previous);
+                    act.count(&aor, before);
                 }
                 Err(Reject::new(503).header("Retry-After", act.config.retry_after.to_string()))
             }
@@ -484,6 +498,7 @@ impl Handler<RestoreBindings> for Registrar {
                 event: ContactEvent::Registered,
             };
             self.bindings.entry(aor.clone()).or_default().push(binding);
+            metrics().bindings.inc();
             aors.push(aor);
         }
         aors.dedup();

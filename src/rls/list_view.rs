@@ -80,6 +80,8 @@ pub struct ListView {
     awaiting: HashSet<Aor>,
     /// Members changed since the last NOTIFY.
     changed: HashSet<Aor>,
+    /// When the first of those changes was made.
+    first_change: Option<Instant>,
     /// Indices of members still to be sent in the NOTIFYs right after this one.
     spill: VecDeque<usize>,
     last_sent: Option<Instant>,
@@ -114,6 +116,7 @@ impl ListView {
             docs: HashMap::new(),
             awaiting: HashSet::new(),
             changed: HashSet::new(),
+            first_change: None,
             spill: VecDeque::new(),
             last_sent: None,
             instance_ids: HashMap::new(),
@@ -306,6 +309,7 @@ impl ListView {
         NotifyContent {
             content_type: multipart::content_type(&boundary, &root_type, &root_cid),
             body: multipart::body(&boundary, &root, &parts, self.style),
+            changed_at: None,
         }
     }
 
@@ -345,6 +349,7 @@ impl NotifyView for ListView {
         if !self.awaiting.remove(&aor) && !self.docs.contains_key(&aor) {
             return;
         }
+        self.first_change.get_or_insert(doc.changed_at);
         self.docs.insert(aor.clone(), doc);
         self.changed.insert(aor);
     }
@@ -383,7 +388,10 @@ impl NotifyView for ListView {
                 .collect();
         }
         self.last_sent = Some(now);
-        self.build(full_state, version)
+        let first_change = self.first_change.take();
+        let mut content = self.build(full_state, version);
+        content.changed_at = first_change.filter(|_| !full_state);
+        content
     }
 
     fn check_update(&self, request: &Request) -> UpdateFuture<ListUpdate> {
@@ -452,6 +460,14 @@ impl NotifyView for ListView {
     fn detach(&mut self, watcher_id: u64) {
         self.members_at
             .detach(watcher_id, Self::watched(&self.members));
+    }
+
+    fn package(&self) -> &'static str {
+        self.members_at.package()
+    }
+
+    fn kind(&self) -> &'static str {
+        "list"
     }
 
     fn event_package(&self) -> &'static str {

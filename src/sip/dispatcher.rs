@@ -18,6 +18,7 @@
 //!     └─► handler for the method ─► Reply | Reject ─► response (stored for retransmissions)
 //! ```
 
+use crate::metrics::{metrics, status_class};
 use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
@@ -334,6 +335,10 @@ impl Dispatcher {
         target: Target,
         close_after: bool,
     ) {
+        metrics()
+            .sip_responses
+            .get_or_create(&[("class", status_class(response.status))])
+            .inc();
         response
             .headers
             .push("Server", self.settings.server_name.clone());
@@ -753,6 +758,12 @@ impl Handler<Inbound> for Dispatcher {
     type Result = ();
 
     fn handle(&mut self, msg: Inbound, _ctx: &mut Self::Context) {
+        if let SipMessage::Request(req) = &msg.message {
+            metrics()
+                .sip_requests
+                .get_or_create(&[("method", req.method.label())])
+                .inc();
+        }
         match msg.message {
             SipMessage::Request(req) if self.held.is_some() => self.hold(req, msg.source),
             SipMessage::Request(req) => self.handle_request(req, msg.source),

@@ -75,6 +75,28 @@ impl Method {
         })
     }
 
+    /// Its metrics label: the token, or `other` for an extension method (a label takes no
+    /// value a client chooses).
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Extension(_) => "other",
+            Self::Register => "REGISTER",
+            Self::Subscribe => "SUBSCRIBE",
+            Self::Notify => "NOTIFY",
+            Self::Publish => "PUBLISH",
+            Self::Options => "OPTIONS",
+            Self::Invite => "INVITE",
+            Self::Ack => "ACK",
+            Self::Bye => "BYE",
+            Self::Cancel => "CANCEL",
+            Self::Message => "MESSAGE",
+            Self::Info => "INFO",
+            Self::Prack => "PRACK",
+            Self::Refer => "REFER",
+            Self::Update => "UPDATE",
+        }
+    }
+
     /// The method token.
     pub fn as_str(&self) -> &str {
         match self {

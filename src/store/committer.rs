@@ -18,6 +18,7 @@ use log::{error, info};
 
 use super::worker::StoreWorker;
 use super::{Change, StoreError};
+use crate::metrics::metrics;
 
 /// The database could not commit; state-changing requests get 503.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -62,6 +63,7 @@ impl CommitQueue {
             pending.draining = false;
             return None;
         }
+        metrics().store_queue_depth.set(0);
         Some((
             std::mem::take(&mut pending.changes),
             std::mem::take(&mut pending.waiters),
@@ -155,6 +157,9 @@ impl MessageResponse<Committer, Persist> for Enqueue {
         let wake = {
             let mut pending = self.queue.lock();
             pending.changes.extend(self.changes);
+            metrics()
+                .store_queue_depth
+                .set(i64::try_from(pending.changes.len()).unwrap_or(i64::MAX));
             // A `do_send` (no answer wanted) leaves no waiter.
             pending.waiters.extend(waiter);
             !std::mem::replace(&mut pending.draining, true)
@@ -202,10 +207,12 @@ impl Handler<Committed> for Committer {
             Ok(()) if !self.healthy => {
                 info!("store: database available again");
                 self.healthy = true;
+                metrics().store_up.set(1);
             }
             Err(e) if self.healthy => {
                 error!("store: cannot commit, answering 503 until it can: {e}");
                 self.healthy = false;
+                metrics().store_up.set(0);
             }
             _ => {}
         }

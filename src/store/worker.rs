@@ -220,8 +220,12 @@ impl Handler<Drain> for StoreWorker {
         let _idle = IdleOnUnwind(&msg.queue);
         while let Some((changes, waiters)) = msg.queue.next_batch() {
             let epoch = self.epoch.load(Ordering::Relaxed);
+            let started = std::time::Instant::now();
             let result =
                 self.with_conn(|conn| commit(conn, &changes, epoch).map_err(StoreError::Query));
+            crate::metrics::metrics()
+                .store_commit
+                .observe(started.elapsed().as_secs_f64());
             msg.committer.do_send(Committed {
                 changes,
                 waiters,

@@ -28,6 +28,8 @@ pub struct TestServer {
     child: Child,
     pub udp: SocketAddr,
     pub tcp: SocketAddr,
+    /// The HTTP side's address, when the config has one.
+    pub http: Option<SocketAddr>,
     dir: Option<tempfile::TempDir>,
     log: Arc<Mutex<Vec<String>>>,
 }
@@ -78,7 +80,7 @@ impl TestServer {
                 let _ = tx.send(line);
             }
         });
-        let (mut udp, mut tcp, mut running) = (None, None, false);
+        let (mut udp, mut tcp, mut http, mut running) = (None, None, None, false);
         let deadline = Instant::now() + Duration::from_secs(20);
         while !(running && udp.is_some() && tcp.is_some()) {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -98,12 +100,16 @@ impl TestServer {
             if let Some(rest) = line.split("listening on tcp:").nth(1) {
                 tcp = rest.trim().parse().ok();
             }
+            if let Some(rest) = line.split("listening on http:").nth(1) {
+                http = rest.trim().parse().ok();
+            }
             running |= line.contains(" running");
         }
         TestServer {
             child,
             udp: udp.unwrap(),
             tcp: tcp.unwrap(),
+            http,
             dir: Some(dir),
             log,
         }
@@ -544,7 +550,7 @@ pub fn fresh_pg_schema(base: &str) -> String {
 pub fn config_with_store(url: &str, sip_extra: &str, extra: &str) -> String {
     format!(
         "[sip]\nlisten = [\"udp:127.0.0.1:0\", \"tcp:127.0.0.1:0\"]\nt1_ms = 50\nt2_ms = 400\n{sip_extra}\n\
-         [store]\nurl = \"{url}\"\n[log]\nlevel = \"debug\"\n{extra}\n"
+         [store]\nurl = \"{url}\"\n[log]\nlevel = \"debug\"\n[http]\nlisten = [\"127.0.0.1:0\"]\n{extra}\n"
     )
 }
 

@@ -125,6 +125,7 @@ impl TcpTransport {
         let id = ConnectionId(self.next_id);
         self.next_id += 1;
         let _ = stream.set_nodelay(true);
+        crate::metrics::metrics().tcp_connections.inc();
         self.connections.insert(
             id,
             Entry {
@@ -170,6 +171,7 @@ impl TcpTransport {
     /// Forgets a connection; bytes still waiting for it are reported failed.
     fn closed(&mut self, id: ConnectionId) {
         if let Some(entry) = self.connections.remove(&id) {
+            crate::metrics::metrics().tcp_connections.dec();
             for addr in std::iter::once(entry.peer).chain(entry.aliases) {
                 if self.by_addr.get(&addr) == Some(&id) {
                     self.by_addr.remove(&addr);
