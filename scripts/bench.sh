@@ -10,7 +10,8 @@
 #     the highest step with zero failed calls and a p99 response time under 100 ms. It records
 #     server CPU per completed call (from /proc/PID/stat) and SIPp's own CPU beside it;
 #  3. with presenced-load (pipelined TCP, cheap NOTIFY answers) measures the server's ceiling
-#     for PUBLISH and SUBSCRIBE cycles and its CPU per transaction;
+#     for PUBLISH and SUBSCRIBE cycles and its CPU per transaction; and that ceiling with the
+#     HTTP side off against it scraped (GET /metrics) every second, in alternating runs;
 #  4. fan-out: N presentities x W watchers held, PUBLISH changes at stepped rates; NOTIFY/s
 #     delivered and PUBLISH -> NOTIFY latency (p50/p99), including the 24,000 NOTIFY/s point;
 #     the same for busy lamps (the dialog package);
@@ -22,8 +23,8 @@
 #  9. lists of 1,000 phone numbers resolved through each users database
 #     (scripts/bench_phones.sh: SQLite; PostgreSQL with BENCH_PG_URL; MariaDB with
 #     BENCH_MYSQL_URL).
-# Parameters (environment): ONLY (section names: sipp ceiling durable fanout blf memory restart
-# lists phones;
+# Parameters (environment): ONLY (section names: sipp ceiling metrics durable fanout blf memory
+# restart lists phones;
 # default all), STEPS (SIPp call rates, default "250 500 1000 2000 4000"), DURABLE_WINDOWS
 # (calls in flight per connection tried for each store, default "16 32 48 64": each store's
 # best lies in that range on this machine, memory:// at 16 to 32, the durable stores at 32 to 64),
@@ -75,6 +76,7 @@ start_server() {
   local dir="$WORK/server"
   if [ -z "${2:-}" ]; then rm -rf "$dir"; mkdir -p "$dir"; fi
   local url=${1:-sqlite://$dir/presenced.db}
+  local http_listen=${HTTP_LISTEN:-'["127.0.0.1:0"]'}
   cat > "$dir/presenced.toml" <<EOF
 [sip]
 listen = ["udp:127.0.0.1:0", "tcp:127.0.0.1:0"]
@@ -82,9 +84,9 @@ max_tcp_connections = 20000
 [store]
 url = "$url"
 [log]
-level = "warn,presenced::app=info,presenced::presence::registry=info"
+level = "warn,presenced::app=info,presenced::http=info,presenced::presence::registry=info"
 [http]
-listen = ["127.0.0.1:0"]
+listen = $http_listen
 EOF
   if [ "$PIN" = 1 ]; then
     printf '[affinity]\nsip_thread = [0]\nother_threads = [1]\n' >> "$dir/presenced.toml"
@@ -228,6 +230,45 @@ for mode in publish subscribe; do
 done
 echo
 echo "Median of $RUNS runs, range in brackets."
+fi
+
+if section metrics; then
+echo
+echo "## Metrics cost: the PUBLISH ceiling with the HTTP side off and scraped every second"
+echo
+echo "presenced-load publish as in the ceiling table (\`memory://\`); in each run the server starts"
+echo "once with \`http.listen = []\` and once with HTTP on and \`GET /metrics\` every second, in turn."
+echo "Every metric is recorded in both; the scrape is what HTTP adds."
+echo
+echo "| HTTP side | PUBLISH cycles/s | server CPU per PUBLISH transaction, µs |"
+echo "|---|---|---|"
+off_rates=""; on_rates=""; off_cpus=""; on_cpus=""
+for _ in $(seq "$RUNS"); do
+  for http in off on; do
+    if [ "$http" = off ]; then HTTP_LISTEN='[]' start_server "memory://"; else start_server "memory://"; fi
+    scraper=""
+    if [ "$http" = on ]; then
+      addr=$(sed -n 's/.*listening on http:\([0-9.:]*\).*/\1/p' "$WORK/server/log" | head -1)
+      ( while sleep 1; do curl -s -o /dev/null "http://$addr/metrics" || true; done ) &
+      scraper=$!
+    fi
+    c0=$(cpu_ticks "$SERVER_PID")
+    out=$("${LOADPIN[@]}" "$LOAD" publish --server "$TCP" --connections 4 --window 32 --seconds "$LOAD_SECONDS")
+    c1=$(cpu_ticks "$SERVER_PID")
+    [ -n "$scraper" ] && { kill "$scraper" 2>/dev/null || true; wait "$scraper" 2>/dev/null || true; }
+    tx=$(sed -n 's/.*transactions=\([0-9]*\).*/\1/p' <<< "$out")
+    secs=$(sed -n 's/.*seconds=\([0-9.]*\).*/\1/p' <<< "$out")
+    rate=$(awk -v tx="$tx" -v s="$secs" 'BEGIN {printf "%.0f", tx / 4 / s}')
+    cpu=$(awk -v tx="$tx" -v dt="$((c1 - c0))" -v hz="$ticks_per_s" 'BEGIN {printf "%.1f", dt / hz * 1e6 / tx}')
+    if [ "$http" = off ]; then off_rates="$off_rates $rate"; off_cpus="$off_cpus $cpu"; else on_rates="$on_rates $rate"; on_cpus="$on_cpus $cpu"; fi
+  done
+done
+echo "| off | $(tr ' ' '\n' <<< "$off_rates" | grep . | median_range) | $(tr ' ' '\n' <<< "$off_cpus" | grep . | median_range) |"
+echo "| on, scraped every second | $(tr ' ' '\n' <<< "$on_rates" | grep . | median_range) | $(tr ' ' '\n' <<< "$on_cpus" | grep . | median_range) |"
+off_med=$(tr ' ' '\n' <<< "$off_rates" | grep . | sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}')
+on_med=$(tr ' ' '\n' <<< "$on_rates" | grep . | sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}')
+echo
+echo "Median of $RUNS runs, range in brackets; the scraped server's ceiling is $(awk -v a="$off_med" -v b="$on_med" 'BEGIN {printf "%+.1f", (b - a) / a * 100}') % of the unscraped one's (target: no worse than −3 %)."
 fi
 
 if section durable; then
@@ -434,6 +475,8 @@ cat <<'GUIDE'
   two cores it saturates before the server does: the SIPp table says what a SIPp load of each
   scenario gets, within the steps tried; the presenced-load tables are the server's ceiling.
   Server CPU per call at low rates is mostly wake-ups.
+- **Metrics.** Recording a metric is an atomic add on the SIP thread, paid with HTTP off too;
+  a scrape is rendered on the HTTP worker's thread, so its cost is the one table's difference.
 - **Durable commits.** Every 2xx waits for its group commit, so by Little's law a durable store
   needs more requests in flight than memory:// to keep the SIP thread busy: each store is shown
   at its best window. The server CPU column includes the store's thread.
