@@ -6,41 +6,12 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
-
-/// An HTTP/1.1 GET: status, headers (lower-case names) and body.
-fn get(addr: SocketAddr, path: &str) -> (u16, Vec<(String, String)>, String) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(WAIT)).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).unwrap();
-    let text = String::from_utf8(raw).unwrap();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap();
-    let mut lines = head.lines();
-    let status = lines
-        .next()
-        .unwrap()
-        .split(' ')
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
-    (status, headers, body.to_owned())
-}
 
 /// A sample's value in a metrics text (`name{labels}` as written), 0 when absent.
 fn sample(text: &str, series: &str) -> f64 {
@@ -53,7 +24,7 @@ fn sample(text: &str, series: &str) -> f64 {
 fn ready_becomes(http: SocketAddr, status: u16) -> String {
     let deadline = Instant::now() + WAIT;
     loop {
-        let (got, _, body) = get(http, "/health/ready");
+        let (got, _, body) = http_get(http, "/health/ready");
         if got == status || Instant::now() > deadline {
             assert_eq!(got, status, "{body}");
             return body;
@@ -93,15 +64,15 @@ fn promtool_check(text: &str) {
 fn metrics_pass_promtool_and_move_with_sip_traffic() -> TestResult {
     let server = TestServer::start_with("", "[presence]\nmin_expires = 1\n");
     let http = server.http.expect("the HTTP side listens");
-    let (status, headers, body) = get(http, "/health/live");
+    let (status, headers, body) = http_get(http, "/health/live");
     assert_eq!((status, body.contains("live")), (200, true));
     assert!(headers
         .iter()
         .any(|(n, v)| n == "content-type" && v.contains("json")));
     ready_becomes(http, 200);
-    assert_eq!(get(http, "/nothing-here").0, 404);
+    assert_eq!(http_get(http, "/nothing-here").0, 404);
 
-    let (status, headers, before) = get(http, "/metrics");
+    let (status, headers, before) = http_get(http, "/metrics");
     assert_eq!(status, 200);
     assert!(
         headers
@@ -129,7 +100,7 @@ fn metrics_pass_promtool_and_move_with_sip_traffic() -> TestResult {
     p.expect_status(200);
     w.expect_notify();
 
-    let (_, _, after) = get(http, "/metrics");
+    let (_, _, after) = http_get(http, "/metrics");
     promtool_check(&after);
     assert_eq!(
         sample(&after, subscribes) - sample(&before, subscribes),
@@ -201,8 +172,8 @@ fn readiness_says_the_store_is_unavailable_during_an_outage() -> TestResult {
     p.expect_status(503);
     let body = ready_becomes(http, 503);
     assert!(body.contains("store_unavailable"), "{body}");
-    assert_eq!(get(http, "/health/live").0, 200, "alive all the same");
-    let (_, _, metrics) = get(http, "/metrics");
+    assert_eq!(http_get(http, "/health/live").0, 200, "alive all the same");
+    let (_, _, metrics) = http_get(http, "/metrics");
     assert_eq!(sample(&metrics, "presenced_store_up"), 0.0);
 
     diesel::sql_query("ROLLBACK").execute(&mut locker)?;
@@ -258,15 +229,15 @@ fn readiness_says_restoring_until_the_stored_state_is_back() -> TestResult {
     };
     // The rest of the log is drained, so that the server never blocks on a full pipe.
     std::thread::spawn(move || lines.for_each(drop));
-    let (status, _, body) = get(http, "/health/ready");
+    let (status, _, body) = http_get(http, "/health/ready");
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("restoring"), "{body}");
-    assert_eq!(get(http, "/health/live").0, 200);
+    assert_eq!(http_get(http, "/health/live").0, 200);
 
     diesel::sql_query("COMMIT").execute(&mut locker)?;
     let ready = ready_becomes(http, 200);
     assert!(ready.contains("ready"), "{ready}");
-    let (_, _, metrics) = get(http, "/metrics");
+    let (_, _, metrics) = http_get(http, "/metrics");
     assert_eq!(sample(&metrics, "presenced_restored"), 1.0);
     assert!(sample(&metrics, "presenced_restore_seconds") > 0.0);
     let _ = child.kill();

@@ -1,13 +1,15 @@
 //! Event packages beyond presence (RFC 6665), served from publications or from a state source:
-//! one module per package (its Event name, its bodies and their check, how publications
-//! combine, its default body) on one machinery written once — resources of (package, AOR) holding publications by
-//! entity-tag, the `EventAgent` routing SUBSCRIBE and PUBLISH to them, watchers and their
-//! persistence shared with presence. Adding a package is one module and one line in `app`.
+//! one module per package (its Event name, its body types and their check, how publications
+//! combine, its default body, who may subscribe) on one machinery written once — resources of
+//! (package, AOR) holding publications by entity-tag, the `EventAgent` routing SUBSCRIBE and
+//! PUBLISH to them, Accept negotiation, watchers, lists and persistence shared with presence.
+//! Adding a package is one module and one line in `app`.
 //!
-//! Owns: `package` (the [`EventPackage`] trait), `resource` (one actor per package and AOR),
-//! `agent` (the entry point), `source` (packages whose state presenced keeps itself), and the
-//! packages: `dialog` (RFC 4235), `message_summary` (RFC 3842) and `reg` (RFC 3680, from the
-//! registrar).
+//! Owns: `package` (the [`EventPackage`] trait and Accept negotiation), `publications` (the
+//! entity-tag table every resource and presentity keeps its publications in), `resource` (one
+//! actor per package and AOR), `agent` (the entry point), `source` (packages whose state
+//! presenced keeps itself), and the packages: `dialog` (RFC 4235), `message_summary` (RFC
+//! 3842) and `reg` (RFC 3680, from the registrar).
 //! Must not: know one package from another outside its module.
 
 pub mod agent;
