@@ -505,6 +505,11 @@ fn bad_configs_exit_with_status_two_and_name_the_key() -> TestResult {
         ),
         ("[sip]\nno_such_key = 1\n", "no_such_key"),
         ("[sip]\nlisten = [\"udp:127.0.0.1\"]\n", "sip.listen[0]"),
+        ("[http]\nlisten = [\"localhost\"]\n", "http.listen[0]"),
+        (
+            "[presence]\nmax_publications_per_resource = 0\n",
+            "presence.max_publications_per_resource",
+        ),
         (
             "[presence]\nmin_expires = 100\nmax_expires = 50\n",
             "presence.min_expires",
