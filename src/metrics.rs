@@ -55,8 +55,9 @@ pub struct Metrics {
     pub store_queue_depth: Gauge,
     /// 1 while the store commits, 0 during an outage.
     pub store_up: Gauge,
-    /// From a state change of a resource (a committed PUBLISH, a registration) to each of
-    /// its NOTIFYs leaving, by event package.
+    /// From the PUBLISH that changed a resource being received (its commit included), or
+    /// another change (a registration, an expiry) being made, to each NOTIFY it causes
+    /// leaving, by event package.
     pub change_to_notify: Family<Label, Histogram, fn() -> Histogram>,
     /// How long the last start-up took to restore the stored state, seconds.
     pub restore_seconds: Gauge<f64, AtomicU64>,
@@ -149,7 +150,7 @@ impl Metrics {
         );
         registry.register_with_unit(
             "change_to_notify",
-            "From a resource's state change to each NOTIFY leaving, by event package",
+            "From a PUBLISH received (or another state change) to each NOTIFY it causes, by event package",
             Unit::Seconds,
             m.change_to_notify.clone(),
         );

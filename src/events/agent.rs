@@ -321,6 +321,7 @@ impl EventAgent {
             return Deferred::now(Err(Reject::new(404)));
         };
         let body = req.body.clone();
+        let received_at = msg.received_at;
         let resource = self.resource(&package, &aor, ctx);
         // The resource answers the dispatcher itself once the change is committed.
         Deferred::hand_over(move |to| {
@@ -329,6 +330,7 @@ impl EventAgent {
                 body,
                 expires: checked.expires,
                 respond: publish_responder(to),
+                received_at,
             });
         })
     }

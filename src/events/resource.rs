@@ -43,6 +43,8 @@ pub struct PublishState {
     pub expires: u32,
     /// Told the outcome once committed (or refused).
     pub respond: PublishRespond,
+    /// When it was received.
+    pub received_at: Instant,
 }
 
 /// A publication loaded from the store at start-up.
@@ -156,6 +158,12 @@ impl Resource {
 
     /// Pushes the state to every watcher if it changed.
     fn changed(&mut self) {
+        self.changed_since(Instant::now());
+    }
+
+    /// The state changed because of a request received `at` (a NOTIFY's latency is measured
+    /// from there).
+    fn changed_since(&mut self, at: Instant) {
         if self.awaiting_source {
             return;
         }
@@ -168,7 +176,7 @@ impl Resource {
             version: self.current.version + 1,
             body,
             unowned_alias: false,
-            changed_at: Instant::now(),
+            changed_at: at,
         });
         for w in self.watchers.values() {
             // do_send: one per change per watcher, which coalesces NOTIFYs itself.
@@ -283,6 +291,7 @@ impl Handler<PublishState> for Resource {
             body,
             expires,
             respond,
+            received_at,
         } = msg;
         let body = matches!(kind, PublishKind::Initial | PublishKind::Modify(_)).then_some(body);
         let plan = match self.publications.plan(&self.aor, kind, body, expires) {
@@ -353,7 +362,7 @@ impl Handler<PublishState> for Resource {
                 for timer in ended {
                     ctx.cancel_future(timer);
                 }
-                act.changed();
+                act.changed_since(received_at);
                 act.check_idle();
                 respond(Ok(accepted));
             },

@@ -361,6 +361,7 @@ impl PresenceAgent {
             PublishKind::Refresh(_) | PublishKind::Remove(_) => None,
         };
         let (kind, expires) = (checked.kind, checked.expires);
+        let received_at = msg.received_at;
         let body = req.body.clone();
         let content_type = req
             .headers
@@ -378,6 +379,7 @@ impl PresenceAgent {
                     body,
                     content_type,
                     expires,
+                    received_at,
                 },
                 respond: publish_responder(to),
             });

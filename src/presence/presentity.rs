@@ -104,6 +104,8 @@ pub struct PublishRequest {
     pub content_type: String,
     /// Granted expiry, seconds.
     pub expires: u32,
+    /// When it was received.
+    pub received_at: Instant,
 }
 
 /// A publication loaded from the store at start-up.
@@ -336,7 +338,7 @@ impl Presentity {
         }
     }
 
-    fn build(&self, version: u64) -> PresenceDocument {
+    fn build(&self, version: u64, changed_at: Instant) -> PresenceDocument {
         let (doc, unowned_alias) = match &self.alias {
             Alias::Owner {
                 owner, doc, since, ..
@@ -349,7 +351,7 @@ impl Presentity {
             version,
             body: Bytes::from(pidf::serialize(&doc)),
             unowned_alias,
-            changed_at: Instant::now(),
+            changed_at,
         }
     }
 
@@ -443,11 +445,17 @@ impl Presentity {
     /// Rebuilds the document and pushes it to every watcher if it changed; with no watcher,
     /// only marks it out of date.
     fn changed(&mut self) {
+        self.changed_since(Instant::now());
+    }
+
+    /// The state changed because of a request received `at` (a NOTIFY's latency is measured
+    /// from there).
+    fn changed_since(&mut self, at: Instant) {
         if self.watchers.is_empty() {
             self.stale = true;
             return;
         }
-        if !self.rebuild() {
+        if !self.rebuild_since(at) {
             return;
         }
         for w in self.watchers.values() {
@@ -459,8 +467,12 @@ impl Presentity {
 
     /// Aggregates the document anew; false when it came out the same.
     fn rebuild(&mut self) -> bool {
+        self.rebuild_since(Instant::now())
+    }
+
+    fn rebuild_since(&mut self, at: Instant) -> bool {
         self.stale = false;
-        let next = self.build(self.current.version + 1);
+        let next = self.build(self.current.version + 1, at);
         if next.body == self.current.body {
             return false;
         }
@@ -721,7 +733,12 @@ impl Presentity {
     }
 
     /// Applies a committed plan.
-    fn apply(&mut self, plan: Plan<Publication>, ctx: &mut Context<Self>) -> PublishAccepted {
+    fn apply(
+        &mut self,
+        plan: Plan<Publication>,
+        received_at: Instant,
+        ctx: &mut Context<Self>,
+    ) -> PublishAccepted {
         let (accepted, modified) = match &plan {
             Plan::Remove { etag } => {
                 debug!("presentity {}: publication {etag} removed", self.aor);
@@ -753,7 +770,7 @@ impl Presentity {
             ctx.cancel_future(timer);
         }
         if modified {
-            self.changed();
+            self.changed_since(received_at);
         }
         self.check_idle();
         accepted
@@ -768,6 +785,7 @@ impl Handler<Publish> for Presentity {
     fn handle(&mut self, msg: Publish, _ctx: &mut Self::Context) -> Self::Result {
         self.received += 1;
         let Publish { request, respond } = msg;
+        let received_at = request.received_at;
         let body = request.doc.map(|doc| Publication {
             doc,
             body: request.body,
@@ -805,7 +823,7 @@ impl Handler<Publish> for Presentity {
         AtomicResponse::new(Box::pin(persist.into_actor(self).map(
             move |res, act, ctx| {
                 respond(match res {
-                    Ok(Ok(())) => Ok(act.apply(plan, ctx)),
+                    Ok(Ok(())) => Ok(act.apply(plan, received_at, ctx)),
                     _ => {
                         act.check_idle();
                         Err(Reject::new(503).header("Retry-After", retry_after.to_string()))

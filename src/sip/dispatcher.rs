@@ -63,6 +63,8 @@ pub struct IncomingRequest {
     pub from: NameAddr,
     /// Its To, likewise.
     pub to: NameAddr,
+    /// When the transport received it.
+    pub received_at: Instant,
 }
 
 /// Tells a handler that its reply has been handed to the transport (so that, e.g., a NOTIFY
@@ -228,7 +230,7 @@ pub struct Dispatcher {
     /// Requests that arrived while stored dialogs were still being restored, answered once
     /// `Ready` comes (so a refresh of a recovered dialog never meets a missing dialog);
     /// `None` once ready.
-    held: Option<Vec<(Request, Source)>>,
+    held: Option<Vec<(Request, Source, Instant)>>,
     /// Each local address as a Via sent-by, rendered once.
     sent_by: Vec<(SocketAddr, String)>,
     server_tx: ServerTransactions,
@@ -365,12 +367,12 @@ impl Dispatcher {
     }
 
     /// Keeps a request for `Ready`, or answers 503 when too many are waiting.
-    fn hold(&mut self, req: Request, source: Source) {
+    fn hold(&mut self, req: Request, source: Source, received_at: Instant) {
         let Some(held) = self.held.as_mut() else {
             return;
         };
         if held.len() < MAX_HELD_REQUESTS {
-            held.push((req, source));
+            held.push((req, source, received_at));
             return;
         }
         if held.len() == MAX_HELD_REQUESTS {
@@ -454,7 +456,7 @@ impl Dispatcher {
         }
     }
 
-    fn handle_request(&mut self, mut req: Request, source: Source) {
+    fn handle_request(&mut self, mut req: Request, source: Source, received_at: Instant) {
         if req.method == Method::Ack {
             // No INVITE transactions here: an ACK has nothing to match (RFC 3261 §17.2.3).
             debug!("ACK from {} ignored", source.peer);
@@ -521,6 +523,7 @@ impl Dispatcher {
                     dialog,
                     from,
                     to,
+                    received_at,
                 };
                 // No timer per request: handlers are this process's actors and always answer;
                 // if one has stopped, the send fails at once with a MailboxError.
@@ -748,8 +751,8 @@ impl Handler<Ready> for Dispatcher {
                 held.len()
             );
         }
-        for (req, source) in held {
-            self.handle_request(req, source);
+        for (req, source, received_at) in held {
+            self.handle_request(req, source, received_at);
         }
     }
 }
@@ -765,8 +768,10 @@ impl Handler<Inbound> for Dispatcher {
                 .inc();
         }
         match msg.message {
-            SipMessage::Request(req) if self.held.is_some() => self.hold(req, msg.source),
-            SipMessage::Request(req) => self.handle_request(req, msg.source),
+            SipMessage::Request(req) if self.held.is_some() => {
+                self.hold(req, msg.source, msg.received_at)
+            }
+            SipMessage::Request(req) => self.handle_request(req, msg.source, msg.received_at),
             SipMessage::Response(resp) => self.handle_response(resp, msg.source),
         }
     }
