@@ -788,3 +788,32 @@ fn subscriptions_work_with_tcp_on_its_own_io_thread() -> TestResult {
     );
     Ok(())
 }
+
+#[test]
+fn users_with_dots_in_their_names_are_presentities_like_any_other() -> TestResult {
+    let server = server();
+    let aor = "sip:john.doe@example.org";
+    let mut w = UdpUa::new(server.udp);
+    let (_, first, _) = subscribe(&mut w, aor, Some(600));
+    assert_eq!(
+        first.header("Subscription-State").map(|s| &s[..6]),
+        Some("active")
+    );
+    let mut p = UdpUa::new(server.udp);
+    let ok = publish(
+        &mut p,
+        aor,
+        None,
+        Some(600),
+        Some(&pidf(aor, "t1", "open", "dotted")),
+    );
+    assert_eq!(ok.status(), 200);
+    let n = w.expect_notify();
+    assert!(
+        n.body_str().contains("entity=\"sip:john.doe@example.org\"")
+            && n.body_str().contains("dotted"),
+        "{}",
+        n.body_str()
+    );
+    Ok(())
+}

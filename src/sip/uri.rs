@@ -157,12 +157,49 @@ impl Uri {
     }
 }
 
+/// Whether `user` is an RFC 3261 §25.1 user part: unreserved, escaped and user-unreserved
+/// characters.
+fn valid_user(user: &str) -> bool {
+    let bytes = user.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let c = bytes[i];
+        if c == b'%' {
+            if !(bytes.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
+                && bytes.get(i + 2).is_some_and(u8::is_ascii_hexdigit))
+            {
+                return false;
+            }
+            i += 3;
+            continue;
+        }
+        if !(c.is_ascii_alphanumeric() || b"-_.!~*'()&=+$,;?/".contains(&c)) {
+            return false;
+        }
+        i += 1;
+    }
+    !user.is_empty()
+}
+
 /// Splits `[user@]host[:port]` off the front of what follows `sip:` and masks an IPv6
 /// reference so that rsip accepts the rest. `as_sip`: the whole URI, when it is `sip:` + `rest`.
 fn parse_sip(secure: bool, rest: &str, as_sip: Option<&str>) -> Result<SipUri, UriError> {
-    // The host starts after the last '@' before any ';' or '?' (a user part may hold ';').
+    // The host starts after the last '@' before any '?' (a user part may hold ';').
     let host_end = rest.find(['?']).unwrap_or(rest.len());
     let host_start = rest[..host_end].rfind('@').map(|i| i + 1).unwrap_or(0);
+    // The user part is read here: rsip takes a user with a '.' (john.doe) for part of the host.
+    let user = match host_start {
+        0 => None,
+        at => {
+            let userinfo = &rest[..at - 1];
+            // A password (RFC 3261 §19.1.1: not recommended) is not part of the user.
+            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
+            if !valid_user(user) {
+                return Err(UriError::BadSipUri);
+            }
+            Some(user.to_owned())
+        }
+    };
     let mut ipv6: Option<Ipv6Addr> = None;
     let masked: String;
     let for_rsip = if rest[host_start..].starts_with('[') {
@@ -171,17 +208,12 @@ fn parse_sip(secure: bool, rest: &str, as_sip: Option<&str>) -> Result<SipUri, U
             .parse::<Ipv6Addr>()
             .map_err(|_| UriError::BadIpv6)?;
         ipv6 = Some(addr);
-        masked = format!(
-            "sip:{}{}{}",
-            &rest[..host_start],
-            V6_MASK,
-            &rest[close + 1..]
-        );
+        masked = format!("sip:{}{}", V6_MASK, &rest[close + 1..]);
         masked.as_str()
-    } else if let Some(whole) = as_sip {
+    } else if let (Some(whole), None) = (as_sip, &user) {
         whole
     } else {
-        masked = format!("sip:{rest}");
+        masked = format!("sip:{}", &rest[host_start..]);
         masked.as_str()
     };
     let parsed = rsip::Uri::try_from(for_rsip).map_err(|_| UriError::BadSipUri)?;
@@ -204,7 +236,7 @@ fn parse_sip(secure: bool, rest: &str, as_sip: Option<&str>) -> Result<SipUri, U
     Ok(SipUri {
         secure,
         port: parsed.host_with_port.port.map(|p| *p.value()),
-        user: parsed.auth.map(|a| a.user),
+        user,
         host,
         params,
         headers,
@@ -279,6 +311,37 @@ mod tests {
         assert_eq!(u.param("transport"), Some(Some("tcp")));
         assert_eq!(u.param("lr"), Some(None));
         assert_eq!(u.to_string(), "sip:alice@example.org:5070;transport=tcp;lr");
+    }
+
+    #[test]
+    fn users_with_dots_and_other_rfc_3261_characters_are_users() {
+        for (text, user, host) in [
+            ("sip:john.doe@example.org", "john.doe", "example.org"),
+            ("sip:K.L-5_m!~*'()@b.c", "K.L-5_m!~*'()", "b.c"),
+            (
+                "sip:%41lice@example.org;transport=tcp",
+                "%41lice",
+                "example.org",
+            ),
+            ("sip:+331234;user=phone@b.c", "+331234;user=phone", "b.c"),
+            ("sip:john.doe:secret@example.org", "john.doe", "example.org"),
+        ] {
+            let u = sip(text);
+            assert_eq!(u.user.as_deref(), Some(user), "{text}");
+            assert_eq!(u.host, Host::Domain(host.into()), "{text}");
+        }
+        assert_eq!(
+            sip("sip:john.doe@[::1]:5062").user.as_deref(),
+            Some("john.doe")
+        );
+        for bad in [
+            "sip:@example.org",
+            "sip:jo hn@example.org",
+            "sip:a%4@b.c",
+            "sip:a<b@c.d",
+        ] {
+            assert!(Uri::parse(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
