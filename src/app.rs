@@ -22,6 +22,7 @@ use crate::events::message_summary::MessageSummary;
 use crate::events::reg::RegPackage;
 use crate::events::source::AttachSource;
 use crate::events::{EventAgent, EventPackage};
+use crate::http::admin::AdminTargets;
 use crate::presence::agent::UsersContext;
 use crate::presence::agent::{prepare_recovered, RecoveredSubscription, RestorePublications};
 use crate::presence::directory::{DirectorySettings, UserDirectory};
@@ -330,7 +331,7 @@ async fn start_presence(
     });
     dispatcher.do_send(RegisterRoute {
         method: Method::Register,
-        handler: registrar.recipient(),
+        handler: registrar.clone().recipient(),
         events: Vec::new(),
         accept: Vec::new(),
         option_tags: Vec::new(),
@@ -338,6 +339,11 @@ async fn start_presence(
     Ok(Restoring {
         restored,
         streaming,
+        admin: AdminTargets {
+            presence: agent,
+            events,
+            registrar,
+        },
     })
 }
 
@@ -347,6 +353,8 @@ struct Restoring {
     restored: tokio::sync::oneshot::Receiver<()>,
     /// The store's answer once it has read them all (none without a database).
     streaming: Option<actix::dev::Request<StoreWorker, StreamSubscriptions<RecoveredSubscription>>>,
+    /// What the admin API asks.
+    admin: AdminTargets,
 }
 
 /// Starts the actor running `rls.list_query`, on `rls.list_db_url` or else the store's
@@ -505,7 +513,12 @@ pub async fn run(
     pin_this_thread("affinity.other_threads", &settings.affinity.other_threads)?;
     let starting = std::time::Instant::now();
     // Up before the restore, so that /health/ready can say it is restoring.
-    let http = crate::http::start(sockets.http)?;
+    let admin_targets = crate::http::admin::Targets::default();
+    let http = crate::http::start(
+        sockets.http,
+        settings.http.admin_token.clone(),
+        admin_targets.clone(),
+    )?;
     let (committer, worker, snapshot) = start_store(&settings, store_conn).await?;
     let dispatcher_ctx = Context::<Dispatcher>::new();
     let dispatcher = dispatcher_ctx.address();
@@ -573,6 +586,8 @@ pub async fn run(
     let dispatcher = dispatcher_ctx.run(Dispatcher::new(dispatcher_settings, transports));
     // Requests wait in the dispatcher until every stored dialog is back (recovered NOTIFYs
     // go out meanwhile): a refresh of a recovered dialog never gets 481.
+    // The admin API answers once the actors run (503 before).
+    let _ = admin_targets.set(restoring.admin);
     let restored = restoring.restored;
     actix::spawn(async move {
         let _ = restored.await;

@@ -65,12 +65,15 @@ pub struct Settings {
 pub struct HttpSettings {
     /// Listening sockets, `HOST:PORT` (IPv6 hosts in brackets); empty turns HTTP off.
     pub listen: Vec<String>,
+    /// The admin API's bearer token; empty turns the admin API off.
+    pub admin_token: String,
 }
 
 impl Default for HttpSettings {
     fn default() -> Self {
         Self {
             listen: vec!["127.0.0.1:8060".into()],
+            admin_token: String::new(),
         }
     }
 }

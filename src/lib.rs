@@ -41,6 +41,7 @@ pub mod awaiting;
 pub mod config;
 pub mod events;
 pub mod http;
+pub mod inspect;
 pub mod metrics;
 pub mod presence;
 pub mod registrar;

@@ -22,6 +22,10 @@ use super::package::{negotiate, EventPackage, Subscribers};
 use super::resource::{PublishState, Resource, ResourceLimits, RestoreState, SourceChanged};
 use super::source::{AttachSource, FetchState, StateSourced};
 use crate::awaiting::{Awaiting, Deferred};
+use crate::inspect::{
+    InspectPublications, InspectResources, PublicationReport, RemoveFailed, RemovePublication,
+};
+use crate::presence::agent::removal_outcome;
 use crate::presence::agent::{subscription_dialog_for, PresenceConfig};
 use crate::presence::aor::Aor;
 use crate::presence::document::SharedDocument;
@@ -505,5 +509,60 @@ impl NotifyView for ResourceView {
 
     fn event_package(&self) -> &'static str {
         self.package.name()
+    }
+}
+
+impl Handler<InspectResources> for EventAgent {
+    type Result = ResponseFuture<Vec<PublicationReport>>;
+
+    fn handle(&mut self, msg: InspectResources, _ctx: &mut Self::Context) -> Self::Result {
+        let mut names: Vec<&'static str> = self.packages.keys().copied().collect();
+        names.sort_unstable();
+        let asked: Vec<_> = names
+            .into_iter()
+            .filter_map(|name| self.resources.get(&(name, msg.0.clone())))
+            .map(|e| e.addr.send(InspectPublications))
+            .collect();
+        Box::pin(async move {
+            let mut out = Vec::new();
+            for answer in asked {
+                out.extend(answer.await.unwrap_or_default());
+            }
+            out
+        })
+    }
+}
+
+impl Handler<RemovePublication> for EventAgent {
+    type Result = ResponseFuture<Result<bool, RemoveFailed>>;
+
+    fn handle(&mut self, msg: RemovePublication, _ctx: &mut Self::Context) -> Self::Result {
+        // The entity-tag says nothing of its package: each live resource of the AOR is asked
+        // in turn, and answers 412 unless it holds it.
+        let mut removals = Vec::new();
+        for (key, entry) in &mut self.resources {
+            if key.1 != msg.aor {
+                continue;
+            }
+            entry.sent += 1;
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            entry.addr.do_send(PublishState {
+                kind: PublishKind::Remove(msg.etag.clone()),
+                body: bytes::Bytes::new(),
+                expires: 0,
+                respond: Box::new(move |outcome| {
+                    let _ = tx.send(outcome);
+                }),
+                received_at: Instant::now(),
+            });
+            removals.push(rx);
+        }
+        Box::pin(async move {
+            let mut removed = false;
+            for rx in removals {
+                removed |= removal_outcome(rx.await.ok())?;
+            }
+            Ok(removed)
+        })
     }
 }

@@ -9,6 +9,7 @@
 //! context does), talk to the store, or know what a body means.
 
 use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use actix::SpawnHandle;
 use log::warn;
@@ -24,8 +25,10 @@ pub struct Published<B> {
     pub body: B,
     /// Order of its last modification (higher is newer).
     pub seq: u64,
-    /// Its expiry.
+    /// Its expiry timer.
     timer: SpawnHandle,
+    /// When it expires.
+    pub expires_at: Instant,
 }
 
 /// What an accepted PUBLISH will do, once committed.
@@ -165,18 +168,27 @@ impl<B> Publications<B> {
             } => {
                 let ended = old.and_then(|o| self.remove(&o));
                 let timer = arm(&etag, expires);
-                self.insert(etag, body, seq, timer);
+                self.insert(etag, body, seq, expires, timer);
                 ended.into_iter().collect()
             }
         }
     }
 
     /// Puts a publication in (one restored from the store, or a planned one).
-    pub fn insert(&mut self, etag: String, body: B, seq: u64, timer: SpawnHandle) {
+    pub fn insert(&mut self, etag: String, body: B, seq: u64, expires: u32, timer: SpawnHandle) {
+        let expires_at = Instant::now() + Duration::from_secs(u64::from(expires));
         self.seq = self.seq.max(seq);
         if self
             .entries
-            .insert(etag, Published { body, seq, timer })
+            .insert(
+                etag,
+                Published {
+                    body,
+                    seq,
+                    timer,
+                    expires_at,
+                },
+            )
             .is_none()
         {
             self.gauge().inc();

@@ -14,8 +14,10 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 use actix::prelude::*;
+use bytes::Bytes;
 use log::{debug, info, warn};
 
 use super::aor::Aor;
@@ -25,7 +27,8 @@ use super::formats::{FormatError, PresenceFormat};
 use super::pidf::{self, PidfError};
 use super::presentity::{
     publish_responder, AddWatcher, BindingTuple, PresenceChanged, Presentity, PresentitySettings,
-    Publish, PublishRequest, RemoveWatcher, ResolveAgain, RestorePublication, SetBindings, Stop,
+    Publish, PublishAccepted, PublishRequest, RemoveWatcher, ResolveAgain, RestorePublication,
+    SetBindings, Stop,
 };
 use super::publication::{self, PublishKind, PublishLimits};
 use super::subscription::SubscriptionDialog;
@@ -33,6 +36,10 @@ use super::view::PresentityView;
 use super::watcher::{launch, new_watcher_id, WatcherInit, WatcherSettings, WatcherShared};
 use crate::awaiting::{Awaiting, Deferred};
 use crate::events::agent::RestoreEventSubscriptions;
+use crate::inspect::{
+    Inspect, InspectPresentity, ListPresentities, PresentityReport, RemoveFailed,
+    RemovePublication, Renotify,
+};
 use crate::sip::dispatcher::{IncomingRequest, Reply};
 use crate::sip::headers::{accepts_media, parse_weighted_list, NameAddr};
 use crate::sip::message::{HeaderAccess, Method};
@@ -686,5 +693,84 @@ impl Handler<SubscriptionChunk<RecoveredSubscription>> for PresenceAgent {
             // the NOTIFYs flow while the rest is restored, and their buffers are reused.
             ctx.wait(fut::wrap_future(tokio::task::yield_now()));
         }
+    }
+}
+
+impl Handler<ListPresentities> for PresenceAgent {
+    type Result = MessageResult<ListPresentities>;
+
+    fn handle(&mut self, msg: ListPresentities, _ctx: &mut Self::Context) -> Self::Result {
+        let after = msg.after.as_deref();
+        let mut aors: Vec<&str> = self
+            .presentities
+            .keys()
+            .map(Aor::as_str)
+            .filter(|a| a.starts_with(&msg.prefix) && after.is_none_or(|after| *a > after))
+            .collect();
+        aors.sort_unstable();
+        aors.truncate(msg.limit);
+        MessageResult(aors.into_iter().map(str::to_owned).collect())
+    }
+}
+
+impl Handler<InspectPresentity> for PresenceAgent {
+    type Result = ResponseFuture<Option<PresentityReport>>;
+
+    fn handle(&mut self, msg: InspectPresentity, _ctx: &mut Self::Context) -> Self::Result {
+        let asked = self.presentities.get(&msg.0).map(|e| e.addr.send(Inspect));
+        Box::pin(async move { asked?.await.ok() })
+    }
+}
+
+impl Handler<Renotify> for PresenceAgent {
+    type Result = ResponseFuture<bool>;
+
+    fn handle(&mut self, msg: Renotify, _ctx: &mut Self::Context) -> Self::Result {
+        let asked = self.presentities.get(&msg.0).map(|e| e.addr.send(msg));
+        Box::pin(async move {
+            match asked {
+                Some(sent) => sent.await.unwrap_or(false),
+                None => false,
+            }
+        })
+    }
+}
+
+impl Handler<RemovePublication> for PresenceAgent {
+    type Result = ResponseFuture<Result<bool, RemoveFailed>>;
+
+    fn handle(&mut self, msg: RemovePublication, _ctx: &mut Self::Context) -> Self::Result {
+        let Some(entry) = self.presentities.get_mut(&msg.aor) else {
+            return Box::pin(async { Ok(false) });
+        };
+        entry.sent += 1;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        // As a PUBLISH with Expires 0 and SIP-If-Match: committed, then notified.
+        entry.addr.do_send(Publish {
+            request: PublishRequest {
+                kind: PublishKind::Remove(msg.etag),
+                doc: None,
+                body: Bytes::new(),
+                content_type: String::new(),
+                expires: 0,
+                received_at: Instant::now(),
+            },
+            respond: Box::new(move |outcome| {
+                let _ = tx.send(outcome);
+            }),
+        });
+        Box::pin(async move { removal_outcome(rx.await.ok()) })
+    }
+}
+
+/// What a removal's PUBLISH outcome means to the operator: removed, not there (412), or not
+/// committed.
+pub fn removal_outcome(
+    outcome: Option<Result<PublishAccepted, Reject>>,
+) -> Result<bool, RemoveFailed> {
+    match outcome {
+        Some(Ok(_)) => Ok(true),
+        Some(Err(r)) if r.status == 412 => Ok(false),
+        _ => Err(RemoveFailed),
     }
 }

@@ -40,6 +40,7 @@ use super::publication::PublishKind;
 use super::watcher::new_watcher_id;
 use crate::config::RegistrationState;
 use crate::events::publications::{Plan, Publications};
+use crate::inspect::{Inspect, PresentityReport, PublicationReport, Renotify};
 use crate::sip::dispatcher::Reply;
 use crate::sip::Reject;
 use crate::store::{unix_now, Change, Persist, PublicationRow};
@@ -846,7 +847,7 @@ impl Handler<RestorePublication> for Presentity {
             content_type: msg.content_type,
         };
         self.publications
-            .insert(msg.etag, publication, msg.seq, timer);
+            .insert(msg.etag, publication, msg.seq, msg.expires, timer);
         self.changed();
         self.check_idle();
     }
@@ -948,5 +949,47 @@ impl Handler<Stop> for Presentity {
         if self.is_empty() {
             ctx.stop();
         }
+    }
+}
+
+impl Handler<Inspect> for Presentity {
+    type Result = MessageResult<Inspect>;
+
+    fn handle(&mut self, _msg: Inspect, _ctx: &mut Self::Context) -> Self::Result {
+        if self.stale {
+            self.rebuild();
+        }
+        let now = Instant::now();
+        let mut publications: Vec<PublicationReport> = self
+            .publications
+            .iter()
+            .map(|(etag, p)| PublicationReport {
+                package: PRESENCE_PACKAGE,
+                etag: etag.clone(),
+                content_type: p.body.content_type.clone(),
+                expires_in: p.expires_at.saturating_duration_since(now).as_secs(),
+            })
+            .collect();
+        publications.sort_by(|a, b| a.etag.cmp(&b.etag));
+        MessageResult(PresentityReport {
+            publications,
+            document: String::from_utf8_lossy(&self.current.body).into_owned(),
+            watchers: self.watchers.len() + self.held.len(),
+        })
+    }
+}
+
+impl Handler<Renotify> for Presentity {
+    type Result = bool;
+
+    fn handle(&mut self, _msg: Renotify, ctx: &mut Self::Context) -> bool {
+        // What the users database says may have changed too.
+        self.ask(true, ctx);
+        self.rebuild();
+        for w in self.watchers.values() {
+            // do_send: one per watcher per operator request.
+            w.do_send(PresenceChanged(self.current.clone()));
+        }
+        true
     }
 }

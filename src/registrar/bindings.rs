@@ -16,6 +16,7 @@ use log::{debug, info, warn};
 use crate::awaiting::{Awaiting, Deferred};
 use crate::events::reg::{self, ContactEvent, RegContact};
 use crate::events::source::{FetchState, SourcedState, StateSourced};
+use crate::inspect::{BindingReport, InspectBindings};
 use crate::metrics::metrics;
 use crate::presence::agent::{BindingsChanged, PresenceAgent};
 use crate::presence::aor::Aor;
@@ -516,5 +517,27 @@ impl Handler<FetchState> for Registrar {
             seq: self.reg_seq,
             body: self.reg_document(&msg.aor, &[]),
         })
+    }
+}
+
+impl Handler<InspectBindings> for Registrar {
+    type Result = MessageResult<InspectBindings>;
+
+    fn handle(&mut self, msg: InspectBindings, _ctx: &mut Self::Context) -> Self::Result {
+        let now = Instant::now();
+        MessageResult(
+            self.bindings
+                .get(&msg.0)
+                .into_iter()
+                .flatten()
+                .map(|b| BindingReport {
+                    contact: b.contact.uri.to_string(),
+                    expires_in: b.expires_at.saturating_duration_since(now).as_secs(),
+                    q: b.q,
+                    call_id: b.call_id.clone(),
+                    cseq: b.cseq,
+                })
+                .collect(),
+        )
     }
 }
