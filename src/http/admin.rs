@@ -60,14 +60,40 @@ fn same_secret(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// The actors, once the request carries the token; else the answer.
-fn authorize<'a>(
-    req: &HttpRequest,
-    state: &'a AdminState,
-) -> Result<&'a AdminTargets, HttpResponse> {
-    use actix_web::http::StatusCode;
+/// Why a request is refused before its handler's work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    /// The API is off (no token configured).
+    Off,
+    /// No token, or the wrong one.
+    Unauthorized,
+    /// The actors are not running yet.
+    Starting,
+    /// The path's AOR is not one.
+    BadAor,
+}
+
+impl Refusal {
+    fn response(self) -> HttpResponse {
+        use actix_web::http::StatusCode;
+        match self {
+            Refusal::Off => HttpResponse::NotFound().finish(),
+            Refusal::Unauthorized => HttpResponse::Unauthorized()
+                .insert_header((header::WWW_AUTHENTICATE, "Bearer realm=\"presenced\""))
+                .json(json!({ "error": "a valid bearer token is required" })),
+            Refusal::Starting => error(StatusCode::SERVICE_UNAVAILABLE, "starting"),
+            Refusal::BadAor => error(
+                StatusCode::BAD_REQUEST,
+                "not a SIP AOR (sip:user@domain, percent-encoded)",
+            ),
+        }
+    }
+}
+
+/// The actors, once the request carries the token.
+fn authorize<'a>(req: &HttpRequest, state: &'a AdminState) -> Result<&'a AdminTargets, Refusal> {
     if state.token.is_empty() {
-        return Err(HttpResponse::NotFound().finish());
+        return Err(Refusal::Off);
     }
     let given = req
         .headers()
@@ -76,23 +102,13 @@ fn authorize<'a>(
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or_default();
     if !same_secret(given.trim().as_bytes(), state.token.as_bytes()) {
-        return Err(HttpResponse::Unauthorized()
-            .insert_header((header::WWW_AUTHENTICATE, "Bearer realm=\"presenced\""))
-            .json(json!({ "error": "a valid bearer token is required" })));
+        return Err(Refusal::Unauthorized);
     }
-    state
-        .targets
-        .get()
-        .ok_or_else(|| error(StatusCode::SERVICE_UNAVAILABLE, "starting"))
+    state.targets.get().ok_or(Refusal::Starting)
 }
 
-fn aor_of(text: &str) -> Result<Aor, HttpResponse> {
-    Aor::parse(text).ok_or_else(|| {
-        error(
-            actix_web::http::StatusCode::BAD_REQUEST,
-            "not a SIP AOR (sip:user@domain, percent-encoded)",
-        )
-    })
+fn aor_of(text: &str) -> Result<Aor, Refusal> {
+    Aor::parse(text).ok_or(Refusal::BadAor)
 }
 
 fn unavailable() -> HttpResponse {
@@ -104,8 +120,8 @@ fn unavailable() -> HttpResponse {
 
 /// `GET /admin/v1/openapi.json`.
 async fn openapi(req: HttpRequest, state: web::Data<AdminState>) -> HttpResponse {
-    if let Err(answer) = authorize(&req, &state) {
-        return answer;
+    if let Err(refusal) = authorize(&req, &state) {
+        return refusal.response();
     }
     HttpResponse::Ok()
         .content_type("application/json")
@@ -131,7 +147,7 @@ struct PresentityPage {
 async fn presentities(req: HttpRequest, state: web::Data<AdminState>) -> HttpResponse {
     let targets = match authorize(&req, &state) {
         Ok(t) => t,
-        Err(answer) => return answer,
+        Err(refusal) => return refusal.response(),
     };
     // Read after the token check, so that a caller without it learns nothing from a 400.
     let page = match web::Query::<Page>::from_query(req.query_string()) {
@@ -181,11 +197,11 @@ async fn presentity(
 ) -> HttpResponse {
     let targets = match authorize(&req, &state) {
         Ok(t) => t,
-        Err(answer) => return answer,
+        Err(refusal) => return refusal.response(),
     };
     let aor = match aor_of(&path) {
         Ok(a) => a,
-        Err(answer) => return answer,
+        Err(refusal) => return refusal.response(),
     };
     let presence = targets.presence.send(InspectPresentity(aor.clone()));
     let others = targets.events.send(InspectResources(aor.clone()));
@@ -222,12 +238,12 @@ async fn remove_publication(
 ) -> HttpResponse {
     let targets = match authorize(&req, &state) {
         Ok(t) => t,
-        Err(answer) => return answer,
+        Err(refusal) => return refusal.response(),
     };
     let (aor, etag) = path.into_inner();
     let aor = match aor_of(&aor) {
         Ok(a) => a,
-        Err(answer) => return answer,
+        Err(refusal) => return refusal.response(),
     };
     let removal = RemovePublication {
         aor: aor.clone(),
@@ -261,11 +277,11 @@ async fn renotify(
 ) -> HttpResponse {
     let targets = match authorize(&req, &state) {
         Ok(t) => t,
-        Err(answer) => return answer,
+        Err(refusal) => return refusal.response(),
     };
     let aor = match aor_of(&path) {
         Ok(a) => a,
-        Err(answer) => return answer,
+        Err(refusal) => return refusal.response(),
     };
     match targets.presence.send(Renotify(aor)).await {
         Ok(true) => HttpResponse::NoContent().finish(),
@@ -277,7 +293,7 @@ async fn renotify(
 /// A method a path does not take: 405 (401 first without the token).
 async fn not_allowed(req: HttpRequest, state: web::Data<AdminState>) -> HttpResponse {
     match authorize(&req, &state) {
-        Err(answer) => answer,
+        Err(refusal) => refusal.response(),
         Ok(_) => error(
             actix_web::http::StatusCode::METHOD_NOT_ALLOWED,
             "method not allowed here",
@@ -318,7 +334,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .default_service(web::to(
                 |req: HttpRequest, state: web::Data<AdminState>| async move {
                     match authorize(&req, &state) {
-                        Err(answer) => answer,
+                        Err(refusal) => refusal.response(),
                         Ok(_) => HttpResponse::NotFound().finish(),
                     }
                 },
