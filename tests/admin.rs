@@ -9,6 +9,7 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::process::Command;
 
 use common::*;
 
@@ -293,5 +294,41 @@ fn the_served_openapi_document_describes_what_the_server_answers() -> TestResult
             );
         }
     }
+    Ok(())
+}
+
+#[test]
+fn schemathesis_finds_the_server_true_to_its_openapi_document() -> TestResult {
+    let server = server();
+    let http = server.http.unwrap();
+    let w = UdpUa::new(server.udp);
+    publish(
+        &w,
+        ALICE,
+        "presence",
+        "application/pidf+xml",
+        &pidf(ALICE, "open"),
+    );
+    // A schema-driven tester (schemathesis, from PyPI; the test command installs it) calls
+    // every operation with examples, edge cases and fuzzed values, and checks each answer
+    // against the document: statuses, bodies, rejected invalid input, 405 with Allow.
+    let out = Command::new("python3")
+        .args(["-m", "schemathesis.cli", "run"])
+        .arg(format!("http://{http}/admin/v1/openapi.json"))
+        .args(["--header", &format!("Authorization: Bearer {TOKEN}")])
+        .args(["--max-examples", "25", "--seed", "1"])
+        .output()
+        .expect("python3 must be installed");
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !report.contains("No module named"),
+        "schemathesis must be installed (python3 -m pip install schemathesis): {report}"
+    );
+    assert!(out.status.success(), "{report}");
+    assert!(report.contains("passed"), "{report}");
     Ok(())
 }

@@ -290,15 +290,18 @@ async fn renotify(
     }
 }
 
-/// A method a path does not take: 405 (401 first without the token).
-async fn not_allowed(req: HttpRequest, state: web::Data<AdminState>) -> HttpResponse {
-    match authorize(&req, &state) {
-        Err(refusal) => refusal.response(),
-        Ok(_) => error(
-            actix_web::http::StatusCode::METHOD_NOT_ALLOWED,
-            "method not allowed here",
-        ),
-    }
+/// A method a path does not take: 405 with the one it does (401 first without the token).
+fn not_allowed(allow: &'static str) -> actix_web::Route {
+    web::to(
+        move |req: HttpRequest, state: web::Data<AdminState>| async move {
+            match authorize(&req, &state) {
+                Err(refusal) => refusal.response(),
+                Ok(_) => HttpResponse::MethodNotAllowed()
+                    .insert_header((header::ALLOW, allow))
+                    .json(json!({ "error": "method not allowed here" })),
+            }
+        },
+    )
 }
 
 /// Adds the routes under `/admin/v1`.
@@ -308,27 +311,27 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(
                 web::resource("/openapi.json")
                     .get(openapi)
-                    .default_service(web::to(not_allowed)),
+                    .default_service(not_allowed("GET")),
             )
             .service(
                 web::resource("/presentities")
                     .get(presentities)
-                    .default_service(web::to(not_allowed)),
+                    .default_service(not_allowed("GET")),
             )
             .service(
                 web::resource("/presentities/{aor}")
                     .get(presentity)
-                    .default_service(web::to(not_allowed)),
+                    .default_service(not_allowed("GET")),
             )
             .service(
                 web::resource("/presentities/{aor}/publications/{etag}")
                     .delete(remove_publication)
-                    .default_service(web::to(not_allowed)),
+                    .default_service(not_allowed("DELETE")),
             )
             .service(
                 web::resource("/presentities/{aor}/notify")
                     .post(renotify)
-                    .default_service(web::to(not_allowed)),
+                    .default_service(not_allowed("POST")),
             )
             // Anything else under the scope: 404 (or 401 first when the API is on).
             .default_service(web::to(
