@@ -128,11 +128,8 @@ fn presentities_are_paged_shown_whole_and_operated_on() -> TestResult {
         "application/pidf+xml",
         &pidf(BOB, "closed"),
     );
-    let lamp =
-        "<?xml version=\"1.0\"?>\n<dialog-info xmlns=\"urn:ietf:params:xml:ns:dialog-info\" \
-                version=\"0\" state=\"full\" entity=\"sip:alice@example.org\"><dialog id=\"c1\">\
-                <state>confirmed</state></dialog></dialog-info>";
-    let lamp_etag = publish(&w, ALICE, "dialog", "application/dialog-info+xml", lamp)
+    let lamp = dialog_info(ALICE, "c1", "confirmed");
+    let lamp_etag = publish(&w, ALICE, "dialog", "application/dialog-info+xml", &lamp)
         .header("SIP-ETag")
         .unwrap()
         .to_owned();

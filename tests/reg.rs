@@ -156,12 +156,7 @@ fn registration_state_follows_the_registrar_and_only_its_owner_may_watch() -> Te
         "one version per NOTIFY"
     );
 
-    let docs: Vec<(String, String)> = bodies
-        .into_iter()
-        .enumerate()
-        .map(|(i, b)| (format!("reg-{i}.xml"), b))
-        .collect();
-    lists::xmllint("reginfo.xsd", &docs);
+    lists::xmllint_all("reginfo.xsd", bodies);
     Ok(())
 }
 
@@ -194,10 +189,7 @@ fn reg_and_dialog_subscriptions_survive_kill_9_with_higher_versions() -> TestRes
         lamp.send(&blf.build());
         lamp.expect_status(200);
         lamp.expect_notify();
-        let call =
-            "<?xml version=\"1.0\"?>\n<dialog-info xmlns=\"urn:ietf:params:xml:ns:dialog-info\" \
-             version=\"0\" state=\"full\" entity=\"sip:200@example.org\"><dialog id=\"c1\">\
-             <state>confirmed</state></dialog></dialog-info>";
+        let call = dialog_info("sip:200@example.org", "c1", "confirmed");
         let mut proxy = UdpUa::new(server.udp);
         let publish = proxy
             .new_request("PUBLISH", "sip:200@example.org")

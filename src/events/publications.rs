@@ -15,6 +15,7 @@ use actix::SpawnHandle;
 use log::warn;
 
 use crate::metrics::metrics;
+use crate::presence::presentity::PublishAccepted;
 use crate::presence::publication::{new_entity_tag, PublishKind};
 use crate::sip::Reject;
 
@@ -91,6 +92,23 @@ impl<B> Drop for Publications<B> {
         if !self.entries.is_empty() {
             self.gauge()
                 .dec_by(i64::try_from(self.entries.len()).unwrap_or(i64::MAX));
+        }
+    }
+}
+
+impl<B> Plan<B> {
+    /// What the 2xx says once the plan is committed: the new entity-tag and expiry, or none
+    /// for a removal.
+    pub fn accepted(&self) -> PublishAccepted {
+        match self {
+            Plan::Remove { .. } => PublishAccepted {
+                etag: None,
+                expires: 0,
+            },
+            Plan::Put { etag, expires, .. } => PublishAccepted {
+                etag: Some(etag.clone()),
+                expires: *expires,
+            },
         }
     }
 }

@@ -26,7 +26,7 @@ use crate::inspect::{InspectPublications, PublicationReport};
 use crate::presence::aor::Aor;
 use crate::presence::document::{PresenceDocument, SharedDocument};
 use crate::presence::presentity::{
-    AddWatcher, PresenceChanged, PublishAccepted, PublishRespond, RemoveWatcher, Stop,
+    AddWatcher, PresenceChanged, PublishRespond, RemoveWatcher, Stop,
 };
 use crate::presence::publication::PublishKind;
 use crate::sip::Reject;
@@ -346,16 +346,7 @@ impl Handler<PublishState> for Resource {
                     ));
                     return;
                 }
-                let accepted = match &plan {
-                    Plan::Remove { .. } => PublishAccepted {
-                        etag: None,
-                        expires: 0,
-                    },
-                    Plan::Put { etag, expires, .. } => PublishAccepted {
-                        etag: Some(etag.clone()),
-                        expires: *expires,
-                    },
-                };
+                let accepted = plan.accepted();
                 let mut ended = act.publications.apply(plan, |etag, expires| {
                     Self::arm(etag.to_owned(), expires, ctx)
                 });

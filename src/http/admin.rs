@@ -111,6 +111,15 @@ fn aor_of(text: &str) -> Result<Aor, Refusal> {
     Aor::parse(text).ok_or(Refusal::BadAor)
 }
 
+/// The actors and the path's AOR, once the request carries the token.
+fn authorize_on<'a>(
+    req: &HttpRequest,
+    state: &'a AdminState,
+    aor: &str,
+) -> Result<(&'a AdminTargets, Aor), Refusal> {
+    Ok((authorize(req, state)?, aor_of(aor)?))
+}
+
 fn unavailable() -> HttpResponse {
     error(
         actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
@@ -195,12 +204,8 @@ async fn presentity(
     state: web::Data<AdminState>,
     path: web::Path<String>,
 ) -> HttpResponse {
-    let targets = match authorize(&req, &state) {
-        Ok(t) => t,
-        Err(refusal) => return refusal.response(),
-    };
-    let aor = match aor_of(&path) {
-        Ok(a) => a,
+    let (targets, aor) = match authorize_on(&req, &state, &path) {
+        Ok(both) => both,
         Err(refusal) => return refusal.response(),
     };
     let presence = targets.presence.send(InspectPresentity(aor.clone()));
@@ -236,13 +241,9 @@ async fn remove_publication(
     state: web::Data<AdminState>,
     path: web::Path<(String, String)>,
 ) -> HttpResponse {
-    let targets = match authorize(&req, &state) {
-        Ok(t) => t,
-        Err(refusal) => return refusal.response(),
-    };
     let (aor, etag) = path.into_inner();
-    let aor = match aor_of(&aor) {
-        Ok(a) => a,
+    let (targets, aor) = match authorize_on(&req, &state, &aor) {
+        Ok(both) => both,
         Err(refusal) => return refusal.response(),
     };
     let removal = RemovePublication {
@@ -275,12 +276,8 @@ async fn renotify(
     state: web::Data<AdminState>,
     path: web::Path<String>,
 ) -> HttpResponse {
-    let targets = match authorize(&req, &state) {
-        Ok(t) => t,
-        Err(refusal) => return refusal.response(),
-    };
-    let aor = match aor_of(&path) {
-        Ok(a) => a,
+    let (targets, aor) = match authorize_on(&req, &state, &path) {
+        Ok(both) => both,
         Err(refusal) => return refusal.response(),
     };
     match targets.presence.send(Renotify(aor)).await {

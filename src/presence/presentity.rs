@@ -740,29 +740,13 @@ impl Presentity {
         received_at: Instant,
         ctx: &mut Context<Self>,
     ) -> PublishAccepted {
-        let (accepted, modified) = match &plan {
+        let accepted = plan.accepted();
+        let modified = match &plan {
             Plan::Remove { etag } => {
                 debug!("presentity {}: publication {etag} removed", self.aor);
-                (
-                    PublishAccepted {
-                        etag: None,
-                        expires: 0,
-                    },
-                    true,
-                )
+                true
             }
-            Plan::Put {
-                etag,
-                expires,
-                modified,
-                ..
-            } => (
-                PublishAccepted {
-                    etag: Some(etag.clone()),
-                    expires: *expires,
-                },
-                *modified,
-            ),
+            Plan::Put { modified, .. } => *modified,
         };
         let ended = self.publications.apply(plan, |etag, expires| {
             Self::arm(etag.to_owned(), expires, ctx)

@@ -100,21 +100,8 @@ impl Method {
     /// The method token.
     pub fn as_str(&self) -> &str {
         match self {
-            Self::Register => "REGISTER",
-            Self::Subscribe => "SUBSCRIBE",
-            Self::Notify => "NOTIFY",
-            Self::Publish => "PUBLISH",
-            Self::Options => "OPTIONS",
-            Self::Invite => "INVITE",
-            Self::Ack => "ACK",
-            Self::Bye => "BYE",
-            Self::Cancel => "CANCEL",
-            Self::Message => "MESSAGE",
-            Self::Info => "INFO",
-            Self::Prack => "PRACK",
-            Self::Refer => "REFER",
-            Self::Update => "UPDATE",
             Self::Extension(s) => s,
+            known => known.label(),
         }
     }
 }

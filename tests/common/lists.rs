@@ -167,6 +167,17 @@ pub fn xmllint(schema: &str, docs: &[(String, String)]) {
     );
 }
 
+/// Validates `bodies` with xmllint against a schema of tests/fixtures/schema, each in a file
+/// named after its place.
+pub fn xmllint_all(schema: &str, bodies: impl IntoIterator<Item = String>) {
+    let docs: Vec<(String, String)> = bodies
+        .into_iter()
+        .enumerate()
+        .map(|(i, b)| (format!("doc-{i}.xml"), b))
+        .collect();
+    xmllint(schema, &docs);
+}
+
 /// A captured request (a fixture) as this test's UA sends it: the client's address
 /// `client` replaced by `local` (Via, Contact) and the proxy's Route dropped; the body as
 /// captured, byte for byte.

@@ -708,3 +708,13 @@ pub fn http_get(addr: SocketAddr, path: &str) -> (u16, Vec<(String, String)>, St
         .collect();
     (status, headers, body.to_owned())
 }
+
+/// A full-state dialog-info document (RFC 4235) of `entity` with one dialog `id` in `state`, as
+/// a PBX publishes it (`version` 0).
+pub fn dialog_info(entity: &str, id: &str, state: &str) -> String {
+    format!(
+        "<?xml version=\"1.0\"?>\n<dialog-info xmlns=\"urn:ietf:params:xml:ns:dialog-info\" \
+         version=\"0\" state=\"full\" entity=\"{entity}\"><dialog id=\"{id}\"><state>{state}</state>\
+         </dialog></dialog-info>"
+    )
+}
