@@ -84,7 +84,7 @@ max_tcp_connections = 20000
 [store]
 url = "$url"
 [log]
-level = "warn,presenced::app=info,presenced::http=info,presenced::presence::registry=info"
+level = "warn,presenced::app=info,presenced::http=info,presenced::presence::agent=info"
 [http]
 listen = $http_listen
 EOF
