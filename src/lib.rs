@@ -19,7 +19,8 @@
 //! - [`presence`]: presentities, watchers, PUBLISH, PIDF and aggregation.
 //! - [`events`]: the event packages beyond presence (dialog, message-summary, reg), on one
 //!   package-independent machinery.
-//! - [`http`]: the HTTP side: health checks and metrics.
+//! - [`http`]: the HTTP side: health checks, metrics and the admin API.
+//! - [`inspect`]: what the admin API asks of the actors and has them do.
 //! - [`metrics`]: the counters, gauges and histograms presenced keeps about itself.
 //! - [`registrar`]: REGISTER bindings, fed to presentities as messages.
 //! - [`rls`]: resource list subscriptions (RFC 4662): request-contained (RFC 5367) and

@@ -1,15 +1,17 @@
-//! `Watcher<V>`: one actor per presence subscription (dialog plus Event `id`).
+//! `Watcher<V>`: one actor per subscription (dialog plus Event `id`), of any event package.
 //!
 //! Owns: the subscription's dialog (a [`SubscriptionDialog`], with the local CSeq and its
 //! stored high-water mark), its expiry and state, and its NOTIFYs: built here, sent as client
-//! transactions through the dispatcher, one at a time, deflated when the SUBSCRIBE allowed it.
-//! What a NOTIFY carries comes from its [`NotifyView`] (`view`): one presentity's document
-//! (`view::PresentityView`, a plain subscription) or a resource list (`rls::ListView`, a list
-//! subscription). Changes that arrive while a NOTIFY is outstanding are coalesced: the next
-//! NOTIFY carries the latest state. Created by the `PresenceAgent` (plain) or
-//! `rls::SubscribeRouter` (lists) for an accepted SUBSCRIBE; receives in-dialog SUBSCRIBEs through the dispatcher's dialog table. Stops after its final
+//! transactions through the dispatcher, one at a time, deflated when the SUBSCRIBE allowed it;
+//! and what it counts in the metrics (its subscription, NOTIFYs sent and failed, the latency of
+//! a change). What a NOTIFY carries comes from its [`NotifyView`] (`view`): one presentity's
+//! document (`view::PresentityView`), a package's resource (`events::agent::ResourceView`) or a
+//! resource list (`rls::ListView`). Changes that arrive while a NOTIFY is outstanding are
+//! coalesced: the next NOTIFY carries the latest state. Created by the `PresenceAgent`, the
+//! `EventAgent` or `rls::SubscribeRouter` for an accepted SUBSCRIBE (or a recovered one);
+//! receives in-dialog SUBSCRIBEs through the dispatcher's dialog table. Stops after its final
 //! NOTIFY (expiry, unsubscribe), or when a NOTIFY gets 481, times out, or fails; unregisters
-//! from the dispatcher and detaches its view from the presentities in `stopping()`.
+//! from the dispatcher and detaches its view in `stopping()`.
 //!
 //! ```text
 //!     200 sent + view due ──► NOTIFY(active) ──► [in flight] ──2xx──► idle
