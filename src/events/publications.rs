@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use actix::SpawnHandle;
 use log::warn;
 
+use crate::inspect::PublicationReport;
 use crate::metrics::metrics;
 use crate::presence::presentity::PublishAccepted;
 use crate::presence::publication::{new_entity_tag, PublishKind};
@@ -234,6 +235,24 @@ impl<B> Publications<B> {
     /// The live publications, by entity-tag, in no order.
     pub fn iter(&self) -> impl Iterator<Item = (&String, &Published<B>)> {
         self.entries.iter()
+    }
+
+    /// The live publications as the admin API shows them, by entity-tag; `content_type` says
+    /// each one's media type.
+    pub fn reports(&self, content_type: impl Fn(&B) -> String) -> Vec<PublicationReport> {
+        let now = Instant::now();
+        let mut out: Vec<PublicationReport> = self
+            .entries
+            .iter()
+            .map(|(etag, p)| PublicationReport {
+                package: self.package,
+                etag: etag.clone(),
+                content_type: content_type(&p.body),
+                expires_in: p.expires_at.saturating_duration_since(now).as_secs(),
+            })
+            .collect();
+        out.sort_by(|a, b| a.etag.cmp(&b.etag));
+        out
     }
 
     /// The live publications with their entity-tags, newest modification first.

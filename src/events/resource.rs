@@ -22,7 +22,7 @@ use super::agent::{EventAgent, ResourceIdle};
 use super::package::EventPackage;
 use super::publications::{Plan, Publications};
 use super::source::{FetchState, SourcedState};
-use crate::inspect::{InspectPublications, PublicationReport};
+use crate::inspect::InspectPublications;
 use crate::presence::aor::Aor;
 use crate::presence::document::{PresenceDocument, SharedDocument};
 use crate::presence::presentity::{
@@ -411,24 +411,12 @@ impl Handler<InspectPublications> for Resource {
     type Result = MessageResult<InspectPublications>;
 
     fn handle(&mut self, _msg: InspectPublications, _ctx: &mut Self::Context) -> Self::Result {
-        let now = Instant::now();
         let content_type = self
             .package
             .publish_types()
             .first()
             .copied()
             .unwrap_or_default();
-        let mut out: Vec<PublicationReport> = self
-            .publications
-            .iter()
-            .map(|(etag, p)| PublicationReport {
-                package: self.package.name(),
-                etag: etag.clone(),
-                content_type: content_type.to_owned(),
-                expires_in: p.expires_at.saturating_duration_since(now).as_secs(),
-            })
-            .collect();
-        out.sort_by(|a, b| a.etag.cmp(&b.etag));
-        MessageResult(out)
+        MessageResult(self.publications.reports(|_| content_type.to_owned()))
     }
 }

@@ -40,7 +40,7 @@ use super::publication::PublishKind;
 use super::watcher::new_watcher_id;
 use crate::config::RegistrationState;
 use crate::events::publications::{Plan, Publications};
-use crate::inspect::{Inspect, PresentityReport, PublicationReport, Renotify};
+use crate::inspect::{Inspect, PresentityReport, Renotify};
 use crate::sip::dispatcher::Reply;
 use crate::sip::Reject;
 use crate::store::{unix_now, Change, Persist, PublicationRow};
@@ -943,20 +943,8 @@ impl Handler<Inspect> for Presentity {
         if self.stale {
             self.rebuild();
         }
-        let now = Instant::now();
-        let mut publications: Vec<PublicationReport> = self
-            .publications
-            .iter()
-            .map(|(etag, p)| PublicationReport {
-                package: PRESENCE_PACKAGE,
-                etag: etag.clone(),
-                content_type: p.body.content_type.clone(),
-                expires_in: p.expires_at.saturating_duration_since(now).as_secs(),
-            })
-            .collect();
-        publications.sort_by(|a, b| a.etag.cmp(&b.etag));
         MessageResult(PresentityReport {
-            publications,
+            publications: self.publications.reports(|p| p.content_type.clone()),
             document: String::from_utf8_lossy(&self.current.body).into_owned(),
             watchers: self.watchers.len() + self.held.len(),
         })
